@@ -1,0 +1,3 @@
+"""scpln Planning Hub."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,267 @@
+"""The planning pipeline: inputs -> aggregate -> allocate -> anchor -> MRP -> capacity -> levels -> report.
+
+Owns the order of the stages and the translation of stage results into the artifact documents of the
+plan content. Pure: no database, web or file access (``plan_input_set`` only reads the input set).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.planning import documents as docs
+from app.planning.aggregate import plan_aggregate
+from app.planning.allocate import allocate_to_weeks
+from app.planning.anchor import apply_anchor, boundary_summary, week_zones
+from app.planning.capacity import reconcile_capacity
+from app.planning.inputs import load_input_set
+from app.planning.levels import reconcile_levels
+from app.planning.model import (
+    VERSION_ID_RE,
+    AggregateResult,
+    AllocationResult,
+    CapacityResult,
+    MrpResult,
+    PlanContent,
+    PlanInputs,
+    PlanParams,
+)
+from app.planning.mrp import fg_gross_from_buckets, run_mrp
+from app.planning.report import build_exceptions, compute_kpis, report_csv, report_rows, weekly_summary_rows
+
+#: Stage names in order, as reported to progress callbacks.
+STAGES = ("aggregate", "allocate", "anchor", "mrp", "capacity", "levels", "report", "documents")
+
+Progress = Callable[[str, int], None]
+
+
+def new_version_id(now: dt.datetime | None = None) -> str:
+    """``v<YYYYMMDD-HHMMSS>-<6 hex>`` in UTC."""
+    now = now or dt.datetime.now(dt.UTC)
+    return f"v{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def check_version_id(version_id: str) -> str:
+    if not VERSION_ID_RE.match(version_id or ""):
+        raise ValueError(
+            f"invalid version id {version_id!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return version_id
+
+
+@dataclass
+class StageResults:
+    """Every stage's result, kept for callers that want more than the documents (benchmarks, tests)."""
+
+    aggregate: AggregateResult
+    allocation: AllocationResult
+    anchor_log: list[dict[str, Any]]
+    fg_gross: np.ndarray
+    mrp: MrpResult
+    capacity: CapacityResult
+    reconciliation: dict[str, Any]
+    exceptions: list[dict[str, Any]]
+    kpis: list[dict[str, Any]]
+    report: list[dict[str, Any]]
+
+
+def run_stages(
+    inputs: PlanInputs, params: PlanParams, locks: dict | None = None, progress: Progress | None = None
+) -> StageResults:
+    """Run every stage on validated inputs."""
+    step = _stepper(progress)
+    step("aggregate")
+    agg = plan_aggregate(inputs, params)
+    step("allocate")
+    alloc = allocate_to_weeks(inputs, agg, params, locks=locks)
+    step("anchor")
+    agg, alloc, anchor_log = apply_anchor(inputs, agg, alloc, params, locks=locks)
+    step("mrp")
+    fg_gross = fg_gross_from_buckets(inputs.calendar, alloc.demand)
+    mrp = run_mrp(inputs, fg_gross, params)
+    step("capacity")
+    cap = reconcile_capacity(inputs, mrp, fg_gross, params, week_zones(inputs.calendar, params))
+    step("levels")
+    recon = reconcile_levels(inputs, agg, alloc, cap, params)
+    step("report")
+    exceptions = build_exceptions(inputs, agg, alloc, mrp, cap, recon, params)
+    kpis = compute_kpis(inputs, alloc, mrp, cap, exceptions, params)
+    report = report_rows(inputs, alloc, cap, params)
+    return StageResults(agg, alloc, anchor_log, fg_gross, mrp, cap, recon, exceptions, kpis, report)
+
+
+def run_pipeline(
+    inputs: PlanInputs,
+    params: PlanParams | None = None,
+    version_id: str | None = None,
+    locks: dict | None = None,
+    progress: Progress | None = None,
+) -> PlanContent:
+    """Plan validated inputs and return the plan content (every artifact document)."""
+    params = params or PlanParams()
+    version_id = check_version_id(version_id) if version_id else new_version_id()
+    results = run_stages(inputs, params, locks, progress)
+    if progress:
+        progress("documents", 95)
+    content = build_content(inputs, params, version_id, results)
+    if progress:
+        progress("done", 100)
+    return content
+
+
+def plan_input_set(
+    path: str | Path,
+    params: PlanParams | None = None,
+    version_id: str | None = None,
+    label: str | None = None,
+    progress: Progress | None = None,
+) -> PlanContent:
+    """Load, validate and plan an input set folder. Raises ``InputError`` on bad input."""
+    inputs = load_input_set(path, label=label)
+    return run_pipeline(inputs, params, version_id, progress=progress)
+
+
+def _stepper(progress: Progress | None) -> Callable[[str], None]:
+    def step(name: str) -> None:
+        if progress:
+            progress(name, int(90 * STAGES.index(name) / len(STAGES)))
+
+    return step
+
+
+# --------------------------------------------------------------------------------------------------
+# Documents
+
+
+def build_content(inputs: PlanInputs, params: PlanParams, version_id: str, r: StageResults) -> PlanContent:
+    p = params.to_dict()
+    cal = inputs.calendar
+    documents: dict[str, Any] = {
+        "aggregate.json": docs.document(version_id, p, aggregate_rows(inputs, r.aggregate)),
+        "sku_week.json": docs.document(version_id, p, sku_week_rows(inputs, r.allocation)),
+        "mrp.json": docs.document(version_id, p, mrp_rows(inputs, r.mrp)),
+        "plan_final.json": docs.document(
+            version_id,
+            p,
+            final_rows(inputs, r.mrp, r.capacity),
+            weekly_summary=weekly_summary_rows(inputs, r.capacity),
+            anchor_log=r.anchor_log,
+            kpis=r.kpis,
+            boundary_summary=boundary_summary(cal, params),
+            reconcile_params={"prebuild_weeks": params.prebuild_weeks, "lt_unit": params.lt_unit},
+        ),
+        "reconciliation_log.json": docs.document(
+            version_id,
+            p,
+            r.reconciliation["rows"],
+            tolerance=r.reconciliation["tolerance"],
+            summary=r.reconciliation["summary"],
+        ),
+        "exceptions.json": docs.document(version_id, p, r.exceptions),
+        "report.csv": report_csv(r.report),
+    }
+    return PlanContent(version_id=version_id, params=p, documents=documents)
+
+
+def _rows(keys: tuple[str, ...], columns: list[list[Any]]) -> list[dict[str, Any]]:
+    return [dict(zip(keys, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def aggregate_rows(inputs: PlanInputs, agg: AggregateResult) -> list[dict[str, Any]]:
+    f_n, p_n = agg.demand.shape
+    fam = np.repeat(np.arange(f_n), p_n)
+    per = np.tile(np.arange(p_n), f_n)
+    cols = [
+        [inputs.families[i] for i in fam.tolist()],
+        [inputs.calendar.periods[i] for i in per.tolist()],
+        *(
+            docs.num_list(getattr(agg, k).ravel())
+            for k in ("demand", "supply", "backlog", "inventory_open", "inventory_close", "prebuild")
+        ),
+        docs.num_list(np.tile(agg.capacity_total, f_n)),
+        docs.num_list(np.tile(agg.capacity_used, f_n)),
+    ]
+    return _rows(tuple(docs.AGGREGATE_ROW), cols)
+
+
+def sku_week_rows(inputs: PlanInputs, alloc: AllocationResult) -> list[dict[str, Any]]:
+    """One row per (SKU, bucket): SKU-major, buckets in date order."""
+    cal = inputs.calendar
+    s_n, b_n = alloc.demand.shape
+    sku = np.repeat(np.arange(s_n), b_n)
+    bucket = np.tile(np.arange(b_n), s_n)
+    periods = [b.period for b in cal.buckets]
+    weeks = [b.week for b in cal.buckets]
+    fam_of = [inputs.families[f] for f in inputs.sku_family.tolist()]
+    bl = bucket.tolist()
+    sl = sku.tolist()
+    cols = [
+        [fam_of[s] for s in sl],
+        [periods[b] for b in bl],
+        [inputs.skus[s] for s in sl],
+        [weeks[b] for b in bl],
+        docs.num_list(alloc.demand.ravel()),
+        docs.num_list(alloc.supply.ravel()),
+        docs.num_list(alloc.backlog.ravel()),
+    ]
+    return _rows(tuple(docs.SKU_WEEK_ROW), cols)
+
+
+def _mrp_columns(inputs: PlanInputs, mrp: MrpResult, past_due: np.ndarray) -> list[list[Any]]:
+    i_n, w_n = mrp.gross_req.shape
+    item = np.repeat(np.arange(i_n), w_n)
+    week = np.tile(np.arange(w_n), i_n)
+    il = item.tolist()
+    # The past-due flag sits on the item's week-1 row.
+    flag = np.zeros((i_n, w_n), dtype=bool)
+    flag[:, 0] = past_due
+    per_item = lambda arr: np.repeat(np.asarray(arr), w_n)  # noqa: E731
+    return [
+        [inputs.items[i] for i in il],
+        [inputs.calendar.weeks[w] for w in week.tolist()],
+        per_item(mrp.llc).astype(np.int64).tolist(),
+        *(
+            docs.num_list(getattr(mrp, k).ravel())
+            for k in (
+                "gross_req",
+                "scheduled_receipts",
+                "on_hand_start",
+                "net_req",
+                "planned_order_receipt",
+                "planned_order_release",
+                "on_hand_end",
+            )
+        ),
+        mrp.orders.astype(np.int64).ravel().tolist(),
+        per_item(mrp.lt_weeks).astype(np.int64).tolist(),
+        docs.num_list(per_item(inputs.item_lot)),
+        docs.num_list(per_item(inputs.item_moq)),
+        docs.num_list(per_item(inputs.item_safety_stock)),
+        flag.ravel().tolist(),
+    ]
+
+
+def mrp_rows(inputs: PlanInputs, mrp: MrpResult) -> list[dict[str, Any]]:
+    return _rows(tuple(docs.MRP_ROW), _mrp_columns(inputs, mrp, mrp.past_due))
+
+
+def final_rows(inputs: PlanInputs, mrp: MrpResult, cap: CapacityResult) -> list[dict[str, Any]]:
+    """plan_final rows: the MRP row as planned plus the capacity-adjusted receipts, releases and on-hand."""
+    w_n = mrp.gross_req.shape[1]
+    flag_adj = np.zeros_like(mrp.gross_req, dtype=bool)
+    flag_adj[:, 0] = cap.past_due_adj
+    cols = _mrp_columns(inputs, mrp, mrp.past_due) + [
+        docs.num_list(cap.planned_order_receipt_adj.ravel()),
+        docs.num_list(cap.planned_order_release_adj.ravel()),
+        docs.num_list(cap.on_hand_end_adj.ravel()),
+        cap.orders_adj.astype(np.int64).ravel().tolist(),
+        flag_adj.ravel().tolist(),
+    ]
+    assert w_n == len(inputs.calendar.weeks)
+    return _rows(tuple(docs.FINAL_ROW), cols)

@@ -1,0 +1,244 @@
+"""Level reconciliation: the feasible detail rolled up to (family, period) against the aggregate."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.planning.documents import RECON_ROW
+from app.planning.levels import compare_csv, compare_rows, detail_rollup, reconcile_levels
+from app.planning.model import (
+    AggregateResult,
+    AllocationResult,
+    Bucket,
+    Calendar,
+    CapacityResult,
+    PlanInputs,
+    PlanParams,
+)
+
+D = dt.date
+
+
+def three_week_calendar() -> Calendar:
+    """2026-W04 (all January), 2026-W05 split 6 days January / 1 day February, 2026-W06 (February)."""
+    buckets = [
+        Bucket("2026-01", "2026-W04", D(2026, 1, 19), D(2026, 1, 25), 7.0),
+        Bucket("2026-01", "2026-W05", D(2026, 1, 26), D(2026, 1, 31), 6.0),
+        Bucket("2026-02", "2026-W05", D(2026, 2, 1), D(2026, 2, 1), 1.0),
+        Bucket("2026-02", "2026-W06", D(2026, 2, 2), D(2026, 2, 8), 7.0),
+    ]
+    return Calendar(
+        ["2026-01", "2026-02"], [D(2026, 1, 19), D(2026, 2, 1)], [D(2026, 1, 31), D(2026, 2, 28)], buckets
+    )
+
+
+def make_inputs(
+    calendar: Calendar, families: list[str], sku_family: list[int], n_components: int = 0
+) -> PlanInputs:
+    n_sku = len(sku_family)
+    skus = [f"SKU{i}" for i in range(n_sku)]
+    n_items = n_sku + n_components
+    zeros = np.zeros(n_items, dtype=np.int64)
+    return PlanInputs(
+        label="test",
+        calendar=calendar,
+        families=families,
+        demand=np.zeros((len(families), calendar.n_periods)),
+        skus=skus,
+        sku_family=np.asarray(sku_family, dtype=np.int64),
+        sku_share=np.ones(n_sku),
+        workcenters=["WC"],
+        capacity=np.zeros((1, calendar.n_periods)),
+        routing=None,
+        items=skus + [f"C{i}" for i in range(n_components)],
+        item_lt=zeros,
+        item_lot=np.ones(n_items, dtype=np.int64),
+        item_moq=zeros,
+        item_safety_stock=zeros,
+        item_max_lot=zeros,
+        item_unit_cost=np.zeros(n_items),
+        on_hand=zeros,
+        scheduled_receipts=np.zeros((n_items, calendar.n_weeks), dtype=np.int64),
+        bom_parent=np.zeros(0, dtype=np.int64),
+        bom_child=np.zeros(0, dtype=np.int64),
+        bom_qty=np.zeros(0),
+        bom_scrap=np.zeros(0),
+    )
+
+
+def make_cap(receipts: np.ndarray) -> CapacityResult:
+    n_items, n_weeks = receipts.shape
+    week = np.zeros(n_weeks, dtype=np.int64)
+    return CapacityResult(
+        planned_order_receipt_adj=receipts,
+        planned_order_release_adj=receipts,
+        on_hand_end_adj=np.zeros_like(receipts),
+        orders_adj=np.zeros_like(receipts),
+        capacity=week,
+        original_load=week,
+        adjusted_load=week,
+        prebuild_in=week,
+        spill_in=week,
+        spill_out=week,
+        unplaced=np.zeros(n_items, dtype=np.int64),
+        past_due_adj=np.zeros(n_items, dtype=bool),
+        zone=[None] * n_weeks,
+    )
+
+
+def make_agg(demand: list[list[int]], supply: list[list[int]], backlog: list[list[int]]) -> AggregateResult:
+    shape = np.asarray(demand).shape
+    zero = np.zeros(shape, dtype=np.int64)
+    return AggregateResult(
+        demand=np.asarray(demand, dtype=np.int64),
+        supply=np.asarray(supply, dtype=np.int64),
+        backlog=np.asarray(backlog, dtype=np.int64),
+        inventory_open=zero,
+        inventory_close=zero,
+        prebuild=zero,
+        capacity_total=np.zeros(shape[1]),
+        capacity_used=np.zeros(shape[1]),
+        unserved_end=np.zeros(shape[0], dtype=np.int64),
+    )
+
+
+def example() -> tuple[PlanInputs, AggregateResult, AllocationResult, CapacityResult]:
+    """F1 = {SKU0, SKU1}, F2 = {SKU2}, one component C0; buckets Jan-W04, Jan-W05, Feb-W05, Feb-W06.
+
+    Detail demand F1: Jan = SKU0 (10 + 6) + SKU1 (5 + 0) = 21, Feb = SKU0 (1 + 7) + SKU1 (0 + 5) = 13;
+    F2: Jan = 3 + 3 = 6, Feb = 0 + 4 = 4. Backlog: SKU0 has 2 in Feb-W06, so F1 Feb = 2.
+    Adjusted receipts per week F1 = SKU0 + SKU1 = [20, 15, 10], F2 = [5, 0, 3]; the component's 100s
+    are not finished goods. W05 splits 6:1: 15 * 6/7 = 12.86 and 15 * 1/7 = 2.14 -> 12 + 2 = 14, the
+    spare unit goes to the larger remainder (January) -> 13 / 2. Detail supply F1: Jan 20 + 13 = 33,
+    Feb 2 + 10 = 12; F2: Jan 5 + 0 = 5, Feb 0 + 3 = 3.
+    The aggregate says F1 Feb supply 10: delta 12 - 10 = 2, rel 2 / max(10, 12, 1) = 1/6.
+    """
+    inputs = make_inputs(three_week_calendar(), ["F1", "F2"], [0, 0, 1], n_components=1)
+    alloc = AllocationResult(
+        demand=np.array([[10, 6, 1, 7], [5, 0, 0, 5], [3, 3, 0, 4]]),
+        supply=np.zeros((3, 4), dtype=np.int64),
+        backlog=np.array([[0, 0, 0, 2], [0, 0, 0, 0], [0, 0, 0, 0]]),
+    )
+    cap = make_cap(np.array([[20, 15, 0], [0, 0, 10], [5, 0, 3], [100, 100, 100]]))
+    agg = make_agg(demand=[[21, 13], [6, 4]], supply=[[33, 10], [5, 3]], backlog=[[0, 2], [0, 0]])
+    return inputs, agg, alloc, cap
+
+
+def test_detail_rolls_up_to_family_and_period_with_split_week_receipts_by_weight():
+    inputs, _, alloc, cap = example()
+    det = detail_rollup(inputs, alloc, cap, PlanParams())
+    assert det["demand"].tolist() == [[21, 13], [6, 4]]
+    assert det["supply"].tolist() == [[33, 12], [5, 3]]
+    assert det["backlog"].tolist() == [[0, 2], [0, 0]]
+
+
+def test_reconciliation_log_flags_the_supply_difference():
+    inputs, agg, alloc, cap = example()
+    doc = reconcile_levels(inputs, agg, alloc, cap, PlanParams())
+    assert doc["tolerance"] == {"abs": 1e-6, "rel": 1e-6}
+    assert doc["summary"] == {"rows": 4, "violations": 1, "max_abs_delta": 2}
+    assert [(r["family"], r["period"], r["ok"]) for r in doc["rows"]] == [
+        ("F1", "2026-01", True),
+        ("F1", "2026-02", False),
+        ("F2", "2026-01", True),
+        ("F2", "2026-02", True),
+    ]
+    feb = doc["rows"][1]
+    assert set(feb) == set(RECON_ROW)
+    assert (feb["supply_agg"], feb["supply_det"], feb["supply_delta"]) == (10, 12, 2)
+    assert feb["supply_rel"] == 2 / 12
+    assert feb["supply_ok"] is False and feb["demand_ok"] is True and feb["backlog_ok"] is True
+    # Integral values follow the number rule: 0, not 0.0.
+    assert type(feb["demand_rel"]) is int and type(feb["supply_delta"]) is int
+
+
+def test_absolute_tolerance_accepts_a_small_delta():
+    inputs, agg, alloc, cap = example()
+    doc = reconcile_levels(inputs, agg, alloc, cap, PlanParams(tol_abs=2))
+    assert doc["summary"]["violations"] == 0
+    assert doc["tolerance"] == {"abs": 2, "rel": 1e-6}
+
+
+def test_relative_tolerance_accepts_a_proportional_delta():
+    inputs, agg, alloc, cap = example()
+    # rel = 1/6 = 0.1667 <= 0.2
+    doc = reconcile_levels(inputs, agg, alloc, cap, PlanParams(tol_rel=0.2))
+    assert doc["summary"]["violations"] == 0
+
+
+def test_compare_csv_lists_every_measure():
+    inputs, agg, alloc, cap = example()
+    doc = reconcile_levels(inputs, agg, alloc, cap, PlanParams())
+    assert compare_csv(doc) == (
+        "family,period,measure,agg,det,delta,rel,ok\n"
+        "F1,2026-01,demand,21,21,0,0,true\n"
+        "F1,2026-01,supply,33,33,0,0,true\n"
+        "F1,2026-01,backlog,0,0,0,0,true\n"
+        "F1,2026-02,demand,13,13,0,0,true\n"
+        "F1,2026-02,supply,10,12,2,0.16666666666666666,false\n"
+        "F1,2026-02,backlog,2,2,0,0,true\n"
+        "F2,2026-01,demand,6,6,0,0,true\n"
+        "F2,2026-01,supply,5,5,0,0,true\n"
+        "F2,2026-01,backlog,0,0,0,0,true\n"
+        "F2,2026-02,demand,4,4,0,0,true\n"
+        "F2,2026-02,supply,3,3,0,0,true\n"
+        "F2,2026-02,backlog,0,0,0,0,true\n"
+    )
+
+
+def test_compare_csv_violations_only_keeps_failing_measures():
+    inputs, agg, alloc, cap = example()
+    doc = reconcile_levels(inputs, agg, alloc, cap, PlanParams())
+    assert compare_csv(doc, violations_only=True) == (
+        "family,period,measure,agg,det,delta,rel,ok\nF1,2026-02,supply,10,12,2,0.16666666666666666,false\n"
+    )
+    assert compare_rows(doc, violations_only=True) == [
+        {
+            "family": "F1",
+            "period": "2026-02",
+            "measure": "supply",
+            "agg": 10,
+            "det": 12,
+            "delta": 2,
+            "rel": 2 / 12,
+            "ok": False,
+        }
+    ]
+
+
+def test_float_mode_splits_a_week_proportionally():
+    inputs, agg, alloc, cap = example()
+    cap.planned_order_receipt_adj = cap.planned_order_receipt_adj.astype(np.float64)
+    det = detail_rollup(inputs, alloc, cap, PlanParams(round_mode="none"))
+    # F1 W05 = 15 -> January 15 * 6/7, February 15 * 1/7.
+    np.testing.assert_allclose(det["supply"][0], [20 + 15 * 6 / 7, 15 / 7 + 10])
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_rollup_conserves_every_unit_and_matches_an_aggregate_built_from_it(data):
+    n_sku = data.draw(st.integers(1, 5))
+    n_fam = data.draw(st.integers(1, n_sku))
+    sku_family = sorted(data.draw(st.lists(st.integers(0, n_fam - 1), min_size=n_sku, max_size=n_sku)))
+    cal = three_week_calendar()
+    inputs = make_inputs(cal, [f"F{i}" for i in range(n_fam)], sku_family)
+
+    def cells(rows: int, cols: int) -> np.ndarray:
+        row = st.lists(st.integers(0, 1000), min_size=cols, max_size=cols)
+        return np.array(data.draw(st.lists(row, min_size=rows, max_size=rows)), dtype=np.int64)
+
+    alloc = AllocationResult(cells(n_sku, 4), cells(n_sku, 4), cells(n_sku, 4))
+    cap = make_cap(cells(n_sku, 3))
+    det = detail_rollup(inputs, alloc, cap, PlanParams())
+    assert det["demand"].sum() == alloc.demand.sum()
+    assert det["backlog"].sum() == alloc.backlog.sum()
+    assert det["supply"].sum() == cap.planned_order_receipt_adj.sum()
+    assert det["supply"].dtype.kind == "i"
+    agg = make_agg(det["demand"].tolist(), det["supply"].tolist(), det["backlog"].tolist())
+    doc = reconcile_levels(inputs, agg, alloc, cap, PlanParams())
+    assert doc["summary"] == {"rows": n_fam * 2, "violations": 0, "max_abs_delta": 0}
+    assert len(compare_rows(doc)) == 3 * n_fam * 2
