@@ -260,4 +260,5 @@ def reconcile_capacity(
         unplaced=unplaced,
         past_due_adj=adjusted.past_due,
         zone=list(week_zones) if week_zones is not None else [None] * n_weeks,
+        gross_req_adj=adjusted.gross_req,
     )

@@ -34,7 +34,7 @@ MRP_ROW = {
 }
 FINAL_ROW = {
     **MRP_ROW,
-    "planned_order_receipt_adj": "num", "planned_order_release_adj": "num",
+    "gross_req_adj": "num", "planned_order_receipt_adj": "num", "planned_order_release_adj": "num",
     "on_hand_end_adj": "num", "orders_adj": "int", "past_due_adj": "bool",
 }
 WEEKLY_SUMMARY_ROW = {

@@ -260,6 +260,7 @@ class CapacityResult:
     unplaced: np.ndarray  # [I] FG quantity left after the last week (exception, never dropped)
     past_due_adj: np.ndarray  # [I] bool after re-netting components
     zone: list[str | None]  # [Wk] near|at|far or None
+    gross_req_adj: np.ndarray | None = None  # [I, Wk] gross requirements after re-netting components
 
 
 @dataclass

@@ -256,7 +256,9 @@ def final_rows(inputs: PlanInputs, mrp: MrpResult, cap: CapacityResult) -> list[
     w_n = mrp.gross_req.shape[1]
     flag_adj = np.zeros_like(mrp.gross_req, dtype=bool)
     flag_adj[:, 0] = cap.past_due_adj
+    gross_adj = cap.gross_req_adj if cap.gross_req_adj is not None else mrp.gross_req
     cols = _mrp_columns(inputs, mrp, mrp.past_due) + [
+        docs.num_list(gross_adj.ravel()),
         docs.num_list(cap.planned_order_receipt_adj.ravel()),
         docs.num_list(cap.planned_order_release_adj.ravel()),
         docs.num_list(cap.on_hand_end_adj.ravel()),

@@ -1,0 +1,43 @@
+"""The artifacts codec: plan content <-> the documents of ``plan_artifacts`` (name -> text), losslessly.
+
+Owns which artifact names are plan content and how their text is made and read; the text itself is
+``app.planning.documents``' canonical form, so encoding is lossless by construction. Every document is
+validated on encode with the same rules as the PlanRepository codec, so a plan stored as artifacts can
+always be backfilled into rows. No I/O here: the plan store and the legacy helpers write the texts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from app.planning import documents as docs
+from app.planning.model import PlanContent
+from app.storage.codec_series import KNOWN_DOCUMENTS, validate_document
+
+
+def encode(content: PlanContent) -> dict[str, str]:
+    """Artifact name -> text for every document of the plan (PSI documents included when present)."""
+    texts: dict[str, str] = {}
+    for name in sorted(content.documents):
+        document = content.documents[name]
+        validate_document(name, document)
+        texts[name] = docs.artifact_text(name, document)
+    return texts
+
+
+def decode(version_id: str, texts: Mapping[str, str]) -> PlanContent:
+    """The plan content held by a version's artifacts. Names that are not plan artifacts are ignored;
+    the version's params are aggregate.json's (or the first JSON document's when it is missing)."""
+    documents = {
+        name: docs.parse_artifact(name, text) for name, text in texts.items() if name in KNOWN_DOCUMENTS
+    }
+    return PlanContent(version_id=version_id, params=_params(documents), documents=documents)
+
+
+def _params(documents: Mapping[str, Any]) -> dict[str, Any]:
+    names = sorted(
+        n for n, d in documents.items() if isinstance(d, dict) and isinstance(d.get("params"), dict)
+    )
+    names.sort(key=lambda n: n != "aggregate.json")
+    return dict(documents[names[0]]["params"]) if names else {}

@@ -1,0 +1,482 @@
+"""The PlanRepository codec: plan content <-> typed ``plan_series`` and ``plan_kpis`` rows, losslessly.
+
+Owns the mapping of every artifact row onto ``plan_series`` columns (``LEVELS``), the validation of
+documents against the row shapes of ``app.planning.documents`` (``validate_document``), and the exact
+rebuilding of every document from rows. It does no I/O: the plan store inserts ``SeriesRows`` in bulk
+and hands back what it selects, one level at a time in ``LEVEL_COLUMNS`` order.
+
+One ``plan_series`` row per artifact row, every field in a typed column; ``extra_json`` holds only a
+row's keys beyond its declared shape. Level ``meta`` holds one row per stored document (its name in
+``label``) with the document's small object-valued keys; ``psi`` holds the PSI documents whole until
+they move to ``plan_overrides``/``plan_override_events``. Quantities come back by the number rule.
+
+Hot paths work column-wise (``itemgetter``/``zip``/numpy) because a 10k-SKU plan has ~1.5M rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import repeat
+from operator import itemgetter
+from typing import Any, NoReturn
+
+import numpy as np
+
+from app.planning import documents as docs
+from app.planning.model import PSI_ARTIFACTS, SCHEMA_VERSION, PlanContent
+
+REPORT = "report.csv"
+HEADER_KEYS = ("schema_version", "version_id", "params")
+#: Largest integer a DOUBLE column holds exactly.
+MAX_EXACT_INT = 2**53
+
+Row = tuple[Any, ...]
+#: A validated table: its field columns in shape order, and per-row leftovers (None when no row has any).
+Table = tuple[list[Sequence[Any]], list[str | None] | None]
+
+
+@dataclass(frozen=True)
+class Level:
+    """One ``plan_series`` level: which table of which document it holds, and where each field goes."""
+
+    name: str
+    document: str
+    table: str  # "rows" or a list-valued key beside it
+    shape: Mapping[str, str]  # row key -> kind (documents.py)
+    columns_of: Mapping[str, str]  # row key -> plan_series column, when not the key itself
+    bucket_type: str
+    week_at_period: bool = False  # "week" is stored as "<week>@<period>"
+    period_is_bucket: bool = False  # "period" is copied into time_bucket_key too
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(self.shape)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The ``plan_series`` columns of this level's row tuples, in order."""
+        mapped = tuple(self.columns_of.get(k, k) for k in self.shape)
+        copy = ("time_bucket_key",) if self.period_is_bucket else ()
+        return ("seq", *mapped, *copy, "extra_json")
+
+
+_KEYED = {"family": "group_key", "period": "period_key"}
+_MRP = {"item": "item_key", "week": "time_bucket_key"}
+
+LEVELS: tuple[Level, ...] = (
+    Level("aggregate", "aggregate.json", "rows", docs.AGGREGATE_ROW, _KEYED, "month", period_is_bucket=True),
+    Level(
+        "det", "sku_week.json", "rows", docs.SKU_WEEK_ROW,
+        {**_KEYED, "sku": "item_key", "week": "time_bucket_key"}, "bucket", week_at_period=True,
+    ),
+    Level("mrp", "mrp.json", "rows", docs.MRP_ROW, _MRP, "week"),
+    Level("mrp_final", "plan_final.json", "rows", docs.FINAL_ROW, _MRP, "week"),
+    Level(
+        "weekly_summary", "plan_final.json", "weekly_summary", docs.WEEKLY_SUMMARY_ROW,
+        {"week": "time_bucket_key"}, "week",
+    ),
+    Level(
+        "anchor_log", "plan_final.json", "anchor_log", docs.ANCHOR_LOG_ROW,
+        {**_KEYED, "sku": "item_key", "week": "time_bucket_key", "before": "qty_before",
+         "after": "qty_after", "reason": "message"},
+        "week",
+    ),
+    Level("recon", "reconciliation_log.json", "rows", docs.RECON_ROW, _KEYED, "month", period_is_bucket=True),
+    Level(
+        "exception", "exceptions.json", "rows", docs.EXCEPTION_ROW,
+        {"type": "label", "item": "item_key", "family": "group_key", "start": "time_bucket_key",
+         "end": "time_bucket_end"},
+        "range",
+    ),
+    Level(
+        "report", REPORT, "rows", docs.REPORT_ROW,
+        {"type": "label", "week": "time_bucket_key", "supply_plan": "supply"}, "week",
+    ),
+)  # fmt: skip
+
+#: Levels holding a whole document per row: ``meta`` (small keys of each stored document) and ``psi``.
+DOCUMENT_LEVEL_COLUMNS = ("seq", "label", "extra_json")
+LEVEL_COLUMNS: dict[str, tuple[str, ...]] = {
+    **{lv.name: lv.columns for lv in LEVELS},
+    "meta": DOCUMENT_LEVEL_COLUMNS,
+    "psi": DOCUMENT_LEVEL_COLUMNS,
+}
+LEVEL_BUCKET_TYPE: dict[str, str | None] = {
+    **{lv.name: lv.bucket_type for lv in LEVELS},
+    "meta": None,
+    "psi": None,
+}
+LEVEL_NAMES = tuple(LEVEL_COLUMNS)
+#: Levels of each document, in the order of their tables.
+DOCUMENT_LEVELS: dict[str, tuple[Level, ...]] = {
+    name: tuple(lv for lv in LEVELS if lv.document == name)
+    for name in dict.fromkeys(lv.document for lv in LEVELS)
+}
+KPI_TABLE = ("plan_final.json", "kpis")
+KPI_COLUMNS = ("seq", "metric", "bucket_type", "bucket_key", "value", "unit")
+KNOWN_DOCUMENTS = (*DOCUMENT_LEVELS, *PSI_ARTIFACTS)
+
+
+@dataclass
+class SeriesRows:
+    """A plan's PlanRepository encoding: per level, row tuples in ``LEVEL_COLUMNS[level]`` order (``seq``
+    first), and the KPI rows in ``KPI_COLUMNS`` order."""
+
+    schema_version: int
+    levels: dict[str, list[Row]] = field(default_factory=dict)
+    kpis: list[Row] = field(default_factory=list)
+
+    @property
+    def series_row_count(self) -> int:
+        return sum(map(len, self.levels.values()))
+
+    def series_batches(self, version_id: str, created_at: int) -> Iterator[tuple[tuple[str, ...], list[Row]]]:
+        """Insert-ready batches, one per non-empty level: column names and full row tuples."""
+        for level, rows in self.levels.items():
+            if rows:
+                prefix = (version_id, level, LEVEL_BUCKET_TYPE[level], created_at)
+                columns = ("version_id", "level", "time_bucket_type", "created_at", *LEVEL_COLUMNS[level])
+                yield columns, [prefix + row for row in rows]
+
+    def kpi_batch(self, version_id: str, created_at: int) -> tuple[tuple[str, ...], list[Row]]:
+        """Insert-ready ``plan_kpis`` rows: column names and full row tuples."""
+        return ("version_id", "created_at", *KPI_COLUMNS), [(version_id, created_at, *r) for r in self.kpis]
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+_NONE = type(None)
+_KIND_TYPES: dict[str, frozenset[type]] = {
+    "str": frozenset({str}),
+    "str?": frozenset({str, _NONE}),
+    "num": frozenset({int, float}),
+    "num?": frozenset({int, float, _NONE}),
+    "int": frozenset({int}),
+    "bool": frozenset({bool}),
+}
+
+
+def validate_document(name: str, doc: Any) -> None:
+    """Refuse a document that does not have the shape documents.py declares (or cannot be stored
+    losslessly), with a ValueError naming the artifact, the row and the key."""
+    _document_tables(name, doc)
+
+
+def _document_tables(name: str, doc: Any) -> dict[str, Table]:
+    """Validate ``doc`` and return, per table, its field columns (in shape order) and row leftovers."""
+    if name in PSI_ARTIFACTS:
+        _json(doc, name)
+        return {}
+    if name not in DOCUMENT_LEVELS:
+        raise ValueError(f"{name}: not a plan artifact (expected one of {', '.join(KNOWN_DOCUMENTS)})")
+    if name == REPORT:
+        return {"rows": _columns(name, "rows", _report_rows(doc), docs.REPORT_ROW)}
+    if not isinstance(doc, dict):
+        raise ValueError(f"{name}: a JSON artifact must be an object, got {type(doc).__name__}")
+    for key in (*HEADER_KEYS, *docs.ARTIFACT_META_KEYS.get(name, ())):
+        if key not in doc:
+            raise ValueError(f"{name}: the document lacks key {key!r}")
+    tables = {lv.table: _columns(name, lv.table, doc.get(lv.table), lv.shape) for lv in DOCUMENT_LEVELS[name]}
+    if name == KPI_TABLE[0]:
+        tables["kpis"] = _columns(name, "kpis", doc.get("kpis"), docs.KPI_ROW)
+        _check_kpis(tables["kpis"])
+    return tables
+
+
+def _report_rows(text: Any) -> list[dict[str, Any]]:
+    """Typed rows of report.csv; refuse text that would not render back identically."""
+    if not isinstance(text, str):
+        raise ValueError(f"{REPORT}: must be CSV text, got {type(text).__name__}")
+    try:
+        rows = docs.report_rows_from_csv(text)
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"{REPORT}: unreadable ({exc})") from exc
+    if docs.csv_text(docs.REPORT_COLUMNS, rows) != text:
+        raise ValueError(f"{REPORT}: not in canonical form (header, number format or line ends differ)")
+    return rows
+
+
+def _columns(name: str, table: str, rows: Any, shape: Mapping[str, str]) -> Table:
+    """The columns of a table in shape order, each checked against its kind, and the row leftovers."""
+    if not isinstance(rows, list):
+        raise ValueError(f"{name}: {table!r} must be a list of rows")
+    keys = tuple(shape)
+    if rows and set(map(type, rows)) != {dict}:
+        i = next(i for i, row in enumerate(rows) if type(row) is not dict)
+        raise ValueError(f"{name}: {table}[{i}] is not an object")
+    try:
+        columns: list[Sequence[Any]] = [list(map(itemgetter(key), rows)) for key in keys]
+    except KeyError:
+        i, key = next((i, k) for i, row in enumerate(rows) for k in keys if k not in row)
+        raise ValueError(f"{name}: {table}[{i}] lacks key {key!r}") from None
+    for key, column in zip(keys, columns, strict=True):
+        _check_kind(f"{name}: {table}", key, shape[key], column)
+    return columns, _leftovers(rows, keys)
+
+
+def _leftovers(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> list[str | None] | None:
+    """Per row, the JSON of its keys beyond the declared shape; None when no row has any."""
+    width = len(keys)
+    if set(map(len, rows)) <= {width}:
+        return None
+    declared = frozenset(keys)
+    return [
+        _json({k: v for k, v in row.items() if k not in declared}) if len(row) != width else None
+        for row in rows
+    ]
+
+
+def _check_kind(where: str, key: str, kind: str, column: Sequence[Any]) -> None:
+    allowed = _KIND_TYPES[kind]
+    if not set(map(type, column)) <= allowed:
+        i = next(i for i, v in enumerate(column) if type(v) not in allowed)
+        raise ValueError(f"{where}[{i}] key {key!r}: {column[i]!r} is not of kind {kind}")
+    if kind in ("num", "num?"):
+        _check_numbers(where, key, column)
+    elif kind == "int" and column and (min(column) < -(2**63) or max(column) >= 2**63):
+        raise ValueError(f"{where} key {key!r}: integer out of the 64-bit range")
+
+
+def _check_numbers(where: str, key: str, column: Sequence[Any]) -> None:
+    """Numbers must already follow the number rule and fit a DOUBLE exactly."""
+
+    def fail(problem: str, bad: Any) -> NoReturn:
+        i = next(i for i, v in enumerate(column) if v is not None and bad(v))
+        raise ValueError(f"{where}[{i}] key {key!r}: {column[i]!r} {problem}")
+
+    present = [v for v in column if v is not None] if None in column else column
+    try:
+        values = np.array(present, dtype=np.float64)
+    except OverflowError:
+        fail("is too large for a DOUBLE", lambda v: abs(v) > MAX_EXACT_INT)
+    if not np.isfinite(values).all():
+        fail("is not a finite number", lambda v: not np.isfinite(v))
+    integral = values == np.floor(values)
+    if integral.any() and float in set(
+        map(type, map(present.__getitem__, np.flatnonzero(integral).tolist()))
+    ):
+        fail(
+            "is integral: the number rule writes it as an int", lambda v: type(v) is float and v.is_integer()
+        )
+    if values.size and np.abs(values).max() > MAX_EXACT_INT:
+        fail("is beyond what a DOUBLE holds exactly", lambda v: abs(v) > MAX_EXACT_INT)
+
+
+def _check_kpis(table: Table) -> None:
+    columns, leftovers = table
+    if leftovers is not None:
+        raise ValueError(
+            "plan_final.json: kpis rows carry keys beyond metric/bucket_type/bucket_key/value/unit"
+        )
+    keys = list(zip(columns[0], columns[1], columns[2], strict=True))
+    if len(set(keys)) != len(keys):
+        raise ValueError("plan_final.json: kpis has duplicate (metric, bucket_type, bucket_key) rows")
+
+
+def _json(value: Any, name: str = "extra_json") -> str:
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: not storable as JSON ({exc})") from exc
+
+
+# --- encode -------------------------------------------------------------------------------------
+
+
+def encode(content: PlanContent) -> SeriesRows:
+    """The PlanRepository rows of a plan; every document is validated first."""
+    series = SeriesRows(schema_version=_schema_version(content.documents))
+    series.levels = {level: [] for level in LEVEL_NAMES}
+    params_text = _json(content.params, "params")
+    for seq, name in enumerate(sorted(n for n in content.documents if n not in PSI_ARTIFACTS)):
+        doc = content.documents[name]
+        tables = _document_tables(name, doc)
+        for level in DOCUMENT_LEVELS[name]:
+            series.levels[level.name] = _level_rows(level, *tables[level.table])
+        if "kpis" in tables:
+            series.kpis = list(zip(range(len(doc["kpis"])), *tables["kpis"][0], strict=True))
+        leftovers = None if name == REPORT else _document_leftovers(name, doc, content, series, params_text)
+        series.levels["meta"].append((seq, name, leftovers))
+    psi_names = sorted(n for n in content.documents if n in PSI_ARTIFACTS)
+    series.levels["psi"] = [(i, n, _json(content.documents[n], n)) for i, n in enumerate(psi_names)]
+    return series
+
+
+def _schema_version(documents: Mapping[str, Any]) -> int:
+    """The plan's schema version: aggregate.json's (or the first JSON document's)."""
+    names = sorted(n for n, d in documents.items() if isinstance(d, dict) and n not in PSI_ARTIFACTS)
+    names.sort(key=lambda n: n != "aggregate.json")
+    for name in names:
+        value = documents[name].get("schema_version")
+        if type(value) is int:
+            return value
+    return SCHEMA_VERSION
+
+
+def _level_rows(level: Level, columns: list[Sequence[Any]], leftovers: list[str | None] | None) -> list[Row]:
+    columns = list(columns)
+    if level.week_at_period:
+        week, period = level.keys.index("week"), level.keys.index("period")
+        columns[week] = list(map("{}@{}".format, columns[week], columns[period]))
+    if level.period_is_bucket:
+        columns.append(columns[level.keys.index("period")])
+    return list(
+        zip(range(len(columns[0])), *columns, repeat(None) if leftovers is None else leftovers, strict=False)
+    )
+
+
+def _document_leftovers(
+    name: str, doc: dict[str, Any], content: PlanContent, series: SeriesRows, params_text: str
+) -> str | None:
+    """A document's keys not held by rows: its meta keys, unknown keys, and header values that differ
+    from the version's own (version id, params, schema version)."""
+    tables = {lv.table for lv in DOCUMENT_LEVELS[name]} | ({"kpis"} if name == KPI_TABLE[0] else set())
+    common = {
+        "schema_version": lambda v: type(v) is int and v == series.schema_version,
+        "version_id": lambda v: v == content.version_id,
+        "params": lambda v: _json(v, "params") == params_text,
+    }
+    rest = {k: v for k, v in doc.items() if k not in tables and not (k in common and common[k](v))}
+    return _json(rest, name) if rest else None
+
+
+# --- decode -------------------------------------------------------------------------------------
+
+
+def decode(
+    version_id: str,
+    params: Mapping[str, Any],
+    schema_version: int,
+    series_rows: Mapping[str, Iterable[Row]],
+    kpi_rows: Iterable[Row],
+) -> PlanContent:
+    """Rebuild every document exactly from rows: ``series_rows`` maps a level to its row tuples in
+    ``LEVEL_COLUMNS[level]`` order (any order of rows), ``kpi_rows`` are in ``KPI_COLUMNS`` order."""
+    unknown = set(series_rows) - set(LEVEL_NAMES)
+    if unknown:
+        raise ValueError(f"plan_series of {version_id}: unknown level(s) {sorted(unknown)}")
+    levels = {level: _in_seq_order(level, series_rows.get(level, ())) for level in LEVEL_NAMES}
+    kpis = list(kpi_rows)
+    header = {"schema_version": schema_version, "version_id": version_id, "params": _json(dict(params))}
+    documents: dict[str, Any] = {}
+    for _, name, leftovers in levels["meta"]:
+        if name not in DOCUMENT_LEVELS:
+            raise ValueError(f"plan_series of {version_id}: meta row for unknown document {name!r}")
+        if name == REPORT:
+            documents[name] = _decode_report(levels["report"])
+        else:
+            documents[name] = _decode_document(name, header, levels, kpis, leftovers)
+    _refuse_orphans(version_id, documents, levels, kpis)
+    for _, name, text in levels["psi"]:
+        documents[name] = json.loads(text)
+    return PlanContent(version_id=version_id, params=json.loads(header["params"]), documents=documents)
+
+
+def _decode_document(
+    name: str,
+    header: Mapping[str, Any],
+    levels: Mapping[str, list[Row]],
+    kpis: list[Row],
+    leftovers: str | None,
+) -> dict[str, Any]:
+    """A JSON artifact: the version's header, its tables from rows, then its stored leftover keys."""
+    doc: dict[str, Any] = {**header, "params": json.loads(header["params"])}
+    doc.update({lv.table: _decode_level(lv, levels[lv.name]) for lv in DOCUMENT_LEVELS[name]})
+    if name == KPI_TABLE[0]:
+        doc["kpis"] = _decode_kpis(kpis)
+    if leftovers:
+        doc.update(json.loads(leftovers))
+    return doc
+
+
+def _in_seq_order(level: str, rows: Iterable[Row]) -> list[Row]:
+    ordered = sorted(rows, key=itemgetter(0))
+    if list(map(itemgetter(0), ordered)) != list(range(len(ordered))):
+        raise ValueError(f"plan_series level {level!r}: seq is not 0..n-1 (rows missing or duplicated)")
+    return ordered
+
+
+def _decode_level(level: Level, rows: list[Row]) -> list[dict[str, Any]]:
+    if not rows:
+        return []
+    columns = list(zip(*rows, strict=True))
+    keys = level.keys
+    values = [_DECODERS[level.shape[k]](columns[1 + j]) for j, k in enumerate(keys)]
+    if level.week_at_period:
+        week, period = keys.index("week"), keys.index("period")
+        values[week] = list(map(str.removesuffix, values[week], map("@{}".format, values[period])))
+    out = list(map(dict, map(zip, repeat(keys), zip(*values, strict=True))))
+    leftovers = columns[-1]
+    if leftovers.count(None) != len(leftovers):
+        for row, extra in zip(out, leftovers, strict=True):
+            if extra is not None:
+                row.update(json.loads(extra))
+    return out
+
+
+def _decode_kpis(kpi_rows: Iterable[Row]) -> list[dict[str, Any]]:
+    rows = _in_seq_order("plan_kpis", kpi_rows)
+    if not rows:
+        return []
+    _seq, metric, bucket_type, bucket_key, value, unit = zip(*rows, strict=True)
+    keys = tuple(docs.KPI_ROW)
+    return list(
+        map(
+            dict,
+            map(zip, repeat(keys), zip(metric, bucket_type, bucket_key, _numbers(value), unit, strict=True)),
+        )
+    )
+
+
+def _decode_report(rows: list[Row]) -> str:
+    level = DOCUMENT_LEVELS[REPORT][0]
+    return docs.csv_text(docs.REPORT_COLUMNS, _decode_level(level, rows))
+
+
+def _refuse_orphans(
+    version_id: str, documents: Mapping[str, Any], levels: Mapping[str, list[Row]], kpis: list[Row]
+) -> None:
+    """Rows whose document has no meta row mean a broken encoding, not an empty table."""
+    for level in LEVELS:
+        if levels[level.name] and level.document not in documents:
+            raise ValueError(
+                f"plan_series of {version_id}: level {level.name!r} has rows but no {level.document}"
+            )
+    if kpis and KPI_TABLE[0] not in documents:
+        raise ValueError(f"plan_kpis of {version_id}: rows without {KPI_TABLE[0]}")
+
+
+def _numbers(column: Sequence[Any]) -> list[int | float]:
+    """The number rule over a column read from DOUBLE (or int) values, vectorized."""
+    values = np.asarray(column, dtype=np.float64)
+    integral = values == np.floor(values)
+    if integral.all():
+        return values.astype(np.int64).tolist()
+    out = values.tolist()
+    if integral.any():
+        where = np.flatnonzero(integral)
+        for i, v in zip(where.tolist(), values[where].astype(np.int64).tolist(), strict=True):
+            out[i] = v
+    return out
+
+
+def _optional_numbers(column: Sequence[Any]) -> list[int | float | None]:
+    if None not in column:
+        return list(_numbers(column))
+    present = [i for i, v in enumerate(column) if v is not None]
+    out: list[int | float | None] = [None] * len(column)
+    for i, v in zip(present, _numbers([column[i] for i in present]), strict=True):
+        out[i] = v
+    return out
+
+
+_DECODERS: dict[str, Any] = {
+    "str": lambda column: column,
+    "str?": lambda column: column,
+    "num": _numbers,
+    "num?": _optional_numbers,
+    "int": lambda column: list(map(int, column)),
+    "bool": lambda column: list(map(bool, column)),
+}

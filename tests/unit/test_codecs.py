@@ -1,0 +1,276 @@
+"""The two plan encodings are lossless (SPEC 1): artifacts -> rows -> artifacts and rows -> artifacts ->
+rows reproduce the original exactly, numbers keep their form, and malformed documents are refused."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from plan_strategies import plan_contents
+from sqlalchemy import BigInteger, Boolean, Double, String, Text
+
+from app.planning import documents as docs
+from app.planning.model import PlanContent, PlanParams
+from app.storage import codec_artifacts, codec_series
+from app.storage.codec_series import LEVEL_COLUMNS, SeriesRows
+from app.storage.schema import plan_kpis, plan_series
+
+PARAMS = PlanParams().to_dict()
+
+
+def canonical(content: PlanContent) -> dict[str, str]:
+    return {name: docs.artifact_text(name, doc) for name, doc in content.documents.items()}
+
+
+def rows_to_content(rows: SeriesRows, content: PlanContent) -> PlanContent:
+    return codec_series.decode(
+        content.version_id, content.params, rows.schema_version, rows.levels, rows.kpis
+    )
+
+
+def small_plan(**changes: Any) -> PlanContent:
+    """A hand-made plan: one family, one SKU split over two periods in week 5, one MRP item."""
+    doc = docs.document
+    vid = "v-small"
+    det = [
+        {"family": "F1", "period": "2026-01", "sku": "S1", "week": "2026-W05", "demand": 3, "supply": 2.5,
+         "backlog": 0},
+        {"family": "F1", "period": "2026-02", "sku": "S1", "week": "2026-W05", "demand": 4, "supply": 0.1,
+         "backlog": 1},
+    ]  # fmt: skip
+    mrp_row = {
+        "item": "S1", "week": "2026-W05", "llc": 0, "gross_req": 7, "scheduled_receipts": 0, "on_hand_start": 10,
+        "net_req": 0, "planned_order_receipt": 0, "planned_order_release": 0, "on_hand_end": 3, "orders": 0,
+        "lt_weeks": 1, "lot": 1, "moq": 0, "safety_stock": 0.5, "past_due": True,
+    }  # fmt: skip
+    final_row = {**mrp_row, "gross_req_adj": 0, "planned_order_receipt_adj": 0, "planned_order_release_adj": 0, "on_hand_end_adj": 3,
+                 "orders_adj": 0, "past_due_adj": False}  # fmt: skip
+    report = [{"type": "capacity", "week": "2026-W05", "capacity": 100, "original_load": 7, "adjusted_load": 7,
+               "utilization": 0.07, "spill_in": 0, "spill_out": 0, "demand": None, "supply_plan": None,
+               "fill_rate": None}]  # fmt: skip
+    documents = {
+        "aggregate.json": doc(vid, PARAMS, []),
+        "sku_week.json": doc(vid, PARAMS, det),
+        "mrp.json": doc(vid, PARAMS, [mrp_row]),
+        "plan_final.json": doc(
+            vid, PARAMS, [final_row], weekly_summary=[], anchor_log=[],
+            kpis=[{"metric": "fill_rate", "bucket_type": "total", "bucket_key": "total", "value": 0.1,
+                   "unit": "ratio"}],
+            boundary_summary=None, reconcile_params={"prebuild_weeks": 4},
+        ),
+        "report.csv": docs.csv_text(docs.REPORT_COLUMNS, report),
+    }  # fmt: skip
+    documents.update(changes)
+    return PlanContent(version_id=vid, params=PARAMS, documents=documents)
+
+
+# --- properties -------------------------------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(plan_contents())
+def test_artifacts_to_rows_to_artifacts_is_identity(content: PlanContent) -> None:
+    texts = codec_artifacts.encode(content)
+    from_texts = codec_artifacts.decode(content.version_id, texts)
+    back = rows_to_content(codec_series.encode(from_texts), from_texts)
+    assert codec_artifacts.encode(back) == texts
+
+
+@settings(max_examples=100, deadline=None)
+@given(plan_contents())
+def test_rows_to_artifacts_to_rows_is_identity(content: PlanContent) -> None:
+    rows = codec_series.encode(content)
+    texts = codec_artifacts.encode(rows_to_content(rows, content))
+    again = codec_series.encode(codec_artifacts.decode(content.version_id, texts))
+    assert again == rows
+
+
+@settings(max_examples=50, deadline=None)
+@given(plan_contents())
+def test_decoding_does_not_depend_on_the_order_rows_arrive_in(content: PlanContent) -> None:
+    rows = codec_series.encode(content)
+    shuffled = {level: list(reversed(level_rows)) for level, level_rows in rows.levels.items()}
+    back = codec_series.decode(
+        content.version_id, content.params, rows.schema_version, shuffled, rows.kpis[::-1]
+    )
+    assert canonical(back) == canonical(content)
+
+
+@settings(max_examples=50, deadline=None)
+@given(plan_contents())
+def test_every_series_row_fits_the_table(content: PlanContent) -> None:
+    rows = codec_series.encode(content)
+    for level, level_rows in rows.levels.items():
+        assert all(len(row) == len(LEVEL_COLUMNS[level]) for row in level_rows)
+    for columns, batch in rows.series_batches(content.version_id, 1):
+        assert set(columns) <= set(plan_series.c.keys())
+        assert all(len(row) == len(columns) for row in batch)
+    columns, batch = rows.kpi_batch(content.version_id, 1)
+    assert set(columns) <= set(plan_kpis.c.keys())
+
+
+# --- hand-written cases -----------------------------------------------------------------------
+
+
+def test_every_field_sits_in_a_typed_column_of_plan_series() -> None:
+    expected = {"num": Double, "num?": Double, "int": BigInteger, "bool": Boolean, "str": (String, Text),
+                "str?": (String, Text)}  # fmt: skip
+    for level in codec_series.LEVELS:
+        for key, column in zip(level.keys, level.columns[1:], strict=False):
+            assert isinstance(plan_series.c[column].type, expected[level.shape[key]]), (level.name, key)
+
+
+def test_one_series_row_per_artifact_row_and_one_meta_row_per_document() -> None:
+    rows = codec_series.encode(small_plan())
+    assert len(rows.levels["det"]) == 2
+    assert len(rows.levels["mrp"]) == 1 and len(rows.levels["mrp_final"]) == 1
+    assert len(rows.levels["report"]) == 1 and rows.levels["weekly_summary"] == []
+    assert [label for _, label, _ in rows.levels["meta"]] == sorted(small_plan().documents)
+    assert rows.kpis == [(0, "fill_rate", "total", "total", 0.1, "ratio")]
+
+
+def test_a_split_week_keeps_its_period_in_the_bucket_key_and_round_trips() -> None:
+    content = small_plan()
+    rows = codec_series.encode(content)
+    key = LEVEL_COLUMNS["det"].index("time_bucket_key")
+    assert [row[key] for row in rows.levels["det"]] == ["2026-W05@2026-01", "2026-W05@2026-02"]
+    back = rows_to_content(rows, content)
+    assert [(r["week"], r["period"]) for r in back.documents["sku_week.json"]["rows"]] == [
+        ("2026-W05", "2026-01"),
+        ("2026-W05", "2026-02"),
+    ]
+
+
+def test_integers_stay_integers_and_one_tenth_stays_one_tenth() -> None:
+    content = small_plan()
+    rows = codec_series.encode(content)
+    as_read = {level: [tuple(float(v) if type(v) is int else v for v in row) for row in level_rows]
+               for level, level_rows in rows.levels.items()}  # fmt: skip
+    back = codec_series.decode(content.version_id, PARAMS, 1, as_read, rows.kpis)
+    det = back.documents["sku_week.json"]["rows"]
+    assert det[0]["demand"] == 3 and type(det[0]["demand"]) is int
+    assert det[1]["supply"] == 0.1 and type(det[1]["supply"]) is float
+    assert '"demand":3,' in docs.dumps(back.documents["sku_week.json"])
+    assert back.documents["plan_final.json"]["kpis"][0]["value"] == 0.1
+    assert canonical(back) == canonical(content)
+
+
+def test_flags_read_back_as_integers_become_booleans() -> None:
+    content = small_plan()
+    rows = codec_series.encode(content)
+    as_read = {level: [tuple(int(v) if type(v) is bool else v for v in row) for row in level_rows]
+               for level, level_rows in rows.levels.items()}  # fmt: skip
+    back = codec_series.decode(content.version_id, PARAMS, 1, as_read, rows.kpis)
+    assert back.documents["mrp.json"]["rows"][0]["past_due"] is True
+    assert canonical(back) == canonical(content)
+
+
+def test_report_csv_is_rebuilt_byte_for_byte() -> None:
+    content = small_plan()
+    back = rows_to_content(codec_series.encode(content), content)
+    assert back.documents["report.csv"] == content.documents["report.csv"]
+    assert back.documents["report.csv"].splitlines()[1] == "capacity,2026-W05,100,7,7,0.07,0,0,,,"
+
+
+def test_a_document_missing_a_row_key_is_refused_with_its_name() -> None:
+    content = small_plan()
+    del content.documents["mrp.json"]["rows"][0]["orders"]
+    with pytest.raises(ValueError, match=r"mrp\.json: rows\[0\] lacks key 'orders'"):
+        codec_series.encode(content)
+    with pytest.raises(ValueError, match=r"mrp\.json"):
+        codec_artifacts.encode(content)
+
+
+def test_a_document_missing_a_side_table_or_meta_key_is_refused() -> None:
+    content = small_plan()
+    del content.documents["plan_final.json"]["weekly_summary"]
+    with pytest.raises(ValueError, match=r"plan_final\.json: 'weekly_summary' must be a list"):
+        codec_series.validate_document("plan_final.json", content.documents["plan_final.json"])
+    del content.documents["plan_final.json"]["boundary_summary"]
+    with pytest.raises(ValueError, match=r"plan_final\.json: the document lacks key 'boundary_summary'"):
+        codec_series.validate_document("plan_final.json", content.documents["plan_final.json"])
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [(5.0, "number rule"), ("5", "not of kind num"), (None, "not of kind num"), (float("nan"), "finite"),
+     (True, "not of kind num"), (2**60, "DOUBLE")],
+)  # fmt: skip
+def test_a_quantity_that_would_not_round_trip_is_refused(value: Any, problem: str) -> None:
+    content = small_plan()
+    content.documents["sku_week.json"]["rows"][1]["demand"] = value
+    with pytest.raises(ValueError, match=rf"sku_week\.json: rows\[1\] key 'demand'.*{problem}"):
+        codec_series.validate_document("sku_week.json", content.documents["sku_week.json"])
+
+
+def test_kpis_with_a_duplicate_key_are_refused() -> None:
+    content = small_plan()
+    final = content.documents["plan_final.json"]
+    final["kpis"].append(dict(final["kpis"][0]))
+    with pytest.raises(ValueError, match="duplicate"):
+        codec_series.encode(content)
+
+
+def test_a_report_that_would_not_render_back_identically_is_refused() -> None:
+    content = small_plan(**{"report.csv": docs.csv_text(docs.REPORT_COLUMNS, []).replace("\n", "\r\n")})
+    with pytest.raises(ValueError, match="report.csv"):
+        codec_series.encode(content)
+
+
+def test_an_unknown_artifact_is_refused() -> None:
+    with pytest.raises(ValueError, match="diff.csv: not a plan artifact"):
+        codec_series.encode(small_plan(**{"diff.csv": "a\n"}))
+
+
+def test_row_keys_beyond_the_shape_and_unknown_document_keys_survive() -> None:
+    content = small_plan()
+    content.documents["sku_week.json"]["rows"][0]["note"] = {"locked": True}
+    content.documents["aggregate.json"]["warnings"] = ["mix share renormalized"]
+    content.documents["mrp.json"]["version_id"] = "imported-under-another-id"
+    rows = codec_series.encode(content)
+    assert rows.levels["det"][0][-1] == '{"note":{"locked":true}}'
+    assert canonical(rows_to_content(rows, content)) == canonical(content)
+
+
+def test_psi_documents_are_kept_whole_in_the_psi_level() -> None:
+    state = {"approval": "pending", "cells": [{"key": {"sku": "S1"}, "value": 5}]}
+    content = small_plan(**{"psi_state.json": state})
+    rows = codec_series.encode(content)
+    assert rows.levels["psi"] == [
+        (0, "psi_state.json", json.dumps(state, sort_keys=True, separators=(",", ":")))
+    ]
+    assert rows_to_content(rows, content).documents["psi_state.json"] == state
+
+
+def test_rows_without_their_document_are_a_broken_encoding() -> None:
+    rows = codec_series.encode(small_plan())
+    rows.levels["meta"] = [r for r in rows.levels["meta"] if r[1] != "mrp.json"]
+    rows.levels["meta"] = [(i, *r[1:]) for i, r in enumerate(rows.levels["meta"])]
+    with pytest.raises(ValueError, match="level 'mrp' has rows but no mrp.json"):
+        codec_series.decode("v-small", PARAMS, 1, rows.levels, rows.kpis)
+
+
+def test_a_missing_row_is_detected_by_its_sequence_gap() -> None:
+    rows = codec_series.encode(small_plan())
+    rows.levels["det"] = rows.levels["det"][1:]
+    with pytest.raises(ValueError, match="'det': seq is not 0..n-1"):
+        codec_series.decode("v-small", PARAMS, 1, rows.levels, rows.kpis)
+
+
+def test_artifact_decode_takes_params_from_aggregate_and_ignores_foreign_names() -> None:
+    content = small_plan()
+    texts = {**codec_artifacts.encode(content), "notes.txt": "hello"}
+    back = codec_artifacts.decode(content.version_id, texts)
+    assert back.params == PARAMS
+    assert set(back.documents) == set(content.documents)
+
+
+def test_encoding_does_not_modify_the_content() -> None:
+    content = small_plan()
+    before = copy.deepcopy(content.documents)
+    codec_series.encode(content)
+    codec_artifacts.encode(content)
+    assert content.documents == before
