@@ -7,7 +7,6 @@ check or operation, 2 bad input (the problems listed one per line).
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -15,13 +14,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from app.errors import ScplnError
 from app.planning.model import InputError, PlanContent, PlanParams
 
 app = typer.Typer(help="scpln Planning Hub: plan, store and operate supply chain plans.", no_args_is_help=True)
 plan_app = typer.Typer(help="Run and manage plan versions.", no_args_is_help=True)
 sample_app = typer.Typer(help="Sample input sets.", no_args_is_help=True)
 app.add_typer(plan_app, name="plan")
+storage_app = typer.Typer(help="Storage mode of new plans (operator pin).", no_args_is_help=True)
 app.add_typer(sample_app, name="sample")
+app.add_typer(storage_app, name="storage")
 
 console = Console()
 err = Console(stderr=True)
@@ -66,6 +68,20 @@ def _fail_input(exc: InputError) -> None:
     raise typer.Exit(2)
 
 
+def _fail(exc: Exception, code: int = 1) -> None:
+    err.print(f"[bold red]Error[/]: {exc}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _store():
+    """The plan store on ``SCPLN_DB``, its schema brought to head first."""
+    from app import db
+    from app.storage.plans import PlanStore
+
+    db.init_db()
+    return PlanStore()
+
+
 def print_summary(content: PlanContent, elapsed: float | None = None) -> None:
     """KPI table and exception counts of a plan."""
     final = content.documents["plan_final.json"]
@@ -95,8 +111,12 @@ def plan_run(
     input_dir: Annotated[Path, typer.Option("--input", help="Input set folder (CSV files, optional calendar).")] = Path(
         "samples/planning"
     ),
-    out: Annotated[Path | None, typer.Option("--out", help="Write the artifacts into this folder.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the artifacts into this folder.")] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="db | files | both (default: operator pin, PLAN_STORAGE_MODE, both).")
+    ] = None,
     version_id: Annotated[str | None, typer.Option(help="Version id (default v<YYYYMMDD-HHMMSS>-<hex>).")] = None,
+    note: Annotated[str | None, typer.Option(help="A note stored with the version.")] = None,
     round_mode: Annotated[str, typer.Option(help="int | none | dec1 | dec2")] = "int",
     lt_unit: Annotated[str, typer.Option(help="Lead-time unit of item.csv: day | week")] = "day",
     prebuild_months: Annotated[int, typer.Option(help="Months the aggregate may pre-build into.")] = 0,
@@ -108,31 +128,151 @@ def plan_run(
     tol_abs: Annotated[float, typer.Option(help="Absolute tolerance of level reconciliation.")] = 1e-6,
     tol_rel: Annotated[float, typer.Option(help="Relative tolerance of level reconciliation.")] = 1e-6,
 ) -> None:
-    """Plan an input set and write its artifacts."""
-    from app.planning.pipeline import plan_input_set
+    """Plan an input set, store the version in the database and optionally write its artifacts."""
+    from app.service import PlanRequest, run_plan
     from app.storage.codec_artifacts import encode
 
     try:
         params = _params(locals())
+        if storage is not None and storage not in ("db", "files", "both"):
+            raise ValueError(f"storage must be db, files or both, not {storage!r}")
     except ValueError as exc:
         err.print(f"[bold red]Invalid parameters[/]: {exc}")
         raise typer.Exit(2) from None
-    started = time.perf_counter()
+    request = PlanRequest(input_dir=str(input_dir.resolve()), version_id=version_id, params=params, note=note)
     try:
+        store = _store()
         with _Progress("planning") as progress:
-            content = plan_input_set(input_dir, params, version_id=version_id, progress=progress)
+            outcome = run_plan(request, storage=storage, store=store, progress=progress)
     except InputError as exc:
         _fail_input(exc)
     except ValueError as exc:
-        err.print(f"[bold red]Error[/]: {exc}")
-        raise typer.Exit(2) from None
-    elapsed = time.perf_counter() - started
+        _fail(exc, 2)
+    except ScplnError as exc:
+        _fail(exc)
+    content = outcome.content
+    w = outcome.write
+    console.print(
+        f"Stored {content.version_id} in mode [bold]{w.mode}[/]: {len(w.artifacts)} artifacts, "
+        f"{w.series_rows:,} series rows, {w.kpi_rows} KPI rows"
+    )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         for name, text in encode(content).items():
             (out / name).write_text(text, encoding="utf-8")
         console.print(f"Wrote {len(content.documents)} artifacts to {out}")
-    print_summary(content, elapsed)
+    print_summary(content, outcome.seconds)
+
+
+@plan_app.command("list")
+def plan_list(
+    limit: Annotated[int, typer.Option(help="How many versions.")] = 20,
+    status: Annotated[str | None, typer.Option(help="running | ready | failed")] = None,
+) -> None:
+    """List plan versions, newest first."""
+    versions, total = _store().list_versions(limit=limit, status=status)
+    table = Table(title=f"{len(versions)} of {total} plan versions")
+    for col in ("version", "status", "approval", "storage", "created (UTC)", "input", "note"):
+        table.add_column(col)
+    for v in versions:
+        table.add_row(v.version_id, v.status, v.approval, v.storage_mode or "", _ts(v.created_at),
+                      v.input_label or "", v.note or "")
+    console.print(table)
+
+
+@plan_app.command("show")
+def plan_show(version_id: Annotated[str, typer.Argument(help="Version id.")]) -> None:
+    """Show a version's catalogue entry, encodings and KPIs."""
+    store = _store()
+    try:
+        info = store.get_version(version_id)
+        content = store.read_for_export(version_id) if info.status == "ready" else None
+    except ScplnError as exc:
+        _fail(exc)
+    console.print(f"[bold]{info.version_id}[/] status={info.status} approval={info.approval} "
+                  f"storage={info.storage_mode} created={_ts(info.created_at)} input={info.input_label}")
+    console.print(f"artifacts: {', '.join(store.artifact_names(version_id)) or 'none'}; "
+                  f"PlanRepository rows: {'yes' if store.has_rows(version_id) else 'no'}")
+    if info.error:
+        console.print(f"[red]error[/]: {info.error}")
+    if content is not None:
+        print_summary(content)
+
+
+@plan_app.command("export")
+def plan_export(
+    version_id: Annotated[str, typer.Argument(help="Version id.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Folder to write the artifacts into.")],
+) -> None:
+    """Write every artifact of a version (from PlanRepository rows when they exist, else artifacts)."""
+    from app.ops.export import export_version
+
+    try:
+        files = export_version(version_id, out, _store())
+    except ScplnError as exc:
+        _fail(exc)
+    console.print(f"Exported {len(files)} artifacts of {version_id} to {out}")
+
+
+@plan_app.command("import")
+def plan_import(
+    version_id: Annotated[str, typer.Argument(help="Version id.")],
+    folder: Annotated[Path, typer.Argument(help="Folder holding the artifact files.")],
+) -> None:
+    """Store artifact files of a folder into plan_artifacts (the runbook's re-import)."""
+    from app.ops.export import import_version
+
+    _store()
+    try:
+        names = import_version(version_id, folder)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(exc, 2)
+    console.print(f"Imported {len(names)} artifacts into {version_id}: {', '.join(names)}")
+
+
+@plan_app.command("delete")
+def plan_delete(
+    version_id: Annotated[str, typer.Argument(help="Version id.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a version from every encoding."""
+    store = _store()
+    if not yes and not typer.confirm(f"Delete plan version {version_id} from every encoding?"):
+        raise typer.Exit(1)
+    try:
+        store.delete_version(version_id)
+    except ScplnError as exc:
+        _fail(exc)
+    console.print(f"Deleted {version_id}")
+
+
+@storage_app.command("mode")
+def storage_mode(
+    mode: Annotated[str | None, typer.Argument(help="db | files | both: pin new plans to this mode.")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the operator pin.")] = False,
+) -> None:
+    """Show, pin or clear the storage mode of new plans."""
+    from app.storage import settings as st
+
+    store = _store()
+    if clear:
+        st.set_storage_pin(store.engine, None)
+    elif mode is not None:
+        try:
+            st.set_storage_pin(store.engine, mode)
+        except ValueError as exc:
+            _fail(exc, 2)
+    pin = st.storage_pin(store.engine)
+    console.print(f"storage mode: [bold]{st.effective_mode(store.engine)}[/] "
+                  f"(pin: {pin or 'none'}, default: {st.default_mode()})")
+
+
+def _ts(ms: int | None) -> str:
+    import datetime as dt
+
+    if ms is None:
+        return ""
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _params(values: dict) -> PlanParams:

@@ -1,0 +1,1 @@
+"""Operations as library functions: export, import, backfill, check, backup, maintenance, rollback."""

@@ -1,0 +1,431 @@
+"""The plan store: the one write path and read path of plan versions (SPEC 4.3).
+
+Owns writing a version in its storage mode — artifacts, PlanRepository rows or both — in ONE
+transaction and in bulk (``executemany`` on SQLite, ``COPY`` on PostgreSQL), reading it back with the
+mode's fallback rule, the version catalogue (``plan_versions``) and marking failed writes. Documents
+and rows are built only by the two codecs; this module moves them.
+
+``files`` mode never touches the PlanRepository content tables (``plan_series``, ``plan_kpis``,
+``plan_overrides``, ``plan_override_events``): not to write, not to read.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+
+from app.db import get_engine, now_ms
+from app.errors import EncodingMissing, PlanNotFound, StorageError, VersionConflict
+from app.planning.model import PLAN_ARTIFACTS, PlanContent
+from app.storage import codec_artifacts, codec_series
+from app.storage.schema import plan_artifacts, plan_kpis, plan_series, plan_versions
+from app.storage.settings import MODES, effective_mode
+
+CONTENT_TABLES = ("plan_series", "plan_kpis", "plan_overrides", "plan_override_events")
+
+#: Called after a write attempt: (mode, seconds, error kind or None). The service hooks metrics here.
+WriteObserver = Callable[[str, float, str | None], None]
+_observers: list[WriteObserver] = []
+
+
+def observe_writes(observer: WriteObserver) -> None:
+    if observer not in _observers:
+        _observers.append(observer)
+
+
+@dataclass
+class VersionInfo:
+    """One ``plan_versions`` row."""
+
+    version_id: str
+    status: str
+    approval: str
+    created_at: int
+    updated_at: int
+    input_label: str | None
+    params: dict[str, Any]
+    storage_mode: str | None
+    parent_version_id: str | None
+    note: str | None
+    schema_version: int | None
+    error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class WriteResult:
+    version_id: str
+    mode: str
+    artifacts: list[str]
+    series_rows: int
+    kpi_rows: int
+    seconds: float
+
+
+class PlanStore:
+    """Plan versions in one database. Cheap to create; holds only the engine."""
+
+    def __init__(self, engine: Engine | None = None):
+        self.engine = engine or get_engine()
+        self.dialect = self.engine.dialect.name
+
+    # --- mode ----------------------------------------------------------------------------------
+
+    def effective_mode(self, requested: str | None = None) -> str:
+        return effective_mode(self.engine, requested)
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def begin_version(
+        self,
+        version_id: str,
+        *,
+        params: dict[str, Any],
+        mode: str,
+        input_label: str | None = None,
+        note: str | None = None,
+        parent_version_id: str | None = None,
+    ) -> None:
+        """Register a version as ``running`` before it is planned (asynchronous jobs)."""
+        ts = now_ms()
+        with self.engine.begin() as conn:
+            self._claim(conn, version_id)
+            conn.execute(
+                insert(plan_versions).values(
+                    version_id=version_id, status="running", approval="draft", created_at=ts, updated_at=ts,
+                    input_label=input_label, params_json=_dumps(params), storage_mode=mode, note=note,
+                    parent_version_id=parent_version_id,
+                )
+            )  # fmt: skip
+
+    def write_version(
+        self,
+        content: PlanContent,
+        *,
+        mode: str,
+        input_label: str | None = None,
+        note: str | None = None,
+        parent_version_id: str | None = None,
+        before_commit: Callable[[Connection], None] | None = None,
+    ) -> WriteResult:
+        """Write a whole version in ``mode`` in one transaction; on any failure nothing of its content
+        remains, the version is marked ``failed`` and ``StorageError`` is raised."""
+        if mode not in MODES:
+            raise ValueError(f"storage mode must be one of {', '.join(MODES)}, not {mode!r}")
+        started = time.perf_counter()
+        vid = content.version_id
+        try:
+            texts = codec_artifacts.encode(content) if mode in ("files", "both") else {}
+            rows = codec_series.encode(content) if mode in ("db", "both") else None
+        except ValueError as exc:
+            self._failed(vid, mode, started, "encode", exc, content, input_label, note, parent_version_id)
+            raise StorageError(f"plan {vid} could not be encoded: {exc}") from exc
+        ts = now_ms()
+        try:
+            with self.engine.begin() as conn:
+                existing = self._claim(conn, vid)
+                values = dict(
+                    status="ready", updated_at=ts, input_label=input_label, params_json=_dumps(content.params),
+                    storage_mode=mode, note=note, parent_version_id=parent_version_id, error=None,
+                    schema_version=rows.schema_version if rows else _schema_version(content),
+                )  # fmt: skip
+                if existing:
+                    conn.execute(update(plan_versions).where(plan_versions.c.version_id == vid).values(**values))
+                else:
+                    conn.execute(
+                        insert(plan_versions).values(version_id=vid, approval="draft", created_at=ts, **values)
+                    )
+                if texts:
+                    self._insert_artifacts(conn, vid, texts, ts)
+                if rows is not None:
+                    self._insert_rows(conn, vid, rows, ts)
+                if before_commit:
+                    before_commit(conn)
+        except VersionConflict:
+            raise
+        except Exception as exc:
+            self._failed(vid, mode, started, type(exc).__name__, exc, content, input_label, note, parent_version_id)
+            raise StorageError(f"plan {vid} was not stored ({mode}): {exc}") from exc
+        seconds = time.perf_counter() - started
+        self._notify(mode, seconds, None)
+        return WriteResult(
+            vid, mode, sorted(texts), rows.series_row_count if rows else 0, len(rows.kpis) if rows else 0, seconds
+        )
+
+    def write_artifacts(self, content: PlanContent, conn: Connection | None = None) -> list[str]:
+        """Replace a version's artifacts (rollback repair). The version row must exist."""
+        texts = codec_artifacts.encode(content)
+        with self._tx(conn) as c:
+            self._require(c, content.version_id)
+            c.execute(delete(plan_artifacts).where(
+                plan_artifacts.c.version_id == content.version_id, plan_artifacts.c.name.in_(list(texts))))
+            self._insert_artifacts(c, content.version_id, texts, now_ms())
+        return sorted(texts)
+
+    def write_rows(self, content: PlanContent, conn: Connection | None = None) -> int:
+        """Replace a version's series and KPI rows (backfill). Overrides and events are never touched."""
+        rows = codec_series.encode(content)
+        with self._tx(conn) as c:
+            self._require(c, content.version_id)
+            self.delete_rows(content.version_id, c)
+            self._insert_rows(c, content.version_id, rows, now_ms())
+        return rows.series_row_count
+
+    def delete_rows(self, version_id: str, conn: Connection) -> None:
+        conn.execute(delete(plan_series).where(plan_series.c.version_id == version_id))
+        conn.execute(delete(plan_kpis).where(plan_kpis.c.version_id == version_id))
+
+    def mark_failed(self, version_id: str, error: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(plan_versions)
+                .where(plan_versions.c.version_id == version_id)
+                .values(status="failed", error=error[:2000], updated_at=now_ms())
+            )
+
+    def delete_version(self, version_id: str) -> None:
+        """Delete a version from every encoding (content tables cascade)."""
+        with self.engine.begin() as conn:
+            self._require(conn, version_id)
+            conn.execute(delete(plan_artifacts).where(plan_artifacts.c.version_id == version_id))
+            if self.dialect == "sqlite":  # cascades need foreign_keys=ON, which app.db sets; be explicit anyway
+                self.delete_rows(version_id, conn)
+            conn.execute(delete(plan_versions).where(plan_versions.c.version_id == version_id))
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def get_version(self, version_id: str) -> VersionInfo:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(plan_versions).where(plan_versions.c.version_id == version_id)).first()
+        if row is None:
+            raise PlanNotFound(f"plan version {version_id!r} does not exist")
+        return _info(row)
+
+    def list_versions(
+        self, *, limit: int = 50, offset: int = 0, status: str | None = None, order: str = "desc"
+    ) -> tuple[list[VersionInfo], int]:
+        """A page of versions, newest first by default, and the total count."""
+        query = select(plan_versions)
+        count = select(func.count()).select_from(plan_versions)
+        if status:
+            query = query.where(plan_versions.c.status == status)
+            count = count.where(plan_versions.c.status == status)
+        key = plan_versions.c.created_at.asc() if order == "asc" else plan_versions.c.created_at.desc()
+        tie = plan_versions.c.version_id.asc() if order == "asc" else plan_versions.c.version_id.desc()
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(key, tie).limit(limit).offset(offset)).all()
+            total = conn.execute(count).scalar_one()
+        return [_info(r) for r in rows], total
+
+    def read_version(self, version_id: str, mode: str | None = None) -> PlanContent:
+        """The plan content as the effective mode reads it: ``files`` from artifacts only, ``db`` from rows
+        only, ``both`` from rows with a fallback to artifacts for this version."""
+        mode = mode or self.effective_mode()
+        info = self.get_version(version_id)
+        if info.status != "ready":
+            raise EncodingMissing(f"plan version {version_id!r} is {info.status}", {"status": info.status})
+        content = None
+        if mode in ("db", "both"):
+            content = self.read_rows(version_id)
+        if content is None and mode in ("files", "both"):
+            content = self.read_artifacts(version_id)
+        if content is None:
+            raise EncodingMissing(f"plan version {version_id!r} has no content readable in {mode!r} mode")
+        return content
+
+    def read_for_export(self, version_id: str) -> PlanContent:
+        """The exporter's rule: rows whenever they exist, in any mode, and artifacts otherwise."""
+        self.get_version(version_id)
+        content = self.read_rows(version_id) or self.read_artifacts(version_id)
+        if content is None:
+            raise EncodingMissing(f"plan version {version_id!r} has neither rows nor artifacts")
+        return content
+
+    def has_rows(self, version_id: str, conn: Connection | None = None) -> bool:
+        query = select(plan_series.c.id).where(plan_series.c.version_id == version_id).limit(1)
+        with self._read(conn) as c:
+            return c.execute(query).first() is not None
+
+    def artifact_names(self, version_id: str, conn: Connection | None = None) -> list[str]:
+        query = select(plan_artifacts.c.name).where(plan_artifacts.c.version_id == version_id)
+        with self._read(conn) as c:
+            return sorted(c.execute(query).scalars())
+
+    def read_rows(self, version_id: str) -> PlanContent | None:
+        """Decode the PlanRepository rows of a version, or None when it has none."""
+        with self.engine.connect() as conn:
+            head = conn.execute(
+                select(plan_versions.c.params_json, plan_versions.c.schema_version)
+                .where(plan_versions.c.version_id == version_id)
+            ).first()
+            if head is None:
+                raise PlanNotFound(f"plan version {version_id!r} does not exist")
+            levels: dict[str, list[tuple]] = {}
+            raw = _cursor(conn)
+            for level, columns in codec_series.LEVEL_COLUMNS.items():
+                raw.execute(
+                    f"SELECT {', '.join(columns)} FROM plan_series WHERE version_id = {self._ph} "
+                    f"AND level = {self._ph} ORDER BY seq",
+                    (version_id, level),
+                )
+                fetched = raw.fetchall()
+                if fetched:
+                    levels[level] = fetched
+            raw.execute(
+                f"SELECT {', '.join(codec_series.KPI_COLUMNS)} FROM plan_kpis WHERE version_id = {self._ph} "
+                "ORDER BY seq",
+                (version_id,),
+            )
+            kpis = raw.fetchall()
+        if not levels and not kpis:
+            return None
+        params = json.loads(head.params_json) if head.params_json else {}
+        return codec_series.decode(version_id, params, head.schema_version, levels, kpis)
+
+    def read_artifacts(self, version_id: str, names: Sequence[str] | None = None) -> PlanContent | None:
+        """Decode the artifacts of a version, or None when it has none."""
+        query = select(plan_artifacts.c.name, plan_artifacts.c.json_text).where(
+            plan_artifacts.c.version_id == version_id
+        )
+        if names:
+            query = query.where(plan_artifacts.c.name.in_(list(names)))
+        with self.engine.connect() as conn:
+            texts = {r.name: r.json_text for r in conn.execute(query)}
+        if not texts:
+            return None
+        return codec_artifacts.decode(version_id, texts)
+
+    def artifact_text(self, version_id: str, name: str) -> str | None:
+        query = select(plan_artifacts.c.json_text).where(
+            plan_artifacts.c.version_id == version_id, plan_artifacts.c.name == name
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one_or_none()
+
+    # --- internals -----------------------------------------------------------------------------
+
+    @property
+    def _ph(self) -> str:
+        return "?" if self.dialect == "sqlite" else "%s"
+
+    def _claim(self, conn: Connection, version_id: str) -> bool:
+        """True when a ``running``/``failed`` row exists to be completed; a ``ready`` one is a conflict."""
+        status = conn.execute(
+            select(plan_versions.c.status).where(plan_versions.c.version_id == version_id)
+        ).scalar_one_or_none()
+        if status == "ready":
+            raise VersionConflict(f"plan version {version_id!r} already exists; versions are immutable")
+        return status is not None
+
+    def _require(self, conn: Connection, version_id: str) -> None:
+        found = conn.execute(
+            select(plan_versions.c.version_id).where(plan_versions.c.version_id == version_id)
+        ).first()
+        if found is None:
+            raise PlanNotFound(f"plan version {version_id!r} does not exist")
+
+    def _insert_artifacts(self, conn: Connection, version_id: str, texts: dict[str, str], ts: int) -> None:
+        conn.execute(
+            insert(plan_artifacts),
+            [{"version_id": version_id, "name": n, "json_text": t, "created_at": ts} for n, t in texts.items()],
+        )
+
+    def _insert_rows(self, conn: Connection, version_id: str, rows: codec_series.SeriesRows, ts: int) -> None:
+        raw = _cursor(conn)
+        for columns, values in rows.series_batches(version_id, ts):
+            bulk_insert(raw, self.dialect, "plan_series", columns, values)
+        kpi_columns, kpi_rows = rows.kpi_batch(version_id, ts)
+        if kpi_rows:
+            bulk_insert(raw, self.dialect, "plan_kpis", kpi_columns, kpi_rows)
+
+    def _failed(self, vid, mode, started, kind, exc, content, input_label, note, parent) -> None:
+        self._notify(mode, time.perf_counter() - started, kind)
+        try:
+            ts = now_ms()
+            with self.engine.begin() as conn:
+                exists = conn.execute(
+                    select(plan_versions.c.status).where(plan_versions.c.version_id == vid)
+                ).scalar_one_or_none()
+                if exists == "ready":
+                    return
+                values = dict(status="failed", error=str(exc)[:2000], updated_at=ts, storage_mode=mode)
+                if exists is None:
+                    conn.execute(insert(plan_versions).values(
+                        version_id=vid, approval="draft", created_at=ts, input_label=input_label,
+                        params_json=_dumps(content.params), note=note, parent_version_id=parent, **values))
+                else:
+                    conn.execute(update(plan_versions).where(plan_versions.c.version_id == vid).values(**values))
+        except Exception:  # the database itself may be what failed; the caller still gets the error
+            pass
+
+    def _notify(self, mode: str, seconds: float, error: str | None) -> None:
+        for observer in _observers:
+            observer(mode, seconds, error)
+
+    def _tx(self, conn: Connection | None):
+        return _Borrowed(conn) if conn is not None else self.engine.begin()
+
+    def _read(self, conn: Connection | None):
+        return _Borrowed(conn) if conn is not None else self.engine.connect()
+
+
+class _Borrowed:
+    """Use a caller's connection as a context manager without closing or committing it."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    def __enter__(self) -> Connection:
+        return self.conn
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _cursor(conn: Connection) -> Any:
+    """A DBAPI cursor on the connection's own transaction (bulk paths bypass per-row SQLAlchemy work)."""
+    return conn.connection.dbapi_connection.cursor()
+
+
+def bulk_insert(cursor: Any, dialect: str, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> None:
+    """Insert many rows at once: ``executemany`` on SQLite, ``COPY ... FROM STDIN`` on PostgreSQL."""
+    cols = ", ".join(columns)
+    if dialect == "sqlite":
+        marks = ", ".join("?" * len(columns))
+        cursor.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows)
+        return
+    with cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _schema_version(content: PlanContent) -> int | None:
+    doc = content.documents.get("aggregate.json")
+    return doc.get("schema_version") if isinstance(doc, dict) else None
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _info(row: Any) -> VersionInfo:
+    return VersionInfo(
+        version_id=row.version_id, status=row.status, approval=row.approval, created_at=row.created_at,
+        updated_at=row.updated_at, input_label=row.input_label,
+        params=json.loads(row.params_json) if row.params_json else {}, storage_mode=row.storage_mode,
+        parent_version_id=row.parent_version_id, note=row.note, schema_version=row.schema_version,
+        error=row.error,
+    )  # fmt: skip
+
+
+def missing_artifacts(names: Iterable[str]) -> list[str]:
+    """Plan artifacts (core and derived) absent from ``names``."""
+    have = set(names)
+    return [n for n in PLAN_ARTIFACTS if n not in have]
