@@ -17,7 +17,9 @@ from rich.table import Table
 from app.errors import ScplnError
 from app.planning.model import InputError, PlanContent, PlanParams
 
-app = typer.Typer(help="scpln Planning Hub: plan, store and operate supply chain plans.", no_args_is_help=True)
+app = typer.Typer(
+    help="scpln Planning Hub: plan, store and operate supply chain plans.", no_args_is_help=True
+)
 plan_app = typer.Typer(help="Run and manage plan versions.", no_args_is_help=True)
 sample_app = typer.Typer(help="Sample input sets.", no_args_is_help=True)
 app.add_typer(plan_app, name="plan")
@@ -45,7 +47,9 @@ class _Progress:
         if self.tty:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err)
+            self._bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err
+            )
             self._bar.start()
             self._task = self._bar.add_task(self.label, total=100)
         return self
@@ -92,7 +96,11 @@ def print_summary(content: PlanContent, elapsed: float | None = None) -> None:
     table.add_column("unit")
     for name, row in kpis.items():
         value = row["value"]
-        text = f"{value:.1%}" if row["unit"] == "ratio" else (f"{value:,.2f}" if isinstance(value, float) else f"{value:,}")
+        text = (
+            f"{value:.1%}"
+            if row["unit"] == "ratio"
+            else (f"{value:,.2f}" if isinstance(value, float) else f"{value:,}")
+        )
         table.add_row(name, text, row["unit"])
     console.print(table)
     counts: dict[str, int] = {}
@@ -108,21 +116,31 @@ def print_summary(content: PlanContent, elapsed: float | None = None) -> None:
 
 @plan_app.command("run")
 def plan_run(
-    input_dir: Annotated[Path, typer.Option("--input", help="Input set folder (CSV files, optional calendar).")] = Path(
-        "samples/planning"
-    ),
-    out: Annotated[Path | None, typer.Option("--out", help="Also write the artifacts into this folder.")] = None,
+    input_dir: Annotated[
+        Path, typer.Option("--input", help="Input set folder (CSV files, optional calendar).")
+    ] = Path("samples/planning"),
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also write the artifacts into this folder.")
+    ] = None,
     storage: Annotated[
         str | None, typer.Option(help="db | files | both (default: operator pin, PLAN_STORAGE_MODE, both).")
     ] = None,
-    version_id: Annotated[str | None, typer.Option(help="Version id (default v<YYYYMMDD-HHMMSS>-<hex>).")] = None,
+    version_id: Annotated[
+        str | None, typer.Option(help="Version id (default v<YYYYMMDD-HHMMSS>-<hex>).")
+    ] = None,
     note: Annotated[str | None, typer.Option(help="A note stored with the version.")] = None,
     round_mode: Annotated[str, typer.Option(help="int | none | dec1 | dec2")] = "int",
     lt_unit: Annotated[str, typer.Option(help="Lead-time unit of item.csv: day | week")] = "day",
     prebuild_months: Annotated[int, typer.Option(help="Months the aggregate may pre-build into.")] = 0,
-    prebuild_weeks: Annotated[int, typer.Option(help="Weeks capacity reconciliation may pull work forward.")] = 4,
-    cutover_date: Annotated[str | None, typer.Option(help="Cutover date YYYY-MM-DD for the anchor policy.")] = None,
-    recon_window_days: Annotated[int, typer.Option(help="Days either side of the cutover (the 'at' zone).")] = 0,
+    prebuild_weeks: Annotated[
+        int, typer.Option(help="Weeks capacity reconciliation may pull work forward.")
+    ] = 4,
+    cutover_date: Annotated[
+        str | None, typer.Option(help="Cutover date YYYY-MM-DD for the anchor policy.")
+    ] = None,
+    recon_window_days: Annotated[
+        int, typer.Option(help="Days either side of the cutover (the 'at' zone).")
+    ] = 0,
     anchor_policy: Annotated[str | None, typer.Option(help="DET_near | AGG_far | blend")] = None,
     carryover: Annotated[str, typer.Option(help="none | prev | next | both | auto")] = "none",
     tol_abs: Annotated[float, typer.Option(help="Absolute tolerance of level reconciliation.")] = 1e-6,
@@ -175,8 +193,15 @@ def plan_list(
     for col in ("version", "status", "approval", "storage", "created (UTC)", "input", "note"):
         table.add_column(col)
     for v in versions:
-        table.add_row(v.version_id, v.status, v.approval, v.storage_mode or "", _ts(v.created_at),
-                      v.input_label or "", v.note or "")
+        table.add_row(
+            v.version_id,
+            v.status,
+            v.approval,
+            v.storage_mode or "",
+            _ts(v.created_at),
+            v.input_label or "",
+            v.note or "",
+        )
     console.print(table)
 
 
@@ -189,10 +214,14 @@ def plan_show(version_id: Annotated[str, typer.Argument(help="Version id.")]) ->
         content = store.read_for_export(version_id) if info.status == "ready" else None
     except ScplnError as exc:
         _fail(exc)
-    console.print(f"[bold]{info.version_id}[/] status={info.status} approval={info.approval} "
-                  f"storage={info.storage_mode} created={_ts(info.created_at)} input={info.input_label}")
-    console.print(f"artifacts: {', '.join(store.artifact_names(version_id)) or 'none'}; "
-                  f"PlanRepository rows: {'yes' if store.has_rows(version_id) else 'no'}")
+    console.print(
+        f"[bold]{info.version_id}[/] status={info.status} approval={info.approval} "
+        f"storage={info.storage_mode} created={_ts(info.created_at)} input={info.input_label}"
+    )
+    console.print(
+        f"artifacts: {', '.join(store.artifact_names(version_id)) or 'none'}; "
+        f"PlanRepository rows: {'yes' if store.has_rows(version_id) else 'no'}"
+    )
     if info.error:
         console.print(f"[red]error[/]: {info.error}")
     if content is not None:
@@ -263,8 +292,10 @@ def storage_mode(
         except ValueError as exc:
             _fail(exc, 2)
     pin = st.storage_pin(store.engine)
-    console.print(f"storage mode: [bold]{st.effective_mode(store.engine)}[/] "
-                  f"(pin: {pin or 'none'}, default: {st.default_mode()})")
+    console.print(
+        f"storage mode: [bold]{st.effective_mode(store.engine)}[/] "
+        f"(pin: {pin or 'none'}, default: {st.default_mode()})"
+    )
 
 
 def _ts(ms: int | None) -> str:
@@ -284,7 +315,9 @@ def _params(values: dict) -> PlanParams:
     }
     for key, allowed in choices.items():
         if values[key] not in allowed:
-            raise ValueError(f"{key} must be one of {', '.join(a for a in allowed if a)}, not {values[key]!r}")
+            raise ValueError(
+                f"{key} must be one of {', '.join(a for a in allowed if a)}, not {values[key]!r}"
+            )
     if values["cutover_date"]:
         import datetime as dt
 
@@ -310,10 +343,17 @@ def sample_generate(
     from app.planning.samplegen import generate_sample
 
     path = generate_sample(
-        out, families=families, skus_per_family=skus_per_family, components=components,
-        bom_depth=bom_depth, months=months, seed=seed,
+        out,
+        families=families,
+        skus_per_family=skus_per_family,
+        components=components,
+        bom_depth=bom_depth,
+        months=months,
+        seed=seed,
     )
-    console.print(f"Wrote input set to {path}: {families * skus_per_family} SKUs, {components} components, {months} months")
+    console.print(
+        f"Wrote input set to {path}: {families * skus_per_family} SKUs, {components} components, {months} months"
+    )
 
 
 if __name__ == "__main__":

@@ -76,14 +76,18 @@ def run_plan(
     version_id = check_version_id(request.version_id) if request.version_id else new_version_id()
     started = time.perf_counter()
     try:
-        content = plan_input_set(request.folder(), request.params, version_id=version_id,
-                                 label=request.label(), progress=progress)
+        content = plan_input_set(
+            request.folder(), request.params, version_id=version_id, label=request.label(), progress=progress
+        )
     except Exception as exc:
         if version_registered:
             store.mark_failed(version_id, f"{type(exc).__name__}: {exc}")
         raise
     write = store.write_version(
-        content, mode=mode, input_label=request.label(), note=request.note,
+        content,
+        mode=mode,
+        input_label=request.label(),
+        note=request.note,
         parent_version_id=request.parent_version_id,
     )
     return PlanOutcome(content, write, time.perf_counter() - started)

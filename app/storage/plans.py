@@ -137,10 +137,14 @@ class PlanStore:
                     schema_version=rows.schema_version if rows else _schema_version(content),
                 )  # fmt: skip
                 if existing:
-                    conn.execute(update(plan_versions).where(plan_versions.c.version_id == vid).values(**values))
+                    conn.execute(
+                        update(plan_versions).where(plan_versions.c.version_id == vid).values(**values)
+                    )
                 else:
                     conn.execute(
-                        insert(plan_versions).values(version_id=vid, approval="draft", created_at=ts, **values)
+                        insert(plan_versions).values(
+                            version_id=vid, approval="draft", created_at=ts, **values
+                        )
                     )
                 if texts:
                     self._insert_artifacts(conn, vid, texts, ts)
@@ -151,12 +155,19 @@ class PlanStore:
         except VersionConflict:
             raise
         except Exception as exc:
-            self._failed(vid, mode, started, type(exc).__name__, exc, content, input_label, note, parent_version_id)
+            self._failed(
+                vid, mode, started, type(exc).__name__, exc, content, input_label, note, parent_version_id
+            )
             raise StorageError(f"plan {vid} was not stored ({mode}): {exc}") from exc
         seconds = time.perf_counter() - started
         self._notify(mode, seconds, None)
         return WriteResult(
-            vid, mode, sorted(texts), rows.series_row_count if rows else 0, len(rows.kpis) if rows else 0, seconds
+            vid,
+            mode,
+            sorted(texts),
+            rows.series_row_count if rows else 0,
+            len(rows.kpis) if rows else 0,
+            seconds,
         )
 
     def write_artifacts(self, content: PlanContent, conn: Connection | None = None) -> list[str]:
@@ -164,8 +175,11 @@ class PlanStore:
         texts = codec_artifacts.encode(content)
         with self._tx(conn) as c:
             self._require(c, content.version_id)
-            c.execute(delete(plan_artifacts).where(
-                plan_artifacts.c.version_id == content.version_id, plan_artifacts.c.name.in_(list(texts))))
+            c.execute(
+                delete(plan_artifacts).where(
+                    plan_artifacts.c.version_id == content.version_id, plan_artifacts.c.name.in_(list(texts))
+                )
+            )
             self._insert_artifacts(c, content.version_id, texts, now_ms())
         return sorted(texts)
 
@@ -195,7 +209,9 @@ class PlanStore:
         with self.engine.begin() as conn:
             self._require(conn, version_id)
             conn.execute(delete(plan_artifacts).where(plan_artifacts.c.version_id == version_id))
-            if self.dialect == "sqlite":  # cascades need foreign_keys=ON, which app.db sets; be explicit anyway
+            if (
+                self.dialect == "sqlite"
+            ):  # cascades need foreign_keys=ON, which app.db sets; be explicit anyway
                 self.delete_rows(version_id, conn)
             conn.execute(delete(plan_versions).where(plan_versions.c.version_id == version_id))
 
@@ -262,8 +278,9 @@ class PlanStore:
         """Decode the PlanRepository rows of a version, or None when it has none."""
         with self.engine.connect() as conn:
             head = conn.execute(
-                select(plan_versions.c.params_json, plan_versions.c.schema_version)
-                .where(plan_versions.c.version_id == version_id)
+                select(plan_versions.c.params_json, plan_versions.c.schema_version).where(
+                    plan_versions.c.version_id == version_id
+                )
             ).first()
             if head is None:
                 raise PlanNotFound(f"plan version {version_id!r} does not exist")
@@ -334,7 +351,10 @@ class PlanStore:
     def _insert_artifacts(self, conn: Connection, version_id: str, texts: dict[str, str], ts: int) -> None:
         conn.execute(
             insert(plan_artifacts),
-            [{"version_id": version_id, "name": n, "json_text": t, "created_at": ts} for n, t in texts.items()],
+            [
+                {"version_id": version_id, "name": n, "json_text": t, "created_at": ts}
+                for n, t in texts.items()
+            ],
         )
 
     def _insert_rows(self, conn: Connection, version_id: str, rows: codec_series.SeriesRows, ts: int) -> None:
@@ -357,11 +377,22 @@ class PlanStore:
                     return
                 values = dict(status="failed", error=str(exc)[:2000], updated_at=ts, storage_mode=mode)
                 if exists is None:
-                    conn.execute(insert(plan_versions).values(
-                        version_id=vid, approval="draft", created_at=ts, input_label=input_label,
-                        params_json=_dumps(content.params), note=note, parent_version_id=parent, **values))
+                    conn.execute(
+                        insert(plan_versions).values(
+                            version_id=vid,
+                            approval="draft",
+                            created_at=ts,
+                            input_label=input_label,
+                            params_json=_dumps(content.params),
+                            note=note,
+                            parent_version_id=parent,
+                            **values,
+                        )
+                    )
                 else:
-                    conn.execute(update(plan_versions).where(plan_versions.c.version_id == vid).values(**values))
+                    conn.execute(
+                        update(plan_versions).where(plan_versions.c.version_id == vid).values(**values)
+                    )
         except Exception:  # the database itself may be what failed; the caller still gets the error
             pass
 

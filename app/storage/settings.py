@@ -21,7 +21,9 @@ MAINTENANCE = "maintenance"
 
 def get_value(engine: Engine, key: str) -> str | None:
     with engine.connect() as conn:
-        return conn.execute(select(app_settings.c.value).where(app_settings.c.key == key)).scalar_one_or_none()
+        return conn.execute(
+            select(app_settings.c.value).where(app_settings.c.key == key)
+        ).scalar_one_or_none()
 
 
 def set_value(engine: Engine, key: str, value: str | None, conn: Connection | None = None) -> None:
@@ -32,7 +34,9 @@ def set_value(engine: Engine, key: str, value: str | None, conn: Connection | No
             c.execute(delete(app_settings).where(app_settings.c.key == key))
             return
         stmt = _insert_for(engine)(app_settings).values(key=key, value=value, updated_at=now_ms())
-        c.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value, "updated_at": now_ms()}))
+        c.execute(
+            stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value, "updated_at": now_ms()})
+        )
 
     if conn is not None:
         run(conn)
