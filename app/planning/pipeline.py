@@ -20,6 +20,7 @@ from app.planning.aggregate import plan_aggregate
 from app.planning.allocate import allocate_to_weeks
 from app.planning.anchor import apply_anchor, boundary_summary, week_zones
 from app.planning.capacity import reconcile_capacity
+from app.planning.derive import derivation_params
 from app.planning.inputs import load_input_set
 from app.planning.levels import reconcile_levels
 from app.planning.model import (
@@ -154,7 +155,11 @@ def build_content(inputs: PlanInputs, params: PlanParams, version_id: str, r: St
             anchor_log=r.anchor_log,
             kpis=r.kpis,
             boundary_summary=boundary_summary(cal, params),
-            reconcile_params={"prebuild_weeks": params.prebuild_weeks, "lt_unit": params.lt_unit},
+            reconcile_params={
+                "prebuild_weeks": params.prebuild_weeks,
+                "lt_unit": params.lt_unit,
+                **derivation_params(cal, inputs.items, r.capacity.unplaced),
+            },
         ),
         "reconciliation_log.json": docs.document(
             version_id,
