@@ -172,8 +172,18 @@ def _migration_lock(engine: Engine) -> Iterator[Connection]:
     process take a lock first), a transaction-scoped advisory lock on PostgreSQL."""
     with _migrate_lock:
         if engine.dialect.name == "sqlite":
-            with _file_lock(engine), engine.begin() as conn:
-                yield conn
+            # Batch migrations rebuild tables (create, copy, drop, rename); with foreign keys on, the
+            # drop would cascade into the content tables. SQLite only changes the pragma outside a
+            # transaction, so switch it off first and back on afterwards.
+            with _file_lock(engine), engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                conn.commit()
+                try:
+                    with conn.begin():
+                        yield conn
+                finally:
+                    conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    conn.commit()
         else:
             with engine.begin() as conn:
                 conn.execute(select(func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))

@@ -89,5 +89,6 @@ def run_plan(
         input_label=request.label(),
         note=request.note,
         parent_version_id=request.parent_version_id,
+        input_dir=str(request.folder()),
     )
     return PlanOutcome(content, write, time.perf_counter() - started)

@@ -122,12 +122,58 @@ kpi_rows = st.lists(
     max_size=MAX_ROWS,
     unique_by=lambda r: (r["metric"], r["bucket_type"], r["bucket_key"]),
 )
-psi_documents = st.fixed_dictionaries(
-    {
-        "approval": st.sampled_from(["draft", "pending", "approved"]),
-        "cells": st.lists(json_objects, max_size=3),
-    }
+#: Keys a PSI entry may carry beyond its columns (they land in payload_json).
+_psi_payload = st.dictionaries(
+    st.sampled_from(["key", "values", "field", "before", "after", "cells"]), json_values
 )
+psi_override_entries = st.lists(
+    st.fixed_dictionaries(
+        {
+            "level": st.sampled_from(["aggregate", "det"]),
+            "key_hash": st.text("0123456789abcdef", min_size=1, max_size=64),
+            "locked": st.booleans(),
+            "weight": st.none() | numbers,
+            "author": st.none() | names,
+            "source": st.none() | st.sampled_from(["edit", "apportion", "rollup"]),
+            "created_at": small_ints,
+            "updated_at": small_ints,
+        }
+    ).flatmap(lambda entry: _psi_payload.map(lambda extra: {**extra, **entry})),
+    max_size=MAX_ROWS,
+    unique_by=lambda e: (e["level"], e["key_hash"]),
+)
+psi_events = st.lists(
+    st.fixed_dictionaries(
+        {
+            "type": st.sampled_from(
+                ["edit", "lock", "unlock", "submit", "approve", "reconcile", "rollback", "export"]
+            ),
+            "ts": small_ints,
+            "level": st.sampled_from([None, "aggregate", "det"]),
+            "key_hash": st.none() | st.text("0123456789abcdef", max_size=64),
+            "actor": st.none() | names,
+            "note": st.none() | names,
+        }
+    ).flatmap(lambda event: _psi_payload.map(lambda extra: {**extra, **event})),
+    max_size=MAX_ROWS,
+)
+
+
+def psi_documents(name: str, version_id: str) -> Any:
+    """psi_overrides.json / psi_state.json: usually the plan's own header, sometimes another one, and
+    sometimes keys beyond the declared shape."""
+    header = st.fixed_dictionaries(
+        {"schema_version": st.just(1) | small_ints, "version_id": st.just(version_id) | names}
+    )
+    body = (
+        st.fixed_dictionaries({"overrides": psi_override_entries})
+        if name == PSI_ARTIFACTS[0]
+        else st.fixed_dictionaries(
+            {"approval": st.sampled_from(["draft", "pending", "approved"]), "events": psi_events}
+        )
+    )
+    extra = st.just({}) | st.dictionaries(st.sampled_from(["note", "exported_at"]), json_values, max_size=1)
+    return st.tuples(extra, header, body).map(lambda parts: {**parts[0], **parts[1], **parts[2]})
 
 
 @st.composite
@@ -165,5 +211,5 @@ def plan_contents(
         documents["exceptions.json"] = document(draw(rows_of(docs.EXCEPTION_ROW)))
     for name in PSI_ARTIFACTS:
         if with_psi if with_psi is not None else draw(st.booleans()):
-            documents[name] = draw(psi_documents)
+            documents[name] = draw(psi_documents(name, version_id))
     return PlanContent(version_id=version_id, params=params, documents=documents)

@@ -7,8 +7,11 @@ and hands back what it selects, one level at a time in ``LEVEL_COLUMNS`` order.
 
 One ``plan_series`` row per artifact row, every field in a typed column; ``extra_json`` holds only a
 row's keys beyond its declared shape. Level ``meta`` holds one row per stored document (its name in
-``label``) with the document's small object-valued keys; ``psi`` holds the PSI documents whole until
-they move to ``plan_overrides``/``plan_override_events``. Quantities come back by the number rule.
+``label``) with the document's small object-valued keys. The PSI documents map onto their own tables:
+each entry of ``psi_overrides.json`` is a ``plan_overrides`` row, each event of ``psi_state.json`` a
+``plan_override_events`` row (in document order) and its approval is ``plan_versions.approval``; level
+``psi`` keeps only what those cannot hold (a PSI document's extra keys, or that an empty one exists).
+Quantities come back by the number rule.
 
 Hot paths work column-wise (``itemgetter``/``zip``/numpy) because a 10k-SKU plan has ~1.5M rows.
 """
@@ -26,6 +29,24 @@ import numpy as np
 
 from app.planning import documents as docs
 from app.planning.model import PSI_ARTIFACTS, SCHEMA_VERSION, PlanContent
+
+PSI_OVERRIDES, PSI_STATE = PSI_ARTIFACTS
+PSI_LEVELS = ("aggregate", "det")
+APPROVAL_STATES = ("draft", "pending", "approved")
+EVENT_TYPES = ("edit", "lock", "unlock", "submit", "approve", "reconcile", "rollback", "export")
+#: Entry key -> (table column, kind) of a psi_overrides.json entry; its other keys go to ``payload_json``.
+OVERRIDE_FIELDS: dict[str, tuple[str, str]] = {
+    "level": ("level", "str"), "key_hash": ("key_hash", "str"), "locked": ("lock_flag", "bool"),
+    "weight": ("weight", "num?"), "author": ("author", "str?"), "source": ("source", "str?"),
+    "created_at": ("created_at", "int"), "updated_at": ("updated_at", "int"),
+}  # fmt: skip
+#: Entry key -> (table column, kind) of a psi_state.json event; its other keys go to ``payload_json``.
+EVENT_FIELDS: dict[str, tuple[str, str]] = {
+    "type": ("event_type", "str"), "ts": ("event_ts", "int"), "level": ("level", "str?"),
+    "key_hash": ("key_hash", "str?"), "actor": ("actor", "str?"), "note": ("notes", "str?"),
+}  # fmt: skip
+OVERRIDE_COLUMNS = (*(column for column, _ in OVERRIDE_FIELDS.values()), "payload_json")
+EVENT_COLUMNS = (*(column for column, _ in EVENT_FIELDS.values()), "payload_json")
 
 REPORT = "report.csv"
 HEADER_KEYS = ("schema_version", "version_id", "params")
@@ -127,6 +148,11 @@ class SeriesRows:
     schema_version: int
     levels: dict[str, list[Row]] = field(default_factory=dict)
     kpis: list[Row] = field(default_factory=list)
+    #: ``plan_overrides`` rows in ``OVERRIDE_COLUMNS`` order and ``plan_override_events`` rows in
+    #: ``EVENT_COLUMNS`` order, both in document order; the approval of psi_state.json (None without it).
+    overrides: list[Row] = field(default_factory=list)
+    events: list[Row] = field(default_factory=list)
+    approval: str | None = None
 
     @property
     def series_row_count(self) -> int:
@@ -143,6 +169,14 @@ class SeriesRows:
     def kpi_batch(self, version_id: str, created_at: int) -> tuple[tuple[str, ...], list[Row]]:
         """Insert-ready ``plan_kpis`` rows: column names and full row tuples."""
         return ("version_id", "created_at", *KPI_COLUMNS), [(version_id, created_at, *r) for r in self.kpis]
+
+    def override_batch(self, version_id: str) -> tuple[tuple[str, ...], list[Row]]:
+        """Insert-ready ``plan_overrides`` rows: column names and full row tuples."""
+        return ("version_id", *OVERRIDE_COLUMNS), [(version_id, *r) for r in self.overrides]
+
+    def event_batch(self, version_id: str) -> tuple[tuple[str, ...], list[Row]]:
+        """Insert-ready ``plan_override_events`` rows (``override_id`` is linked by the store)."""
+        return ("version_id", *EVENT_COLUMNS), [(version_id, *r) for r in self.events]
 
 
 # --- validation ---------------------------------------------------------------------------------
@@ -167,7 +201,7 @@ def validate_document(name: str, doc: Any) -> None:
 def _document_tables(name: str, doc: Any) -> dict[str, Table]:
     """Validate ``doc`` and return, per table, its field columns (in shape order) and row leftovers."""
     if name in PSI_ARTIFACTS:
-        _json(doc, name)
+        _psi_entries(name, doc)
         return {}
     if name not in DOCUMENT_LEVELS:
         raise ValueError(f"{name}: not a plan artifact (expected one of {', '.join(KNOWN_DOCUMENTS)})")
@@ -299,8 +333,7 @@ def encode(content: PlanContent) -> SeriesRows:
             series.kpis = list(zip(range(len(doc["kpis"])), *tables["kpis"][0], strict=True))
         leftovers = None if name == REPORT else _document_leftovers(name, doc, content, series, params_text)
         series.levels["meta"].append((seq, name, leftovers))
-    psi_names = sorted(n for n in content.documents if n in PSI_ARTIFACTS)
-    series.levels["psi"] = [(i, n, _json(content.documents[n], n)) for i, n in enumerate(psi_names)]
+    _encode_psi(content, series)
     return series
 
 
@@ -351,9 +384,14 @@ def decode(
     schema_version: int,
     series_rows: Mapping[str, Iterable[Row]],
     kpi_rows: Iterable[Row],
+    *,
+    overrides: Iterable[Row] = (),
+    events: Iterable[Row] = (),
+    approval: str | None = None,
 ) -> PlanContent:
     """Rebuild every document exactly from rows: ``series_rows`` maps a level to its row tuples in
-    ``LEVEL_COLUMNS[level]`` order (any order of rows), ``kpi_rows`` are in ``KPI_COLUMNS`` order."""
+    ``LEVEL_COLUMNS[level]`` order (any order of rows), ``kpi_rows`` are in ``KPI_COLUMNS`` order;
+    ``overrides``/``events`` are the PSI table rows in document order and ``approval`` the version's."""
     unknown = set(series_rows) - set(LEVEL_NAMES)
     if unknown:
         raise ValueError(f"plan_series of {version_id}: unknown level(s) {sorted(unknown)}")
@@ -369,8 +407,9 @@ def decode(
         else:
             documents[name] = _decode_document(name, header, levels, kpis, leftovers)
     _refuse_orphans(version_id, documents, levels, kpis)
-    for _, name, text in levels["psi"]:
-        documents[name] = json.loads(text)
+    documents.update(
+        _decode_psi(version_id, schema_version, levels["psi"], list(overrides), list(events), approval)
+    )
     return PlanContent(version_id=version_id, params=json.loads(header["params"]), documents=documents)
 
 
@@ -480,3 +519,165 @@ _DECODERS: dict[str, Any] = {
     "int": lambda column: list(map(int, column)),
     "bool": lambda column: list(map(bool, column)),
 }
+
+
+# --- PSI documents ------------------------------------------------------------------------------
+# psi_overrides.json = {schema_version, version_id, overrides: [entry]}: the current value and lock of
+# every edited cell; psi_state.json = {schema_version, version_id, approval, events: [event]}.
+
+
+def psi_overrides_document(version_id: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, "version_id": version_id, "overrides": entries}
+
+
+def psi_state_document(version_id: str, approval: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "version_id": version_id,
+        "approval": approval,
+        "events": events,
+    }
+
+
+def psi_approval(content: PlanContent) -> str | None:
+    """The approval held by a plan's psi_state.json, or None without one."""
+    state = content.documents.get(PSI_STATE)
+    return state.get("approval") if isinstance(state, dict) else None
+
+
+def override_row(entry: Mapping[str, Any]) -> Row:
+    """One ``plan_overrides`` row (``OVERRIDE_COLUMNS`` order) of a validated override entry."""
+    return _entry_row(OVERRIDE_FIELDS, entry)
+
+
+def event_row(entry: Mapping[str, Any]) -> Row:
+    """One ``plan_override_events`` row (``EVENT_COLUMNS`` order) of a validated event."""
+    return _entry_row(EVENT_FIELDS, entry)
+
+
+def override_entry(row: Sequence[Any]) -> dict[str, Any]:
+    return _row_entry(OVERRIDE_FIELDS, row)
+
+
+def event_entry(row: Sequence[Any]) -> dict[str, Any]:
+    return _row_entry(EVENT_FIELDS, row)
+
+
+def _entry_row(fields: Mapping[str, tuple[str, str]], entry: Mapping[str, Any]) -> Row:
+    rest = {k: v for k, v in entry.items() if k not in fields}
+    return (*(entry[k] for k in fields), _json(rest) if rest else None)
+
+
+def _row_entry(fields: Mapping[str, tuple[str, str]], row: Sequence[Any]) -> dict[str, Any]:
+    entry = {
+        key: _PSI_DECODERS[kind](value) for (key, (_, kind)), value in zip(fields.items(), row, strict=False)
+    }
+    if row[len(fields)]:
+        entry.update(json.loads(row[len(fields)]))
+    return entry
+
+
+_PSI_DECODERS: dict[str, Any] = {
+    "str": lambda v: v,
+    "str?": lambda v: v,
+    "int": int,
+    "bool": bool,
+    "num?": lambda v: None if v is None else _numbers([v])[0],
+}
+
+
+def _psi_entries(name: str, doc: Any) -> list[Row]:
+    """Validate a PSI document and return the table rows of its entries."""
+    table, fields = ("overrides", OVERRIDE_FIELDS) if name == PSI_OVERRIDES else ("events", EVENT_FIELDS)
+    if not isinstance(doc, dict):
+        raise ValueError(f"{name}: a JSON artifact must be an object, got {type(doc).__name__}")
+    for key in ("schema_version", "version_id", *(("approval",) if name == PSI_STATE else ()), table):
+        if key not in doc:
+            raise ValueError(f"{name}: the document lacks key {key!r}")
+    _json(doc, name)
+    if name == PSI_STATE and doc["approval"] not in APPROVAL_STATES:
+        raise ValueError(f"{name}: approval {doc['approval']!r} is not one of {', '.join(APPROVAL_STATES)}")
+    entries = doc[table]
+    columns, leftovers = _columns(name, table, entries, {k: kind for k, (_, kind) in fields.items()})
+    keys = tuple(fields)
+
+    def refuse(key: str, allowed: Any, reason: str) -> None:
+        column = columns[keys.index(key)]
+        bad = [i for i, v in enumerate(column) if not allowed(v)]
+        if bad:
+            raise ValueError(f"{name}: {table}[{bad[0]}] key {key!r}: {column[bad[0]]!r} {reason}")
+
+    short = lambda n: lambda v: v is None or len(v) <= n  # noqa: E731
+    refuse("key_hash", short(64), "is longer than 64 characters")
+    if name == PSI_OVERRIDES:
+        refuse("level", PSI_LEVELS.__contains__, f"is not one of {', '.join(PSI_LEVELS)}")
+        pairs = list(zip(columns[0], columns[1], strict=True))
+        if len(set(pairs)) != len(pairs):
+            raise ValueError(f"{name}: two overrides share a (level, key_hash)")
+    else:
+        refuse("type", EVENT_TYPES.__contains__, f"is not one of {', '.join(EVENT_TYPES)}")
+        refuse("level", lambda v: v is None or v in PSI_LEVELS, f"is not one of {', '.join(PSI_LEVELS)}")
+    rest = repeat(None) if leftovers is None else leftovers
+    return list(zip(*columns, rest, strict=False)) if entries else []
+
+
+def _encode_psi(content: PlanContent, series: SeriesRows) -> None:
+    """PSI documents -> table rows, the approval, and a ``psi`` row only for what the tables cannot hold."""
+    markers: list[tuple[str, str | None]] = []
+    same = {
+        "schema_version": lambda v: type(v) is int and v == series.schema_version,
+        "version_id": lambda v: v == content.version_id,
+    }
+    for name in PSI_ARTIFACTS:
+        doc = content.documents.get(name)
+        if doc is None:
+            continue
+        rows = _psi_entries(name, doc)
+        table = "overrides" if name == PSI_OVERRIDES else "events"
+        rest = {
+            k: v for k, v in doc.items() if k not in (table, "approval") and not (k in same and same[k](v))
+        }
+        if name == PSI_OVERRIDES:
+            series.overrides = rows
+            implied = bool(rows)
+        else:
+            series.events = rows
+            series.approval = doc["approval"]
+            implied = bool(rows) or doc["approval"] != "draft"
+        if rest or not implied:
+            markers.append((name, _json(rest, name) if rest else None))
+    series.levels["psi"] = [(i, name, extra) for i, (name, extra) in enumerate(markers)]
+
+
+def _decode_psi(
+    version_id: str,
+    schema_version: int,
+    markers: list[Row],
+    overrides: list[Row],
+    events: list[Row],
+    approval: str | None,
+) -> dict[str, Any]:
+    """The PSI documents present in the rows: a table with rows, a non-draft approval or a ``psi`` row."""
+    extra: dict[str, dict[str, Any]] = {}
+    for _, name, text in markers:
+        if name not in PSI_ARTIFACTS:
+            raise ValueError(f"plan_series of {version_id}: psi row for unknown document {name!r}")
+        extra[name] = json.loads(text) if text else {}
+    header = {"schema_version": schema_version, "version_id": version_id}
+    out: dict[str, Any] = {}
+    if overrides or PSI_OVERRIDES in extra:
+        entries = [override_entry(r) for r in overrides]
+        out[PSI_OVERRIDES] = {**header, "overrides": entries, **extra.get(PSI_OVERRIDES, {})}
+    if events or PSI_STATE in extra or approval not in (None, "draft"):
+        entries = [event_entry(r) for r in events]
+        state = {**header, "approval": approval or "draft", "events": entries}
+        out[PSI_STATE] = {**state, **extra.get(PSI_STATE, {})}
+    return out
+
+
+def decode_level_rows(level: str, rows: Iterable[Row]) -> list[dict[str, Any]]:
+    """The artifact rows of one ``plan_series`` level (the PSI base values read one level at a time)."""
+    spec = next((lv for lv in LEVELS if lv.name == level), None)
+    if spec is None:
+        raise ValueError(f"{level!r} is not a plan_series level with artifact rows")
+    return _decode_level(spec, _in_seq_order(level, rows))

@@ -18,12 +18,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from app.db import get_engine, now_ms
 from app.errors import EncodingMissing, PlanNotFound, StorageError, VersionConflict
-from app.planning.model import PLAN_ARTIFACTS, PlanContent
+from app.planning import derive
+from app.planning.model import DERIVED_ARTIFACTS, PLAN_ARTIFACTS, PlanContent
 from app.storage import codec_artifacts, codec_series
-from app.storage.schema import plan_artifacts, plan_kpis, plan_series, plan_versions
+from app.storage.schema import (
+    plan_artifacts,
+    plan_kpis,
+    plan_override_events,
+    plan_overrides,
+    plan_series,
+    plan_versions,
+)
 from app.storage.settings import MODES, effective_mode
 
 CONTENT_TABLES = ("plan_series", "plan_kpis", "plan_overrides", "plan_override_events")
@@ -48,6 +57,7 @@ class VersionInfo:
     created_at: int
     updated_at: int
     input_label: str | None
+    input_dir: str | None
     params: dict[str, Any]
     storage_mode: str | None
     parent_version_id: str | None
@@ -92,6 +102,7 @@ class PlanStore:
         input_label: str | None = None,
         note: str | None = None,
         parent_version_id: str | None = None,
+        input_dir: str | None = None,
     ) -> None:
         """Register a version as ``running`` before it is planned (asynchronous jobs)."""
         ts = now_ms()
@@ -100,7 +111,7 @@ class PlanStore:
             conn.execute(
                 insert(plan_versions).values(
                     version_id=version_id, status="running", approval="draft", created_at=ts, updated_at=ts,
-                    input_label=input_label, params_json=_dumps(params), storage_mode=mode, note=note,
+                    input_label=input_label, input_dir=input_dir, params_json=_dumps(params), storage_mode=mode, note=note,
                     parent_version_id=parent_version_id,
                 )
             )  # fmt: skip
@@ -113,6 +124,7 @@ class PlanStore:
         input_label: str | None = None,
         note: str | None = None,
         parent_version_id: str | None = None,
+        input_dir: str | None = None,
         before_commit: Callable[[Connection], None] | None = None,
     ) -> WriteResult:
         """Write a whole version in ``mode`` in one transaction; on any failure nothing of its content
@@ -133,6 +145,7 @@ class PlanStore:
                 existing = self._claim(conn, vid)
                 values = dict(
                     status="ready", updated_at=ts, input_label=input_label, params_json=_dumps(content.params),
+                    input_dir=input_dir,
                     storage_mode=mode, note=note, parent_version_id=parent_version_id, error=None,
                     schema_version=rows.schema_version if rows else _schema_version(content),
                 )  # fmt: skip
@@ -150,6 +163,8 @@ class PlanStore:
                     self._insert_artifacts(conn, vid, texts, ts)
                 if rows is not None:
                     self._insert_rows(conn, vid, rows, ts)
+                    self._insert_psi(conn, vid, rows)
+                set_approval(conn, vid, codec_series.psi_approval(content))
                 if before_commit:
                     before_commit(conn)
         except VersionConflict:
@@ -190,6 +205,15 @@ class PlanStore:
             self._require(c, content.version_id)
             self.delete_rows(content.version_id, c)
             self._insert_rows(c, content.version_id, rows, now_ms())
+            if not has_psi_rows(c, content.version_id):  # PSI rows already there are never replaced
+                self._insert_psi(c, content.version_id, rows)
+            # Rows are decoded with the catalogue's params and schema version as the documents' header;
+            # a version that arrived through the legacy helpers may lack them or hold others.
+            c.execute(
+                update(plan_versions)
+                .where(plan_versions.c.version_id == content.version_id)
+                .values(params_json=_dumps(content.params), schema_version=rows.schema_version)
+            )
         return rows.series_row_count
 
     def delete_rows(self, version_id: str, conn: Connection) -> None:
@@ -278,9 +302,9 @@ class PlanStore:
         """Decode the PlanRepository rows of a version, or None when it has none."""
         with self.engine.connect() as conn:
             head = conn.execute(
-                select(plan_versions.c.params_json, plan_versions.c.schema_version).where(
-                    plan_versions.c.version_id == version_id
-                )
+                select(
+                    plan_versions.c.params_json, plan_versions.c.schema_version, plan_versions.c.approval
+                ).where(plan_versions.c.version_id == version_id)
             ).first()
             if head is None:
                 raise PlanNotFound(f"plan version {version_id!r} does not exist")
@@ -301,23 +325,97 @@ class PlanStore:
                 (version_id,),
             )
             kpis = raw.fetchall()
+            overrides, events = read_psi_rows(conn, version_id)
         if not levels and not kpis:
             return None
         params = json.loads(head.params_json) if head.params_json else {}
-        return codec_series.decode(version_id, params, head.schema_version, levels, kpis)
+        return codec_series.decode(
+            version_id, params, head.schema_version, levels, kpis,
+            overrides=overrides, events=events, approval=head.approval,
+        )  # fmt: skip
 
     def read_artifacts(self, version_id: str, names: Sequence[str] | None = None) -> PlanContent | None:
-        """Decode the artifacts of a version, or None when it has none."""
+        """Decode the artifacts of a version (only ``names`` when given), or None when it has none.
+
+        Derived artifacts (``reconciliation_log.json``, ``exceptions.json``) the version lacks are
+        recomputed in memory from its core artifacts when those are stored; :meth:`complete_artifacts`
+        stores them.
+        """
+        with self.engine.connect() as conn:
+            texts = self._artifact_texts(conn, version_id, names)
+            derivable = [n for n in DERIVED_ARTIFACTS if n not in texts and (not names or n in names)]
+            sources = [n for n in derive.SOURCE_DOCUMENTS if n not in texts]
+            if derivable and names and sources:
+                texts = {**self._artifact_texts(conn, version_id, sources), **texts}
+        if not texts:
+            return None
+        content = codec_artifacts.decode(version_id, texts)
+        if derivable and derive.can_derive(content.documents):
+            content.documents.update(self._derived(version_id, content.documents))
+        if names:
+            content.documents = {n: d for n, d in content.documents.items() if n in names}
+            if not content.documents:
+                return None
+        return content
+
+    def complete_artifacts(self, version_id: str) -> list[str]:
+        """Store the derived artifacts a version lacks, recomputed from its core artifacts.
+
+        Returns the names stored (empty when nothing was missing). Raises ``EncodingMissing`` when a
+        core artifact needed for the recomputation is absent and ``StorageError`` when the core
+        artifacts do not give the derived ones back; nothing is written then.
+        """
+        for _ in range(2):
+            try:
+                return self._complete_artifacts(version_id)
+            except IntegrityError:  # completed concurrently: look again
+                continue
+        return []
+
+    def _complete_artifacts(self, version_id: str) -> list[str]:
+        with self.engine.begin() as conn:
+            self._require(conn, version_id)
+            present = set(self.artifact_names(version_id, conn))
+            if all(n in present for n in DERIVED_ARTIFACTS):
+                return []
+            absent = [n for n in derive.SOURCE_DOCUMENTS if n not in present]
+            if absent:
+                raise EncodingMissing(
+                    f"plan version {version_id!r} lacks {', '.join(absent)}: its derived artifacts "
+                    "cannot be recomputed",
+                    {"missing": absent},
+                )
+            content = codec_artifacts.decode(
+                version_id, self._artifact_texts(conn, version_id, derive.SOURCE_DOCUMENTS)
+            )
+            recomputed = self._derived(version_id, content.documents)
+            missing = {n: d for n, d in recomputed.items() if n not in present}
+            derived = PlanContent(version_id, content.params, missing)
+            try:
+                texts = codec_artifacts.encode(derived)
+            except ValueError as exc:
+                raise StorageError(
+                    f"plan {version_id}: recomputed derived artifacts are invalid: {exc}"
+                ) from exc
+            self._insert_artifacts(conn, version_id, texts, now_ms())
+        return sorted(texts)
+
+    def _artifact_texts(
+        self, conn: Connection, version_id: str, names: Sequence[str] | None
+    ) -> dict[str, str]:
         query = select(plan_artifacts.c.name, plan_artifacts.c.json_text).where(
             plan_artifacts.c.version_id == version_id
         )
         if names:
             query = query.where(plan_artifacts.c.name.in_(list(names)))
-        with self.engine.connect() as conn:
-            texts = {r.name: r.json_text for r in conn.execute(query)}
-        if not texts:
-            return None
-        return codec_artifacts.decode(version_id, texts)
+        return {r.name: r.json_text for r in conn.execute(query)}
+
+    @staticmethod
+    def _derived(version_id: str, documents: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return derive.derive_documents(documents)
+        except derive.DerivationError as exc:
+            raise StorageError(f"plan {version_id}: derived artifacts cannot be recomputed: {exc}") from exc
 
     def artifact_text(self, version_id: str, name: str) -> str | None:
         query = select(plan_artifacts.c.json_text).where(
@@ -364,6 +462,19 @@ class PlanStore:
         kpi_columns, kpi_rows = rows.kpi_batch(version_id, ts)
         if kpi_rows:
             bulk_insert(raw, self.dialect, "plan_kpis", kpi_columns, kpi_rows)
+
+    def _insert_psi(self, conn: Connection, version_id: str, rows: codec_series.SeriesRows) -> None:
+        """The PSI documents' override and event rows, in document order, and their approval."""
+        raw = _cursor(conn)
+        for table, (columns, values) in (
+            ("plan_overrides", rows.override_batch(version_id)),
+            ("plan_override_events", rows.event_batch(version_id)),
+        ):
+            if values:
+                bulk_insert(raw, self.dialect, table, columns, values)
+        if rows.events:
+            link_override_events(conn, version_id)
+        set_approval(conn, version_id, rows.approval)
 
     def _failed(self, vid, mode, started, kind, exc, content, input_label, note, parent) -> None:
         self._notify(mode, time.perf_counter() - started, kind)
@@ -449,11 +560,58 @@ def _dumps(value: Any) -> str:
 def _info(row: Any) -> VersionInfo:
     return VersionInfo(
         version_id=row.version_id, status=row.status, approval=row.approval, created_at=row.created_at,
-        updated_at=row.updated_at, input_label=row.input_label,
+        updated_at=row.updated_at, input_label=row.input_label, input_dir=row.input_dir,
         params=json.loads(row.params_json) if row.params_json else {}, storage_mode=row.storage_mode,
         parent_version_id=row.parent_version_id, note=row.note, schema_version=row.schema_version,
         error=row.error,
     )  # fmt: skip
+
+
+def read_psi_rows(conn: Connection, version_id: str) -> tuple[list[tuple], list[tuple]]:
+    """A version's ``plan_overrides`` and ``plan_override_events`` rows in the codec's column order,
+    in the order they were written (document order)."""
+    o, e = plan_overrides, plan_override_events
+    overrides = conn.execute(
+        select(*(o.c[c] for c in codec_series.OVERRIDE_COLUMNS))
+        .where(o.c.version_id == version_id)
+        .order_by(o.c.id)
+    )
+    events = conn.execute(
+        select(*(e.c[c] for c in codec_series.EVENT_COLUMNS))
+        .where(e.c.version_id == version_id)
+        .order_by(e.c.id)
+    )
+    return [tuple(r) for r in overrides], [tuple(r) for r in events]
+
+
+def has_psi_rows(conn: Connection, version_id: str) -> bool:
+    for table in (plan_overrides, plan_override_events):
+        if conn.execute(select(table.c.id).where(table.c.version_id == version_id).limit(1)).first():
+            return True
+    return False
+
+
+def link_override_events(conn: Connection, version_id: str) -> None:
+    """Point a version's unlinked events at the override of their cell (same level and key hash)."""
+    o, e = plan_overrides, plan_override_events
+    override = (
+        select(o.c.id)
+        .where(o.c.version_id == e.c.version_id, o.c.level == e.c.level, o.c.key_hash == e.c.key_hash)
+        .scalar_subquery()
+    )
+    conn.execute(
+        update(e)
+        .where(e.c.version_id == version_id, e.c.override_id.is_(None), e.c.key_hash.is_not(None))
+        .values(override_id=override)
+    )
+
+
+def set_approval(conn: Connection, version_id: str, approval: str | None) -> None:
+    """Record a version's PSI approval (draft | pending | approved) in the catalogue; None leaves it."""
+    if approval is not None:
+        conn.execute(
+            update(plan_versions).where(plan_versions.c.version_id == version_id).values(approval=approval)
+        )
 
 
 def missing_artifacts(names: Iterable[str]) -> list[str]:

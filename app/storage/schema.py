@@ -66,6 +66,7 @@ plan_versions = Table(
     _ms("created_at"),
     _ms("updated_at"),
     Column("input_label", Text),
+    Column("input_dir", Text),  # the input set folder, for PSI reconcile (revision 0003)
     Column("params_json", Text),
     Column("storage_mode", String(8)),  # db | files | both: the encodings the version was written in
     Column("parent_version_id", String(64)),

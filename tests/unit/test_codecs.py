@@ -4,7 +4,6 @@ rows reproduce the original exactly, numbers keep their form, and malformed docu
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any
 
 import pytest
@@ -27,8 +26,9 @@ def canonical(content: PlanContent) -> dict[str, str]:
 
 def rows_to_content(rows: SeriesRows, content: PlanContent) -> PlanContent:
     return codec_series.decode(
-        content.version_id, content.params, rows.schema_version, rows.levels, rows.kpis
-    )
+        content.version_id, content.params, rows.schema_version, rows.levels, rows.kpis,
+        overrides=rows.overrides, events=rows.events, approval=rows.approval,
+    )  # fmt: skip
 
 
 def small_plan(**changes: Any) -> PlanContent:
@@ -94,8 +94,9 @@ def test_decoding_does_not_depend_on_the_order_rows_arrive_in(content: PlanConte
     rows = codec_series.encode(content)
     shuffled = {level: list(reversed(level_rows)) for level, level_rows in rows.levels.items()}
     back = codec_series.decode(
-        content.version_id, content.params, rows.schema_version, shuffled, rows.kpis[::-1]
-    )
+        content.version_id, content.params, rows.schema_version, shuffled, rows.kpis[::-1],
+        overrides=rows.overrides, events=rows.events, approval=rows.approval,
+    )  # fmt: skip
     assert canonical(back) == canonical(content)
 
 
@@ -235,13 +236,15 @@ def test_row_keys_beyond_the_shape_and_unknown_document_keys_survive() -> None:
     assert canonical(rows_to_content(rows, content)) == canonical(content)
 
 
-def test_psi_documents_are_kept_whole_in_the_psi_level() -> None:
-    state = {"approval": "pending", "cells": [{"key": {"sku": "S1"}, "value": 5}]}
+def test_psi_documents_become_event_rows_and_the_approval_not_a_series_blob() -> None:
+    event = {"type": "submit", "ts": 5, "level": None, "key_hash": None, "actor": "ann", "note": None,
+             "before": "draft", "after": "pending"}  # fmt: skip
+    state = {"schema_version": 1, "version_id": "v-small", "approval": "pending", "events": [event]}
     content = small_plan(**{"psi_state.json": state})
     rows = codec_series.encode(content)
-    assert rows.levels["psi"] == [
-        (0, "psi_state.json", json.dumps(state, sort_keys=True, separators=(",", ":")))
-    ]
+    assert rows.levels["psi"] == []
+    assert rows.approval == "pending"
+    assert rows.events == [("submit", 5, None, None, "ann", None, '{"after":"pending","before":"draft"}')]
     assert rows_to_content(rows, content).documents["psi_state.json"] == state
 
 

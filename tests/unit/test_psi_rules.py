@@ -1,0 +1,192 @@
+"""PSI editing rules (SPEC 6) on hand-made cells: apportionment of an aggregate edit, roll-up of a detail
+edit, locks, the key hash, value checks, and the PSI documents' mapping onto override and event rows."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+
+from app.planning import documents as docs
+from app.planning.model import PlanContent, PlanParams
+from app.storage import codec_artifacts, codec_series
+from app.storage.overrides import Editor, Grid, PsiConflict, PsiInputError, State, _parse_value, key_hash
+
+FAMILY = ("F1", "2026-01")
+CELLS = [("A", "2026-W01", "2026-01"), ("B", "2026-W01", "2026-01"), ("C", "2026-W01", "2026-01")]
+
+
+def grid(values: tuple[int, ...] = (50, 30, 20), supply: int = 7) -> Grid:
+    """One family-period of 100 over three SKUs in one week."""
+    agg = [{"family": "F1", "period": "2026-01", "demand": sum(values), "supply": supply, "backlog": 0}]
+    det = [{"family": "F1", "period": p, "sku": s, "week": w, "demand": v, "supply": 0, "backlog": 0}
+           for (s, w, p), v in zip(CELLS, values, strict=True)]  # fmt: skip
+    return Grid.from_rows(agg, det)
+
+
+def editor(g: Grid, decimals: int | None = 0) -> Editor:
+    return Editor(g, State({}, [], "draft", "none"), decimals, "ann", "why")
+
+
+def demand(e: Editor, level: str, key: tuple[str, ...]) -> Any:
+    return e.state.value(e.grid, level, key, "demand")
+
+
+def test_aggregate_edit_apportions_the_new_total_over_unlocked_cells_by_largest_remainder() -> None:
+    # 100 -> 130 with C (20) locked: A and B share 130 - 20 = 110 in proportion 50:30.
+    # Quotas 110 * 50/80 = 68.75 and 110 * 30/80 = 41.25; floors 68 + 41 = 109, one unit short;
+    # the larger remainder (.75, A) takes it: A 69, B 41, C stays 20; 69 + 41 + 20 = 130.
+    e = editor(grid())
+    e.set_lock("det", CELLS[2], True)
+    e.edit("aggregate", FAMILY, "demand", 130)
+    assert [demand(e, "det", c) for c in CELLS] == [69, 41, 20]
+    assert demand(e, "aggregate", FAMILY) == 130
+    edit = e.state.events[-1]
+    assert (edit["type"], edit["before"], edit["after"], edit["field"]) == ("edit", 100, 130, "demand")
+    assert [(c["key"]["sku"], c["before"], c["after"]) for c in edit["cells"]] == [
+        ("A", 50, 69),
+        ("B", 30, 41),
+    ]
+
+
+def test_aggregate_edit_keeps_integers_in_int_mode_and_decimals_in_dec1() -> None:
+    e = editor(grid((1, 1, 1)))
+    e.edit("aggregate", FAMILY, "demand", 4)  # 4 over equal weights: 2, 1, 1 (ties to the first)
+    assert [demand(e, "det", c) for c in CELLS] == [2, 1, 1]
+    assert all(type(demand(e, "det", c)) is int for c in CELLS)
+    e = editor(grid((1, 1, 1)), decimals=1)
+    e.edit("aggregate", FAMILY, "demand", 1)  # 10 tenths: 4, 3, 3
+    assert [demand(e, "det", c) for c in CELLS] == [0.4, 0.3, 0.3]
+
+
+def test_detail_edit_rolls_up_so_the_family_total_is_the_sum() -> None:
+    e = editor(grid())
+    e.edit("det", CELLS[1], "demand", 45)
+    assert demand(e, "det", CELLS[1]) == 45
+    assert demand(e, "aggregate", FAMILY) == 50 + 45 + 20
+    assert e.state.events[-1]["rollup"]["before"] == 100 and e.state.events[-1]["rollup"]["after"] == 115
+    assert [c["source"] for c in e.changes] == ["edit", "rollup"]
+    assert e.state.value(e.grid, "aggregate", FAMILY, "supply") == 7  # the other field is untouched
+
+
+def test_editing_a_locked_cell_is_a_conflict_until_it_is_unlocked() -> None:
+    e = editor(grid())
+    e.set_lock("det", CELLS[0], True)
+    with pytest.raises(PsiConflict, match="locked"):
+        e.edit("det", CELLS[0], "demand", 1)
+    e.set_lock("det", CELLS[0], False)
+    e.edit("det", CELLS[0], "demand", 1)
+    assert [ev["type"] for ev in e.state.events] == ["lock", "unlock", "edit"]
+    assert (e.state.events[0]["before"], e.state.events[0]["after"]) == (False, True)
+
+
+def test_a_locked_family_total_refuses_detail_edits_and_locking_twice_records_once() -> None:
+    e = editor(grid())
+    e.set_lock("aggregate", FAMILY, True)
+    e.set_lock("aggregate", FAMILY, True)
+    assert [ev["type"] for ev in e.state.events] == ["lock"]
+    with pytest.raises(PsiConflict, match="family total"):
+        e.edit("det", CELLS[0], "demand", 1)
+    with pytest.raises(PsiConflict):
+        e.edit("aggregate", FAMILY, "demand", 1)
+
+
+def test_an_aggregate_target_below_the_locked_cells_is_refused() -> None:
+    e = editor(grid())
+    e.set_lock("det", CELLS[0], True)
+    with pytest.raises(PsiInputError, match="locked detail cells hold 50"):
+        e.edit("aggregate", FAMILY, "demand", 40)
+
+
+def test_key_hash_is_the_sha256_of_the_canonical_json() -> None:
+    expected = hashlib.sha256(b'{"family":"F1","period":"2026-01"}').hexdigest()
+    assert key_hash({"period": "2026-01", "family": "F1"}) == expected
+    assert (
+        key_hash({"sku": "A", "week": "2026-W01", "period": "2026-01"})
+        == hashlib.sha256(b'{"period":"2026-01","sku":"A","week":"2026-W01"}').hexdigest()
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "decimals", "ok"),
+    [(5, 0, 5), (5.0, 0, 5), (5.5, 0, None), (-1, 0, None), (True, 0, None), (float("nan"), None, None),
+     ("5", 0, None), (0.25, 1, None), (0.3, 1, 0.3), (0.125, None, 0.125)],
+)  # fmt: skip
+def test_a_value_must_be_a_non_negative_number_on_the_plans_grid(
+    value: Any, decimals: int | None, ok: Any
+) -> None:
+    problems: list[dict[str, Any]] = []
+    parsed = _parse_value(value, decimals, "edits[0]", problems)
+    assert parsed == ok and (type(parsed) is type(ok))
+    assert bool(problems) is (ok is None)
+
+
+def psi_plan(e: Editor) -> PlanContent:
+    """A small plan carrying the editor's state as PSI documents."""
+    params = PlanParams().to_dict()
+    documents = {
+        name: docs.document("v1", params, [], **extra)
+        for name, extra in {
+            "aggregate.json": {}, "sku_week.json": {}, "mrp.json": {},
+            "plan_final.json": {"weekly_summary": [], "anchor_log": [], "kpis": [], "boundary_summary": None,
+                                "reconcile_params": {}},
+        }.items()
+    }  # fmt: skip
+    documents["report.csv"] = docs.csv_text(docs.REPORT_COLUMNS, [])
+    documents["psi_overrides.json"] = codec_series.psi_overrides_document(
+        "v1", list(e.state.overrides.values())
+    )
+    documents["psi_state.json"] = codec_series.psi_state_document("v1", "pending", e.state.events)
+    return PlanContent("v1", params, documents)
+
+
+def test_psi_documents_map_to_override_and_event_rows_and_back() -> None:
+    e = editor(grid())
+    e.set_lock("det", CELLS[2], True)
+    e.edit("aggregate", FAMILY, "demand", 130)
+    content = psi_plan(e)
+    rows = codec_series.encode(content)
+    assert rows.levels["psi"] == []  # nothing beyond the tables: no blob, no marker
+    assert len(rows.overrides) == 4 and [r[0] for r in rows.overrides] == ["det", "det", "det", "aggregate"]
+    assert [r[0] for r in rows.events] == ["lock", "edit"] and rows.approval == "pending"
+    lock_flag = codec_series.OVERRIDE_COLUMNS.index("lock_flag")
+    assert [r[lock_flag] for r in rows.overrides] == [True, False, False, False]
+    back = codec_series.decode(
+        "v1", content.params, rows.schema_version, rows.levels, rows.kpis,
+        overrides=rows.overrides, events=rows.events, approval=rows.approval,
+    )  # fmt: skip
+    assert codec_artifacts.encode(back) == codec_artifacts.encode(content)
+
+
+def test_an_empty_psi_document_or_extra_keys_survive_through_the_psi_level() -> None:
+    e = editor(grid())
+    content = psi_plan(e)
+    content.documents["psi_state.json"] = {
+        **codec_series.psi_state_document("v1", "draft", []),
+        "origin": "ui",
+    }
+    rows = codec_series.encode(content)
+    assert [(r[1], r[2]) for r in rows.levels["psi"]] == [
+        ("psi_overrides.json", None),
+        ("psi_state.json", '{"origin":"ui"}'),
+    ]
+    back = codec_series.decode(
+        "v1", content.params, rows.schema_version, rows.levels, rows.kpis, approval="draft"
+    )
+    assert codec_artifacts.encode(back) == codec_artifacts.encode(content)
+
+
+def test_a_malformed_psi_document_is_refused_with_its_name() -> None:
+    e = editor(grid())
+    e.edit("det", CELLS[0], "demand", 3)
+    content = psi_plan(e)
+    content.documents["psi_state.json"]["events"][0]["type"] = "delete"
+    with pytest.raises(ValueError, match=r"psi_state\.json: events\[0\] key 'type'"):
+        codec_series.encode(content)
+    content = psi_plan(e)
+    content.documents["psi_overrides.json"]["overrides"].append(
+        content.documents["psi_overrides.json"]["overrides"][0]
+    )
+    with pytest.raises(ValueError, match="share a"):
+        codec_artifacts.encode(content)
