@@ -298,6 +298,50 @@ def storage_mode(
     )
 
 
+repo_app = typer.Typer(
+    help="PlanRepository maintenance (rows in plan_series/plan_kpis).", no_args_is_help=True
+)
+app.add_typer(repo_app, name="repo")
+
+
+@repo_app.command("backfill")
+def repo_backfill(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would be done; write nothing.")
+    ] = False,
+    state_file: Annotated[
+        Path | None, typer.Option("--state-file", help="JSON state file: resume a killed run from it.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Rewrite rows of every version with artifacts (keeps PSI edits).")
+    ] = False,
+    limit: Annotated[int | None, typer.Option("--limit", min=0, help="Backfill at most N versions.")] = None,
+    resume_from: Annotated[
+        str | None, typer.Option("--resume-from", help="Start at this version id (version order).")
+    ] = None,
+) -> None:
+    """Write PlanRepository rows from artifacts for versions that lack them (all with --force)."""
+    from app.ops.backfill import backfill_repository
+
+    store = _store()
+    try:
+        with _Progress("backfill") as progress:
+            report = backfill_repository(
+                store.engine, dry_run=dry_run, state_file=state_file, force=force, limit=limit,
+                resume_from=resume_from, progress=progress,
+            )  # fmt: skip
+    except (ScplnError, ValueError) as exc:
+        _fail(exc)
+    listed = report.would_backfill if dry_run else report.backfilled
+    lines = [f"{'would backfill' if dry_run else 'backfilled'} {v}" for v in listed]
+    lines += [f"needs derivation {v}: {reason}" for v, reason in report.needs_derivation.items()]
+    lines += [f"failed {v}: {reason}" for v, reason in report.failed.items()]
+    for line in [*lines, report.summary()]:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def _ts(ms: int | None) -> str:
     import datetime as dt
 
@@ -354,6 +398,372 @@ def sample_generate(
     console.print(
         f"Wrote input set to {path}: {families * skus_per_family} SKUs, {components} components, {months} months"
     )
+
+
+token_app = typer.Typer(help="API tokens (stored hashed; shown once).", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="viewer | planner | approver | admin")],
+    label: Annotated[str | None, typer.Option(help="What the token is for (stored with it).")] = None,
+) -> None:
+    """Create an API token with a role; the token is printed once and only its SHA-256 is stored."""
+    from app.storage.tokens import create_token
+
+    store = _store()
+    try:
+        token = create_token(store.engine, role.strip().lower(), label)
+    except ValueError as exc:
+        _fail(exc, 2)
+    err.print(f"Created a {role} token{f' ({label})' if label else ''}; it is shown only this once:")
+    print(token)
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind (non-loopback needs API tokens).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers_inprocess: Annotated[
+        bool,
+        typer.Option(
+            "--workers-inprocess/--no-workers-inprocess",
+            help="Run a job worker inside the server (also off with SCPLN_INPROCESS_WORKER=0).",
+        ),
+    ] = True,
+    plan_sample_if_empty: Annotated[
+        bool, typer.Option("--plan-sample-if-empty", help="Plan the default input set if no version exists.")
+    ] = False,
+) -> None:
+    """Serve the HTTP API (OpenAPI at /docs) after bringing the database schema to head."""
+    import uvicorn
+
+    from app.api import auth
+    from app.api.app import create_app
+    from app.config import get_settings
+
+    try:
+        _store()
+        refusal = auth.bind_refusal(host)
+    except ValueError as exc:
+        _fail(exc, 2)
+    if refusal:
+        _fail(refusal, 2)
+    if plan_sample_if_empty:
+        from app.api.app import plan_sample_if_empty as seed
+
+        try:
+            seeded = seed()
+        except (InputError, ScplnError, ValueError) as exc:
+            _fail(exc)
+        if seeded:
+            err.print(f"Planned the sample input set as {seeded['version_id']}")
+    worker = None
+    if workers_inprocess and get_settings().scpln_inprocess_worker:
+        from app.jobs.service import start_inprocess_worker
+
+        worker = start_inprocess_worker()
+    err.print(f"scpln Planning Hub on http://{host}:{port} (API docs at /docs)")
+    try:
+        uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    finally:
+        if worker is not None:
+            worker.stop()
+
+
+jobs_app = typer.Typer(help="Plan jobs: list, pause and resume intake.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+
+
+@app.command("worker")
+def worker(
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker threads (or processes).")] = 1,
+    worker_type: Annotated[str, typer.Option("--worker-type", help="thread | process")] = "thread",
+    shutdown_timeout: Annotated[
+        float | None, typer.Option(help="Seconds SIGTERM waits for running jobs (default: until done).")
+    ] = None,
+) -> None:
+    """Run plan jobs from the queue until SIGTERM (running jobs finish) or SIGINT."""
+    import logging
+
+    from app.jobs.worker import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("huey", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        run_worker(workers, worker_type, shutdown_timeout, announce=lambda line: print(line, flush=True))
+    except ValueError as exc:
+        _fail(exc, 2)
+
+
+@jobs_app.command("list")
+def jobs_list(
+    limit: Annotated[int, typer.Option(help="How many jobs.")] = 20,
+    status: Annotated[
+        str | None, typer.Option(help="queued | running | succeeded | failed | canceled")
+    ] = None,
+) -> None:
+    """List plan jobs, newest first."""
+    from app.jobs.service import list_jobs
+
+    _store()
+    try:
+        jobs, total = list_jobs(limit=limit, status=status)
+    except ValueError as exc:
+        _fail(exc, 2)
+    table = Table(title=f"{len(jobs)} of {total} jobs")
+    columns = ("job", "status", "progress", "stage", "version", "run", "attempts", "submitted (UTC)")
+    for col in (*columns, "error"):
+        table.add_column(col)
+    for j in jobs:
+        error = (j["error"] or {}).get("error", "")
+        table.add_row(
+            j["job_id"], j["status"] + (" (cancel requested)" if j["cancel_requested"] else ""),
+            f"{j['progress'] or 0:.0f}%", j["stage"] or "", j["version_id"] or "", j["run_id"] or "",
+            str(j["attempts"]), _ts(j["submitted_at"]), error,
+        )  # fmt: skip
+    console.print(table)
+
+
+@app.command("rollback")
+def rollback_cmd(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be done; change nothing.")] = False,
+    state_file: Annotated[Path, typer.Option(help="Resumable state of this rollback.")] = Path(
+        "tmp/rollback_state.json"
+    ),
+    cutover_ts: Annotated[
+        int | None, typer.Option(help="Clear runs.plan_job_id for runs created at/after this ms timestamp.")
+    ] = None,
+    backup_dir: Annotated[Path, typer.Option(help="Where the pre-rollback backup goes.")] = Path("backup"),
+) -> None:
+    """Fall back to plan_artifacts in one command: pause, backup, snapshot, repair artifacts from the
+    PlanRepository, pin files mode, clear run job links, verify, resume. Safe to run again after a crash."""
+    from app.ops.rollback import rollback
+
+    _store()
+    try:
+        with _Progress("rollback") as progress:
+            report = rollback(state_file=state_file, dry_run=dry_run, cutover_ts=cutover_ts,
+                              backup_dir=backup_dir, progress=progress)
+    except ScplnError as exc:
+        _fail(exc)
+    console.print(report.as_text(), highlight=False, markup=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command("rollforward")
+def rollforward_cmd(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be done; change nothing.")] = False,
+    state_file: Annotated[Path, typer.Option(help="Resumable state of this roll-forward.")] = Path(
+        "tmp/rollforward_state.json"
+    ),
+) -> None:
+    """Return to the PlanRepository: backfill rows from artifacts, check both encodings agree, clear the
+    storage pin. Safe to run again after a crash."""
+    from app.ops.rollback import rollforward
+
+    _store()
+    try:
+        with _Progress("rollforward") as progress:
+            report = rollforward(state_file=state_file, dry_run=dry_run, progress=progress)
+    except ScplnError as exc:
+        _fail(exc)
+    console.print(report.as_text(), highlight=False, markup=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+db_app = typer.Typer(
+    help="The plan database: schema, integrity check, backup, restore, maintenance.", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+
+
+def _engine(init: bool = True):
+    """The engine of ``SCPLN_DB``; ``init`` brings the schema to head first (a check or a backup must
+    look at the database as it is, so they do not)."""
+    from app import db
+
+    if init:
+        db.init_db()
+    return db.get_engine()
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Option(help="Alembic revision to upgrade to.")] = "head",
+) -> None:
+    """Upgrade the database schema (Alembic) to a revision."""
+    from app import db
+
+    engine = _engine(init=False)
+    try:
+        db.upgrade_schema(engine, revision)
+    except Exception as exc:  # alembic reports unknown revisions and failed steps with its own types
+        _fail(exc)
+    console.print(f"schema at revision {db.schema_revision(engine)}", highlight=False)
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Alembic revision to downgrade to ('base' drops all).")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation on a terminal.")] = False,
+) -> None:
+    """Downgrade the database schema (Alembic); tables of newer revisions and their data are dropped."""
+    from app import db
+
+    engine = _engine(init=False)
+    question = f"Downgrade the schema to {revision}? Tables added after it are dropped with their data."
+    if not yes and sys.stdin.isatty() and not typer.confirm(question):
+        raise typer.Exit(1)
+    try:
+        db.downgrade_schema(engine, revision)
+    except Exception as exc:
+        _fail(exc)
+    console.print(f"schema at revision {db.schema_revision(engine) or 'base (empty)'}", highlight=False)
+
+
+@db_app.command("check")
+def db_check(
+    version: Annotated[str | None, typer.Option("--version", help="Check only this version.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Check database integrity, completeness of every version, agreement of both encodings and the
+    plan identities. Exit 1 when anything is wrong."""
+    from app.ops.check import check_database
+
+    try:
+        with _Progress("check") as progress:
+            report = check_database(_engine(init=False), version, progress=progress)
+    except ScplnError as exc:
+        _fail(exc)
+    if as_json:
+        import json
+
+        print(json.dumps(report.as_dict(), indent=2, sort_keys=True))
+    else:
+        console.print(report.as_text(), highlight=False, markup=False, soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@db_app.command("backup")
+def db_backup(
+    dest: Annotated[Path, typer.Option("--dest", help="Folder of the backups.")] = Path("backup"),
+) -> None:
+    """Copy the database while it is in use (SQLite online backup, pg_dump on PostgreSQL), verified."""
+    from app.ops.backup import backup_database
+
+    try:
+        with _Progress("backup") as progress:
+            path = backup_database(dest, _engine(init=False), progress=_copy_progress(progress))
+    except ScplnError as exc:
+        _fail(exc)
+    console.print(f"Backup written and verified: {path}", highlight=False)
+
+
+@db_app.command("restore")
+def db_restore(
+    file: Annotated[Path, typer.Argument(help="Backup file (.db for SQLite, .dump for PostgreSQL).")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Replace the database's content with a verified backup (the current one is kept beside it)."""
+    from app.ops.backup import restore_database
+
+    if not yes and not typer.confirm(f"Replace the database's content with {file}?"):
+        raise typer.Exit(1)
+    try:
+        with _Progress("restore") as progress:
+            result = restore_database(file, _engine(init=False), progress=_copy_progress(progress))
+    except ScplnError as exc:
+        _fail(exc)
+    console.print(f"Restored from {result.restored_from}", highlight=False)
+    if result.previous_copy:
+        console.print(f"The database as it was is kept in {result.previous_copy}", highlight=False)
+
+
+@db_app.command("maint")
+def db_maint(
+    keep_days: Annotated[
+        float | None, typer.Option("--keep-days", help="Delete versions older than N days.")
+    ] = None,
+    keep_versions: Annotated[
+        int | None, typer.Option("--keep-versions", help="Delete versions beyond the newest N.")
+    ] = None,
+    kpi_keep_days: Annotated[
+        float | None,
+        typer.Option("--kpi-keep-days", help="Keep only the total KPIs of versions older than N days."),
+    ] = None,
+    vacuum: Annotated[bool, typer.Option("--vacuum/--no-vacuum", help="VACUUM afterwards.")] = True,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would be done; change nothing.")
+    ] = False,
+) -> None:
+    """Retention (running and approved versions are kept), KPI retention and VACUUM."""
+    from app.ops.maint import run_maintenance
+
+    try:
+        with _Progress("maintenance") as progress:
+            report = run_maintenance(
+                _engine(), keep_days=keep_days, keep_versions=keep_versions, kpi_keep_days=kpi_keep_days,
+                vacuum=vacuum, dry_run=dry_run, progress=progress,
+            )  # fmt: skip
+    except ValueError as exc:
+        _fail(exc, 2)
+    except ScplnError as exc:
+        _fail(exc)
+    console.print(report.as_text(), highlight=False, markup=False, soft_wrap=True)
+
+
+@jobs_app.command("pause")
+def jobs_pause(
+    actor: Annotated[str | None, typer.Option(help="Who pauses (default: $USER).")] = None,
+) -> None:
+    """Stop plan intake (stored in the database) and checkpoint SQLite's WAL into the main file."""
+    import getpass
+
+    from app.ops.intake import pause_intake
+
+    state = pause_intake(_engine(), actor=actor or getpass.getuser())
+    _print_intake(state)
+    checkpoint = state.get("checkpoint")
+    if checkpoint is not None and not checkpoint["complete"]:
+        err.print("[yellow]WAL checkpoint incomplete[/]: readers still hold old snapshots; run it again")
+        raise typer.Exit(1)
+
+
+@jobs_app.command("resume")
+def jobs_resume() -> None:
+    """Clear the stored intake pause."""
+    from app.ops.intake import resume_intake
+
+    _print_intake(resume_intake(_engine()))
+
+
+def _print_intake(state: dict) -> None:
+    status = "[green]open[/]" if state["open"] else "[red]paused[/]"
+    reasons = []
+    if state["paused_in_db"]:
+        reasons.append(f"paused in the database by {state['paused_by'] or 'unknown'}")
+    if not state["jobs_enabled_env"]:
+        reasons.append("JOBS_ENABLED=0 in this environment")
+    console.print(f"plan intake: {status}" + (f" ({'; '.join(reasons)})" if reasons else ""))
+
+
+def _copy_progress(progress: _Progress):
+    """Page-copy progress as whole percents, reported only when the percent moves."""
+    last = [-1]
+
+    def report(done: int, total: int) -> None:
+        percent = int(100 * done / total) if total else 100
+        if percent != last[0]:
+            last[0] = percent
+            progress("copying", percent)
+
+    return report
 
 
 if __name__ == "__main__":

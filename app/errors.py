@@ -55,3 +55,22 @@ class EncodingMissing(ScplnError):
 
     status = 404
     title = "plan content missing"
+
+
+class JobNotFound(ScplnError):
+    status = 404
+    title = "job not found"
+
+
+class JobConflict(ScplnError):
+    """The job's state does not allow the request (cancel a finished job, retry a running one)."""
+
+    status = 409
+    title = "job conflict"
+
+
+class QueueUnavailable(ScplnError):
+    """The job queue (SQLite file or Redis) refused the job; nothing was left registered."""
+
+    status = 503
+    title = "job queue unavailable"

@@ -1,0 +1,332 @@
+"""Database backup and restore (SPEC 7, ``scpln db backup`` / ``scpln db restore``).
+
+Owns making a verified copy of the plan database while it is in use, listing copies, and putting a
+copy back:
+
+- SQLite: the online backup API (``sqlite3.Connection.backup``) copies pages in steps with a short
+  pause between them; the copy is checked with ``PRAGMA integrity_check`` before it gets its final
+  name, and deleted if it fails. Restore verifies the copy first, keeps a copy of the database it
+  replaces, then copies pages the other way, so connections already open see the restored data.
+- PostgreSQL: ``pg_dump -Fc`` and ``pg_restore --clean --single-transaction`` (verified with
+  ``pg_restore --list``).
+
+A backup never overwrites an existing file: the name is claimed with a hard link, which fails when
+the name is taken. Relative folders are taken from the repository root.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from app.config import resolve_path
+from app.db import get_engine, sqlite_path
+from app.errors import ScplnError
+
+#: Pages copied per backup step (4 MiB with the default 4 KiB page), and the pause between steps.
+PAGES_PER_STEP = 1024
+STEP_SLEEP = 0.005
+#: Restarts (the source changed under the copy) tolerated before copying in one step instead.
+MAX_RESTARTS = 3
+BACKUP_SUFFIXES = (".db", ".dump")
+
+#: Called while copying: (pages copied, pages in total).
+CopyProgress = Callable[[int, int], None]
+
+
+class BackupError(ScplnError):
+    """A backup could not be made or verified, or a restore was refused; nothing was changed."""
+
+    status = 500
+    title = "backup error"
+
+
+@dataclass
+class RestoreResult:
+    restored_from: Path
+    #: The copy of the database as it was before the restore (SQLite), or None.
+    previous_copy: Path | None
+
+
+def backup_database(
+    dest_dir: str | Path = "backup",
+    engine: Engine | None = None,
+    prefix: str = "plan_db",
+    *,
+    progress: CopyProgress | None = None,
+    pages_per_step: int = PAGES_PER_STEP,
+) -> Path:
+    """Write a verified copy of the database to ``dest_dir/<prefix>_<YYYYMMDDHHMM>.db`` (``.dump`` on
+    PostgreSQL); when that name is taken, seconds and then a counter are added. Returns the path."""
+    engine = engine or get_engine()
+    dest = resolve_path(dest_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    if engine.dialect.name == "sqlite":
+        return _backup_sqlite(_live_path(engine), dest, prefix, progress, pages_per_step)
+    if engine.dialect.name == "postgresql":
+        return _backup_postgres(engine, dest, prefix)
+    raise BackupError(f"backups of {engine.dialect.name} databases are not supported")
+
+
+def list_backups(dest_dir: str | Path = "backup") -> list[dict[str, Any]]:
+    """The backup files in ``dest_dir``, newest first: ``{name, path, size, created_at}`` (created_at in
+    milliseconds since the epoch, from the file's modification time)."""
+    folder = resolve_path(dest_dir)
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.iterdir():
+        if path.name.startswith(".") or path.suffix not in BACKUP_SUFFIXES or not path.is_file():
+            continue
+        stat = path.stat()
+        found.append(
+            {
+                "name": path.name,
+                "path": str(path),
+                "size": stat.st_size,
+                "created_at": stat.st_mtime_ns // 10**6,
+            }
+        )
+    return sorted(found, key=lambda b: (b["created_at"], b["name"]), reverse=True)
+
+
+def restore_database(
+    path: str | Path,
+    engine: Engine | None = None,
+    *,
+    keep_previous: bool = True,
+    progress: CopyProgress | None = None,
+) -> RestoreResult:
+    """Replace the database's content with the backup at ``path``, after verifying the backup.
+
+    On SQLite the current database is first copied (unverified: it may be the damaged one) beside the
+    backup as ``plan_db_prerestore_<ts>.db`` unless ``keep_previous`` is False. Raises ``BackupError``
+    when the backup is missing or fails verification; the database is then untouched."""
+    engine = engine or get_engine()
+    source = resolve_path(path)
+    if not source.is_file():
+        raise BackupError(f"backup file {source} does not exist")
+    if engine.dialect.name == "sqlite":
+        live = _live_path(engine)
+        problem = verify_sqlite_backup(source)
+        if problem:
+            raise BackupError(f"refusing to restore {source.name}: {problem}")
+        previous = None
+        if keep_previous:
+            previous = _copy_sqlite(live, source.parent, "plan_db_prerestore", verify=False)
+        _restore_sqlite(source, live, progress)
+        return RestoreResult(source, previous)
+    if engine.dialect.name == "postgresql":
+        _restore_postgres(engine, source)
+        return RestoreResult(source, None)
+    raise BackupError(f"restoring {engine.dialect.name} databases is not supported")
+
+
+def verify_sqlite_backup(path: str | Path) -> str | None:
+    """None when ``path`` is a sound SQLite database holding the plan catalogue, else the reason."""
+    try:
+        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+    except sqlite3.Error as exc:
+        return f"cannot be opened ({exc})"
+    try:
+        lines = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
+        if lines != ["ok"]:
+            return "integrity_check failed: " + "; ".join(lines[:5])
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "plan_versions" not in tables:
+            return "not a plan database (no plan_versions table)"
+    except sqlite3.Error as exc:
+        return f"not a readable SQLite database ({exc})"
+    finally:
+        conn.close()
+    return None
+
+
+# --- SQLite -------------------------------------------------------------------------------------
+
+
+def _live_path(engine: Engine) -> Path:
+    path = sqlite_path(engine.url.render_as_string(hide_password=False))
+    if path is None:
+        raise BackupError("an in-memory SQLite database has no file to back up or restore")
+    return path
+
+
+def _backup_sqlite(
+    live: Path, dest: Path, prefix: str, progress: CopyProgress | None, pages_per_step: int
+) -> Path:
+    if not live.is_file():
+        raise BackupError(f"database file {live} does not exist")
+    return _copy_sqlite(live, dest, prefix, verify=True, progress=progress, pages_per_step=pages_per_step)
+
+
+def _copy_sqlite(
+    live: Path,
+    dest: Path,
+    prefix: str,
+    *,
+    verify: bool,
+    progress: CopyProgress | None = None,
+    pages_per_step: int = PAGES_PER_STEP,
+) -> Path:
+    """Copy ``live`` into a hidden file in ``dest``, verify it, then give it its final name."""
+    dest.mkdir(parents=True, exist_ok=True)
+    partial = dest / f".{prefix}_{os.getpid()}_{time.monotonic_ns()}.partial"
+    try:
+        _online_copy(live, partial, progress, pages_per_step)
+        if verify:
+            problem = verify_sqlite_backup(partial)
+            if problem:
+                raise BackupError(f"the copy of {live.name} failed verification: {problem}")
+        final = _claim_name(partial, dest, prefix, ".db")
+    finally:
+        partial.unlink(missing_ok=True)
+    return final
+
+
+def _online_copy(source: Path, target: Path, progress: CopyProgress | None, pages_per_step: int) -> None:
+    """SQLite's online backup in steps. Writers keep going between steps; when one changes the source
+    the copy starts over, so after a few restarts it is taken in a single step (one read
+    transaction, which in WAL mode does not stop writers either)."""
+    src = sqlite3.connect(source, timeout=30)
+    try:
+        for steps in (pages_per_step, -1):
+            dst = sqlite3.connect(target)
+            try:
+                src.backup(dst, pages=steps, progress=_watch(progress), sleep=STEP_SLEEP)
+                return
+            except _Restarting:
+                continue
+            finally:
+                dst.close()
+    except sqlite3.Error as exc:
+        raise BackupError(f"online backup of {source} failed: {exc}") from exc
+    finally:
+        src.close()
+
+
+class _Restarting(Exception):
+    """The source changed under the copy too often."""
+
+
+def _watch(progress: CopyProgress | None) -> Callable[[int, int, int], None]:
+    state = {"remaining": None, "restarts": 0}
+
+    def step(_status: int, remaining: int, total: int) -> None:
+        if state["remaining"] is not None and remaining > state["remaining"]:
+            state["restarts"] += 1
+            if state["restarts"] > MAX_RESTARTS:
+                raise _Restarting()
+        state["remaining"] = remaining
+        if progress:
+            progress(total - remaining, total)
+
+    return step
+
+
+def _claim_name(partial: Path, dest: Path, prefix: str, suffix: str) -> Path:
+    """Link ``partial`` under the first free name: minute stamp, then seconds, then a counter."""
+    now = dt.datetime.now()
+    candidates = [f"{prefix}_{now:%Y%m%d%H%M}", f"{prefix}_{now:%Y%m%d%H%M%S}"]
+    candidates += [f"{prefix}_{now:%Y%m%d%H%M%S}_{n}" for n in range(1, 1000)]
+    for stem in candidates:
+        final = dest / f"{stem}{suffix}"
+        try:
+            os.link(partial, final)
+        except FileExistsError:
+            continue
+        return final
+    raise BackupError(f"no free backup name for {prefix} in {dest}")
+
+
+def _restore_sqlite(source: Path, live: Path, progress: CopyProgress | None) -> None:
+    src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+    dst = sqlite3.connect(live, timeout=30)
+    try:
+        dst.execute("PRAGMA busy_timeout = 30000")
+        # Writes go through the live database's own journal, so open connections see the new pages.
+        src.backup(dst, pages=-1, progress=_watch(progress))
+        dst.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error as exc:
+        raise BackupError(f"restore of {source.name} into {live} failed: {exc}") from exc
+    finally:
+        dst.close()
+        src.close()
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+
+
+def _pg_tool(name: str) -> str:
+    found = shutil.which(name)
+    if not found:
+        raise BackupError(
+            f"{name} was not found on PATH; install the PostgreSQL client tools "
+            f"(e.g. apt-get install postgresql-client) matching the server version"
+        )
+    return found
+
+
+def _pg_target(engine: Engine) -> tuple[str, dict[str, str]]:
+    """A libpq connection string without the password, and the environment that carries it."""
+    url = make_url(engine.url.render_as_string(hide_password=False))
+    env = dict(os.environ)
+    if url.password:
+        env["PGPASSWORD"] = str(url.password)
+    dsn = url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+    return dsn, env
+
+
+def _run(args: list[str], env: dict[str, str], what: str) -> subprocess.CompletedProcess:
+    try:
+        result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=6 * 3600)
+    except subprocess.TimeoutExpired as exc:
+        raise BackupError(f"{what} timed out") from exc
+    if result.returncode != 0:
+        raise BackupError(f"{what} failed (exit {result.returncode}): {result.stderr.strip()[:1000]}")
+    return result
+
+
+def _backup_postgres(engine: Engine, dest: Path, prefix: str) -> Path:
+    pg_dump = _pg_tool("pg_dump")
+    dsn, env = _pg_target(engine)
+    partial = dest / f".{prefix}_{os.getpid()}_{time.monotonic_ns()}.partial"
+    try:
+        _run([pg_dump, "-Fc", "--no-owner", "-f", str(partial), "-d", dsn], env, "pg_dump")
+        verify_postgres_backup(partial)
+        return _claim_name(partial, dest, prefix, ".dump")
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def verify_postgres_backup(path: str | Path) -> None:
+    """Raise ``BackupError`` unless ``path`` is a readable ``pg_dump -Fc`` archive with the catalogue."""
+    listing = _run([_pg_tool("pg_restore"), "--list", str(path)], dict(os.environ), "pg_restore --list")
+    if "plan_versions" not in listing.stdout:
+        raise BackupError(f"{Path(path).name} is not a plan database dump (no plan_versions table)")
+
+
+def _restore_postgres(engine: Engine, source: Path) -> None:
+    try:
+        verify_postgres_backup(source)
+    except BackupError as exc:
+        raise BackupError(f"refusing to restore {source.name}: {exc}") from exc
+    dsn, env = _pg_target(engine)
+    engine.dispose()  # idle pooled connections would only wait on the restore's locks
+    _run(
+        [_pg_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--single-transaction",
+         "--exit-on-error", "-d", dsn, str(source)],
+        env,
+        "pg_restore",
+    )  # fmt: skip
