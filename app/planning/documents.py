@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from typing import Any
 
 import numpy as np
+import orjson
 
 # Field kinds: "str", "num" (int when integral, else float), "int", "bool", "str?" and "num?" (nullable).
 AGGREGATE_ROW = {
@@ -118,8 +118,12 @@ def document(version_id: str, params: dict[str, Any], rows: list[dict[str, Any]]
 
 
 def dumps(doc: Any) -> str:
-    """Canonical JSON text of an artifact: sorted keys, compact, UTF-8, trailing newline."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False) + "\n"
+    """Canonical JSON text of an artifact: sorted keys, compact, UTF-8, trailing newline.
+
+    One serializer (orjson) writes every artifact everywhere, so the same content always has the same
+    text; floats are written in their shortest round-trip form (``1e-05`` as ``0.00001``). Non-finite
+    numbers never get here: the number rule and the codecs' validation refuse them first."""
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE).decode()
 
 
 def artifact_text(name: str, payload: Any) -> str:
@@ -132,7 +136,7 @@ def artifact_text(name: str, payload: Any) -> str:
 
 
 def parse_artifact(name: str, text: str) -> Any:
-    return text if name.endswith(".csv") else json.loads(text)
+    return text if name.endswith(".csv") else orjson.loads(text)
 
 
 def format_number(value: Any) -> str:

@@ -16,12 +16,15 @@ from app.planning.model import PlanContent
 from app.storage.codec_series import KNOWN_DOCUMENTS, validate_document
 
 
-def encode(content: PlanContent) -> dict[str, str]:
-    """Artifact name -> text for every document of the plan (PSI documents included when present)."""
+def encode(content: PlanContent, *, validated: bool = False) -> dict[str, str]:
+    """Artifact name -> text for every document of the plan (PSI documents included when present).
+    ``validated`` skips the shape check when the caller has just run it (the series codec does the
+    same check while encoding, so a ``both`` write checks each document once)."""
     texts: dict[str, str] = {}
     for name in sorted(content.documents):
         document = content.documents[name]
-        validate_document(name, document)
+        if not validated:
+            validate_document(name, document)
         texts[name] = docs.artifact_text(name, document)
     return texts
 

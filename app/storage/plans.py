@@ -134,8 +134,8 @@ class PlanStore:
         started = time.perf_counter()
         vid = content.version_id
         try:
-            texts = codec_artifacts.encode(content) if mode in ("files", "both") else {}
             rows = codec_series.encode(content) if mode in ("db", "both") else None
+            texts = codec_artifacts.encode(content, validated=rows is not None) if mode != "db" else {}
         except ValueError as exc:
             self._failed(vid, mode, started, "encode", exc, content, input_label, note, parent_version_id)
             raise StorageError(f"plan {vid} could not be encoded: {exc}") from exc

@@ -1,0 +1,296 @@
+"""Plan jobs as the API and the CLI see them: submit, run now, inspect, cancel, retry (SPEC 5.1).
+
+Owns the ``plan_jobs`` bookkeeping before a job runs: the checks every plan-creating request makes up
+front (intake open, else ``IntakePaused`` 503; storage mode allowed, else ``StorageModeConflict``
+409), registering the version as ``running``, the ``queued`` job row with its request, and handing
+the job id to the queue. Running a job is ``app.jobs.tasks``' business; this module never plans.
+
+Job dicts are JSON-friendly: ``job_id, version_id, status, progress, stage, run_id, trigger,
+submitted_at, started_at, finished_at, heartbeat_at, attempts, cancel_requested, error, request``;
+``error`` is ``{error, detail}`` (an invalid input set lists its problems in ``detail``).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.db import now_ms
+from app.errors import JobConflict, JobNotFound, PlanNotFound, QueueUnavailable, VersionConflict
+from app.jobs.queue import enqueue_job
+from app.jobs.tasks import (
+    FINISHED,
+    JobCanceled,
+    claim_job,
+    dump_error,
+    error_document,
+    execute_claimed,
+    fail_version_if_running,
+    request_from_payload,
+    request_payload,
+)
+from app.planning.pipeline import check_version_id, new_version_id
+from app.run_registry import new_run_id
+from app.service import PlanRequest, check_intake
+from app.storage.plans import PlanStore
+from app.storage.schema import plan_jobs
+
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
+
+
+def new_job_id() -> str:
+    return f"j-{secrets.token_hex(8)}"
+
+
+def _register(store: PlanStore, request: PlanRequest, storage: str | None, trigger: str, **extra: Any) -> str:
+    """Check intake and mode, register the version ``running`` and insert the ``queued`` job row."""
+    check_intake(store)
+    mode = store.effective_mode(storage)
+    version_id = check_version_id(request.version_id) if request.version_id else new_version_id()
+    try:
+        existing = store.get_version(version_id)
+    except PlanNotFound:
+        existing = None
+    if existing is not None:
+        raise VersionConflict(
+            f"plan version {version_id!r} already exists ({existing.status}); versions are immutable"
+        )
+    folder = str(request.folder())  # resolved now: the job and its retries plan the same folder
+    try:
+        store.begin_version(
+            version_id,
+            params=request.params.to_dict(),
+            mode=mode,
+            input_label=request.label(),
+            note=request.note,
+            parent_version_id=request.parent_version_id,
+            input_dir=folder,
+        )
+    except IntegrityError:
+        raise VersionConflict(f"plan version {version_id!r} already exists; versions are immutable") from None
+    payload = request_payload(request, storage, mode=mode, **extra)
+    payload.update(version_id=version_id, input_dir=folder, input_label=request.label())
+    job_id = new_job_id()
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(
+                insert(plan_jobs).values(
+                    job_id=job_id, version_id=version_id, status="queued", trigger=trigger,
+                    submitted_at=now_ms(), payload_json=json.dumps(payload, sort_keys=True),
+                    progress=0.0, stage="queued", attempts=0, cancel_requested=False,
+                )
+            )  # fmt: skip
+    except Exception:
+        fail_version_if_running(store.engine, version_id, "job could not be registered")
+        raise
+    return job_id
+
+
+def submit_plan(request: PlanRequest, storage: str | None = None, trigger: str = "api") -> dict[str, Any]:
+    """Queue a plan: ``{job_id, version_id, status_url}``. The version shows ``running`` until the job
+    ends; ``GET /jobs/{job_id}`` follows the job."""
+    store = PlanStore()
+    job_id = _register(store, request, storage, trigger)
+    return _enqueue(store, job_id)
+
+
+def _enqueue(store: PlanStore, job_id: str) -> dict[str, Any]:
+    job = _row(store, job_id)
+    try:
+        enqueue_job(job_id)
+    except Exception as exc:
+        document = {"error": "job queue unavailable", "detail": f"{type(exc).__name__}: {exc}"}
+        with store.engine.begin() as conn:
+            conn.execute(
+                update(plan_jobs)
+                .where(plan_jobs.c.job_id == job_id, plan_jobs.c.status == "queued")
+                .values(status="failed", stage="failed", finished_at=now_ms(), error=dump_error(document))
+            )
+        fail_version_if_running(store.engine, job["version_id"], "job queue unavailable")
+        raise QueueUnavailable(f"the job queue refused job {job_id}: {exc}") from exc
+    return {"job_id": job_id, "version_id": job["version_id"], "status_url": f"/jobs/{job_id}"}
+
+
+def run_plan_now(request: PlanRequest, storage: str | None = None, trigger: str = "api") -> dict[str, Any]:
+    """Plan in the caller's process with the same bookkeeping as a queued job (job row, run record).
+
+    Returns ``{version_id, status, storage: {mode, artifacts, series_rows, kpi_rows}, kpis, job_id,
+    run_id}``; raises what planning raised (``InputError``, ``StorageError``, …) after recording it.
+    """
+    store = PlanStore()
+    job_id = _register(store, request, storage, trigger)
+    run_id = new_run_id()
+    job = claim_job(store.engine, job_id, run_id)
+    if job is None:  # canceled between registration and claim
+        raise JobConflict(f"job {job_id} was canceled before it ran", get_job(job_id))
+    result = execute_claimed(store.engine, job, run_id)
+    if result.status == "succeeded" and result.outcome is not None:
+        write = result.outcome.write
+        return {
+            "version_id": result.version_id,
+            "status": "ready",
+            "storage": {
+                "mode": write.mode,
+                "artifacts": write.artifacts,
+                "series_rows": write.series_rows,
+                "kpi_rows": write.kpi_rows,
+            },
+            "kpis": result.outcome.kpis(),
+            "job_id": job_id,
+            "run_id": run_id,
+        }
+    error = result.error
+    if result.status == "canceled" or isinstance(error, JobCanceled):
+        raise JobConflict(f"job {job_id} was canceled while it ran", get_job(job_id))
+    if error is None:
+        raise JobConflict(f"job {job_id} ended {result.status}", get_job(job_id))
+    raise error
+
+
+# --- inspection -----------------------------------------------------------------------------------
+
+
+def _row(store: PlanStore, job_id: str) -> dict[str, Any]:
+    with store.engine.connect() as conn:
+        row = conn.execute(select(plan_jobs).where(plan_jobs.c.job_id == job_id)).mappings().first()
+    if row is None:
+        raise JobNotFound(f"job {job_id!r} does not exist")
+    return dict(row)
+
+
+def _job_dict(row: dict[str, Any]) -> dict[str, Any]:
+    error = row.get("error")
+    if error:
+        try:
+            error = json.loads(error)
+        except ValueError:
+            error = {"error": error}
+    payload = json.loads(row["payload_json"]) if row.get("payload_json") else None
+    return {
+        "job_id": row["job_id"],
+        "version_id": row["version_id"],
+        "status": row["status"],
+        "progress": row["progress"],
+        "stage": row["stage"],
+        "run_id": row["run_id"],
+        "trigger": row["trigger"],
+        "submitted_at": row["submitted_at"],
+        "started_at": row["started_at"],
+        "finished_at": row["finished_at"],
+        "heartbeat_at": row["heartbeat_at"],
+        "attempts": row["attempts"],
+        "cancel_requested": bool(row["cancel_requested"]),
+        "error": error or None,
+        "request": payload,
+    }
+
+
+def get_job(job_id: str) -> dict[str, Any]:
+    """One job; ``JobNotFound`` (404) when it does not exist."""
+    return _job_dict(_row(PlanStore(), job_id))
+
+
+def list_jobs(
+    limit: int = 50, offset: int = 0, status: str | None = None
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of jobs, newest first, and the total count (of ``status`` when given)."""
+    if status is not None and status not in JOB_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(JOB_STATUSES)}, not {status!r}")
+    if limit < 0 or offset < 0:
+        raise ValueError("limit and offset must be >= 0")
+    query = select(plan_jobs)
+    count = select(func.count()).select_from(plan_jobs)
+    if status:
+        query = query.where(plan_jobs.c.status == status)
+        count = count.where(plan_jobs.c.status == status)
+    query = query.order_by(plan_jobs.c.submitted_at.desc(), plan_jobs.c.job_id.desc())
+    with PlanStore().engine.connect() as conn:
+        rows = conn.execute(query.limit(limit).offset(offset)).mappings().all()
+        total = conn.execute(count).scalar_one()
+    return [_job_dict(dict(r)) for r in rows], total
+
+
+def job_counts() -> dict[str, int]:
+    """Jobs per status (every status present, zero when none) — for ``jobs_queued``/``jobs_running``."""
+    query = select(plan_jobs.c.status, func.count()).group_by(plan_jobs.c.status)
+    with PlanStore().engine.connect() as conn:
+        found = dict(conn.execute(query).all())
+    return {s: int(found.get(s, 0)) for s in JOB_STATUSES}
+
+
+# --- control --------------------------------------------------------------------------------------
+
+
+def cancel_job(job_id: str) -> dict[str, Any]:
+    """Cancel a job: a queued one at once (it will never run, its version fails); a running one is
+    asked to stop at its next stage boundary (``cancel_requested``) and writes nothing. A finished
+    job cannot be canceled (``JobConflict``, 409)."""
+    store = PlanStore()
+    for _ in range(3):  # the job may move from queued to running between the read and the update
+        job = _row(store, job_id)
+        status = job["status"]
+        if status in FINISHED:
+            raise JobConflict(f"job {job_id} already {status}; nothing to cancel", _job_dict(job))
+        ts = now_ms()
+        with store.engine.begin() as conn:
+            if status == "queued":
+                changed = conn.execute(
+                    update(plan_jobs)
+                    .where(plan_jobs.c.job_id == job_id, plan_jobs.c.status == "queued")
+                    .values(
+                        status="canceled", stage="canceled", finished_at=ts,
+                        error=dump_error({"error": "canceled", "detail": "canceled before it ran"}),
+                    )
+                ).rowcount  # fmt: skip
+            else:
+                changed = conn.execute(
+                    update(plan_jobs)
+                    .where(plan_jobs.c.job_id == job_id, plan_jobs.c.status == "running")
+                    .values(cancel_requested=True)
+                ).rowcount
+        if changed == 1:
+            if status == "queued":
+                fail_version_if_running(store.engine, job["version_id"], "canceled")
+            return get_job(job_id)
+    raise JobConflict(f"job {job_id} changed state while being canceled; try again", get_job(job_id))
+
+
+def retry_job(job_id: str, trigger: str = "retry") -> dict[str, Any]:
+    """Queue a failed or canceled job's request again as a new job with a new version id.
+    Returns what ``submit_plan`` returns plus ``retry_of``."""
+    store = PlanStore()
+    job = _row(store, job_id)
+    if job["status"] not in ("failed", "canceled"):
+        raise JobConflict(
+            f"job {job_id} is {job['status']}; only failed or canceled jobs can be retried", _job_dict(job)
+        )
+    payload = json.loads(job["payload_json"] or "{}")
+    request, storage = request_from_payload(payload)
+    request.version_id = None
+    new_id = _register(store, request, storage, trigger, retry_of=job_id)
+    return {**_enqueue(store, new_id), "retry_of": job_id}
+
+
+def start_inprocess_worker(workers: int = 1):
+    """A huey consumer running in threads inside this process; call ``.stop()`` on the handle."""
+    from app.jobs.worker import start_inprocess_worker as start
+
+    return start(workers)
+
+
+__all__ = [
+    "JOB_STATUSES",
+    "cancel_job",
+    "error_document",
+    "get_job",
+    "job_counts",
+    "list_jobs",
+    "retry_job",
+    "run_plan_now",
+    "start_inprocess_worker",
+    "submit_plan",
+]
