@@ -537,19 +537,23 @@ def rollback_cmd(
         int | None, typer.Option(help="Clear runs.plan_job_id for runs created at/after this ms timestamp.")
     ] = None,
     backup_dir: Annotated[Path, typer.Option(help="Where the pre-rollback backup goes.")] = Path("backup"),
+    tmp_dir: Annotated[Path, typer.Option(help="Where the plan_series and RunRegistry snapshots go.")] = Path(
+        "tmp"
+    ),
 ) -> None:
     """Fall back to plan_artifacts in one command: pause, backup, snapshot, repair artifacts from the
-    PlanRepository, pin files mode, clear run job links, verify, resume. Safe to run again after a crash."""
+    PlanRepository, pin files mode, clear run job links, verify, resume. Safe to run again after a crash.
+    Exit 1 when a version needs a restore from the backup or a phase failed."""
     from app.ops.rollback import rollback
 
     _store()
     try:
         with _Progress("rollback") as progress:
             report = rollback(state_file=state_file, dry_run=dry_run, cutover_ts=cutover_ts,
-                              backup_dir=backup_dir, progress=progress)
+                              backup_dir=backup_dir, tmp_dir=tmp_dir, progress=progress)  # fmt: skip
     except ScplnError as exc:
         _fail(exc)
-    console.print(report.as_text(), highlight=False, markup=False)
+    console.print(report.as_text(), highlight=False, markup=False, soft_wrap=True)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -562,7 +566,7 @@ def rollforward_cmd(
     ),
 ) -> None:
     """Return to the PlanRepository: backfill rows from artifacts, check both encodings agree, clear the
-    storage pin. Safe to run again after a crash."""
+    storage pin. Safe to run again after a crash. Exit 1 (pin kept) when the check fails."""
     from app.ops.rollback import rollforward
 
     _store()
@@ -571,7 +575,7 @@ def rollforward_cmd(
             report = rollforward(state_file=state_file, dry_run=dry_run, progress=progress)
     except ScplnError as exc:
         _fail(exc)
-    console.print(report.as_text(), highlight=False, markup=False)
+    console.print(report.as_text(), highlight=False, markup=False, soft_wrap=True)
     if not report.ok:
         raise typer.Exit(1)
 

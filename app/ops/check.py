@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -454,6 +455,12 @@ def _rows(document: Any) -> list[dict[str, Any]] | None:
 
 def _column(rows: Sequence[dict[str, Any]], key: str) -> np.ndarray:
     """A numeric column (missing or non-numeric values become NaN, which no identity accepts)."""
+    try:  # fast path: every row holds a plain number
+        values = list(map(itemgetter(key), rows))
+        if bool not in set(map(type, values)):
+            return np.fromiter(values, dtype=np.float64, count=len(rows))
+    except (KeyError, TypeError, ValueError):
+        pass
     return np.fromiter((_number(r.get(key)) for r in rows), dtype=np.float64, count=len(rows))
 
 

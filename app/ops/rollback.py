@@ -6,9 +6,17 @@ in a state file after they complete, so a run killed at any point is simply run 
 rollback:    pause → backup → snapshot → repair → pin → runs → verify → resume
 rollforward: pause → backfill → check → unpin → resume
 
-``repair`` exports a version's artifacts from its PlanRepository rows where they are missing or differ —
-only from rows that decode and keep the plan identities; a version whose rows fail keeps its artifacts,
-and one with neither encoding healthy is reported as needing a restore from the backup.
+``repair`` writes a version's artifacts from its PlanRepository rows where they are missing or differ —
+only from rows that decode, hold every core document and keep the plan identities; a version whose rows
+fail keeps its artifacts when those are whole and sound, and one with neither encoding healthy is
+reported as needing a restore from the backup (the rollback then ends with ``ok`` False).
+
+Roll-forward backfills rows for versions that have none (those written in files mode during the
+rollback), runs the whole-database check, and clears the storage pin only when the check passes; when
+anything fails it reopens intake on files mode and leaves the pin in place.
+
+Plan content goes through the plan store and the two codecs only. This module never deletes a version,
+its rows, overrides or events.
 """
 
 from __future__ import annotations
@@ -18,7 +26,9 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -27,7 +37,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select, update
 
-from app.config import resolve_path
+from app.config import get_settings, resolve_path
 from app.db import get_engine, now_ms
 from app.errors import ScplnError
 from app.ops import backfill, backup, check, intake
@@ -35,14 +45,20 @@ from app.planning.model import CORE_ARTIFACTS, PlanParams
 from app.storage import codec_artifacts
 from app.storage import settings as st
 from app.storage.plans import PlanStore
-from app.storage.schema import plan_artifacts, plan_series, plan_versions, runs
+from app.storage.schema import plan_artifacts, plan_versions, runs
 
 ROLLBACK_PHASES = ("pause", "backup", "snapshot", "repair", "pin", "runs", "verify", "resume")
 ROLLFORWARD_PHASES = ("pause", "backfill", "check", "unpin", "resume")
 DEFAULT_STATE = "tmp/rollback_state.json"
 DEFAULT_FORWARD_STATE = "tmp/rollforward_state.json"
-#: Test hook: ``SCPLN_CRASH_AT=<phase>`` (or ``repair:<n>`` after n versions) kills the process there.
+#: Test hook. ``SCPLN_CRASH_AT=<phase>`` kills the rollback with SIGKILL after that phase did its work
+#: and before the state file records it (the widest window); ``repair:<n>`` after the n-th version of
+#: this run's repair was written; ``forward:<phase>`` the same for the roll-forward.
 CRASH_ENV = "SCPLN_CRASH_AT"
+#: The note of the version the verify phase plans; it tells that version apart from the operators'.
+VERIFY_NOTE = "rollback verification"
+#: How many version ids a text report names per list before it only counts.
+NAMED = 20
 
 Progress = Callable[[str, int], None]
 
@@ -62,8 +78,8 @@ class OpsReport:
     phases_skipped: list[str] = field(default_factory=list)
     versions_checked: int = 0
     repaired: list[str] = field(default_factory=list)
-    kept_artifacts: list[str] = field(default_factory=list)
-    needs_restore: list[str] = field(default_factory=list)
+    kept_artifacts: dict[str, str] = field(default_factory=dict)
+    needs_restore: dict[str, str] = field(default_factory=dict)
     backup_path: str | None = None
     snapshots: list[str] = field(default_factory=list)
     verify_version: str | None = None
@@ -81,33 +97,50 @@ class OpsReport:
 
     def as_text(self) -> str:
         if self.dry_run:
-            return "\n".join([f"{self.kind} (dry run): would do", *(f"  - {p}" for p in self.plan)])
+            return "\n".join(
+                [f"{self.kind} (dry run, nothing changed): would do", *(f"  - {p}" for p in self.plan)]
+            )
         lines = [
             f"{self.kind} {'completed' if self.ok else 'FAILED'} in {self.seconds:.1f} s",
             f"  phases: {', '.join(self.phases_done) or 'none'}"
-            + (f" (already done: {', '.join(self.phases_skipped)})" if self.phases_skipped else ""),
+            + (
+                f" (already done in an earlier run: {', '.join(self.phases_skipped)})"
+                if self.phases_skipped
+                else ""
+            ),
         ]
         if self.kind == "rollback":
             lines += [
-                f"  versions checked: {self.versions_checked}, artifacts repaired from rows: {len(self.repaired)}"
-                f", kept (rows unhealthy): {len(self.kept_artifacts)}, need restore from backup: "
-                f"{len(self.needs_restore)}",
+                f"  versions checked: {self.versions_checked}",
+                f"  artifacts repaired from PlanRepository rows: {len(self.repaired)}{_names(self.repaired)}",
+                f"  artifacts kept (rows unhealthy): {len(self.kept_artifacts)}{_names(self.kept_artifacts)}",
+                f"  need restore from backup: {len(self.needs_restore)}{_names(self.needs_restore)}",
                 f"  backup: {self.backup_path}",
                 f"  snapshots: {', '.join(self.snapshots)}",
                 f"  runs.plan_job_id cleared: {self.runs_cleared} (cut-over {self.cutover_ts})",
                 f"  verified with version: {self.verify_version}",
             ]
-            if self.needs_restore:
-                lines.append(f"  RESTORE NEEDED for: {', '.join(self.needs_restore)}")
+            lines += [f"  RESTORE NEEDED: {v}: {why}" for v, why in list(self.needs_restore.items())[:NAMED]]
         else:
-            lines.append(f"  versions backfilled: {self.backfilled}, check problems: {self.check_problems}")
+            lines.append(
+                f"  versions backfilled: {self.backfilled}, db check problems: {self.check_problems}"
+            )
         if self.message:
             lines.append(f"  {self.message}")
         return "\n".join(lines)
 
 
+def _names(ids: Any) -> str:
+    ids = list(ids)
+    if not ids:
+        return ""
+    more = f" … and {len(ids) - NAMED} more" if len(ids) > NAMED else ""
+    return f" ({', '.join(ids[:NAMED])}{more})"
+
+
 class _State:
-    """The state file: completed phases and per-phase results, written atomically."""
+    """The state file: completed phases and per-phase results, written atomically. A finished (or
+    missing, or unreadable) state file starts a new run."""
 
     def __init__(self, path: Path, kind: str, dry_run: bool):
         self.path = path
@@ -118,7 +151,7 @@ class _State:
                 data = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 data = {}
-        if data.get("kind") != kind or data.get("finished"):
+        if not isinstance(data, dict) or data.get("kind") != kind or data.get("finished"):
             data = {"kind": kind, "started_at": now_ms(), "phases": {}, "finished": False}
         self.data = data
 
@@ -140,9 +173,12 @@ class _State:
         if self.dry_run:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.path)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(self.data, handle, indent=1, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)  # a resumed run never reads half a state file
 
 
 def _crash_point(name: str) -> None:
@@ -150,8 +186,26 @@ def _crash_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _runner(state: _State, report: OpsReport, phases: tuple[str, ...], step: Progress, prefix: str = ""):
+    """Run a phase unless the state file says it is done; record it after it completes."""
+
+    def phase(name: str, fn: Callable[[], Any]) -> Any:
+        step(name, int(100 * phases.index(name) / len(phases)))
+        if state.done(name):
+            report.phases_skipped.append(name)
+            return state.result(name)
+        result = fn()
+        _crash_point(f"{prefix}{name}")
+        state.complete(name, result)
+        report.phases_done.append(name)
+        return result
+
+    return phase
+
+
 def content_checksums(engine: Engine | None = None) -> dict[str, str]:
-    """SHA-256 of every ready version's content (canonical core artifacts, from rows or artifacts)."""
+    """SHA-256 of every ready version's content (canonical core artifacts, read by the exporter's rule:
+    rows when they exist, artifacts otherwise). Rollback and roll-forward leave these unchanged."""
     store = PlanStore(engine or get_engine())
     out = {}
     versions, _ = store.list_versions(limit=10**9, status="ready", order="asc")
@@ -184,7 +238,11 @@ def rollback(
     actor: str = "scpln rollback",
     progress: Progress | None = None,
 ) -> OpsReport:
-    """Fall back from the PlanRepository to ``plan_artifacts`` (the whole seed runbook §4)."""
+    """Fall back from the PlanRepository to ``plan_artifacts`` (the whole seed runbook §4).
+
+    Relative paths are taken from the repository root, like ``SCPLN_DB``. Raises ``RollbackFailed``
+    when verification fails; intake then stays paused and the state file lets a later run resume.
+    """
     engine = engine or get_engine()
     store = PlanStore(engine)
     started = time.perf_counter()
@@ -192,25 +250,19 @@ def rollback(
     state = _State(resolve_path(state_file), "rollback", dry_run)
     step = progress or (lambda _s, _p: None)
     if dry_run:
-        report.plan = _rollback_plan(store, state, cutover_ts)
+        report.plan = _rollback_plan(store, state, cutover_ts, snapshot_versions)
         report.seconds = time.perf_counter() - started
         return report
-
-    def phase(name: str, fn: Callable[[], Any]) -> Any:
-        step(name, int(100 * ROLLBACK_PHASES.index(name) / len(ROLLBACK_PHASES)))
-        if state.done(name):
-            report.phases_skipped.append(name)
-            return state.result(name)
-        _crash_point(name)
-        result = fn()
-        state.complete(name, result)
-        report.phases_done.append(name)
-        _crash_point(f"{name}:done")
-        return result
+    phase = _runner(state, report, ROLLBACK_PHASES, step)
 
     def pause() -> bool:
         st.set_value(engine, st.MAINTENANCE, "1")
         intake.pause_intake(engine, actor=actor)
+        return True
+
+    def resume() -> bool:
+        intake.resume_intake(engine)
+        st.set_value(engine, st.MAINTENANCE, None)
         return True
 
     phase("pause", pause)
@@ -218,52 +270,74 @@ def rollback(
     report.snapshots = phase("snapshot", lambda: _snapshot(engine, resolve_path(tmp_dir), snapshot_versions))
     outcome = phase("repair", lambda: _repair(store, state, step))
     report.versions_checked = outcome["checked"]
-    report.repaired = outcome["repaired"]
-    report.kept_artifacts = outcome["kept"]
-    report.needs_restore = outcome["needs_restore"]
+    report.repaired = list(outcome["repaired"])
+    report.kept_artifacts = dict(outcome["kept"])
+    report.needs_restore = dict(outcome["needs_restore"])
     phase("pin", lambda: st.set_storage_pin(engine, "files") or "files")
     runs_result = phase("runs", lambda: _clear_run_jobs(engine, cutover_ts))
     report.runs_cleared, report.cutover_ts = runs_result["cleared"], runs_result["cutover_ts"]
-    verify = phase("verify", lambda: _verify(store, state, set(outcome["needs_restore"])))
+    verify = phase("verify", lambda: _verify(store, state, set(report.needs_restore), set(outcome["proven"])))
     report.verify_version = verify["version_id"]
-
-    def resume() -> bool:
-        intake.resume_intake(engine)
-        st.set_value(engine, st.MAINTENANCE, None)
-        return True
-
     phase("resume", resume)
     state.put("finished", True)
     step("done", 100)
     report.ok = not report.needs_restore
     if report.needs_restore:
         report.message = (
-            "some versions have neither healthy rows nor healthy artifacts: restore them from the backup"
+            f"{len(report.needs_restore)} version(s) have neither healthy PlanRepository rows nor healthy "
+            f"artifacts and need a restore from the backup ({report.backup_path} holds them as they were; "
+            "see `scpln db restore`)"
         )
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _rollback_plan(store: PlanStore, state: _State, cutover_ts: int | None) -> list[str]:
-    lines = []
-    for name in ROLLBACK_PHASES:
-        if state.done(name):
-            lines.append(f"{name}: already done in an earlier run")
-    lines.append("pause plan intake and set maintenance (WAL checkpointed)")
-    lines.append("online backup to backup/plan_db_prerollback_<YYYYMMDDHHMM>.db, verified")
-    lines.append("snapshot recent plan_series rows (CSV) and the RunRegistry (JSON) into tmp/")
-    versions, _ = store.list_versions(limit=10**9, status="ready", order="asc")
-    for v in versions:
-        verdict = _assess(store, v.version_id)
+def _rollback_plan(store: PlanStore, state: _State, cutover_ts: int | None, n_snapshot: int) -> list[str]:
+    """What a rollback would do, version by version; reads only."""
+    lines = [
+        f"{name}: already done in an earlier, unfinished run" for name in ROLLBACK_PHASES if state.done(name)
+    ]
+    lines += [
+        "pause plan intake, maintenance on (SQLite WAL checkpointed into the main file)",
+        "online backup to backup/plan_db_prerollback_<YYYYMMDDHHMM>.db (pg_dump on PostgreSQL), verified",
+        f"snapshot the plan_series rows of the {n_snapshot} latest versions (CSV) and the RunRegistry (JSON)",
+    ]
+    versions = _ready_versions(store)
+    counts: dict[str, int] = {}
+    for vid in versions:
+        verdict = _assess(store, vid)
+        counts[verdict["action"]] = counts.get(verdict["action"], 0) + 1
         if verdict["action"] != "ok":
-            lines.append(f"version {v.version_id}: {verdict['action']} ({verdict['why']})")
-    lines.append(f"{len(versions)} ready versions checked")
-    lines.append("pin the storage mode to files")
+            lines.append(f"version {vid}: {_ACTION_TEXT[verdict['action']]} ({verdict['why']})")
+    summary = ", ".join(f"{_ACTION_TEXT[a]}: {n}" for a, n in sorted(counts.items()))
+    lines.append(f"{len(versions)} ready versions checked" + (f" — {summary}" if summary else ""))
     ts = cutover_ts if cutover_ts is not None else _default_cutover(store.engine)
-    lines.append(f"clear runs.plan_job_id for runs created at or after {ts}")
-    lines.append("verify: plan a version in files mode and read every version back from artifacts")
-    lines.append("resume plan intake, maintenance off")
+    lines += [
+        "pin the storage mode to files",
+        f"clear runs.plan_job_id of runs created at or after {ts} ({_count_run_jobs(store.engine, ts)} runs)",
+        "verify: plan a version in files mode (no PlanRepository rows) and read every version from artifacts",
+        "resume plan intake, maintenance off",
+    ]
     return lines
+
+
+_ACTION_TEXT = {
+    "ok": "artifacts already whole",
+    "repair": "repair artifacts from rows",
+    "keep": "keep artifacts (rows unhealthy)",
+    "needs_restore": "NEEDS RESTORE from backup",
+}
+
+
+def _ready_versions(store: PlanStore) -> list[str]:
+    with store.engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(plan_versions.c.version_id)
+                .where(plan_versions.c.status == "ready")
+                .order_by(plan_versions.c.created_at, plan_versions.c.version_id)
+            ).scalars()
+        )
 
 
 def _backup(engine: Engine, backup_dir: str | Path) -> str:
@@ -272,42 +346,77 @@ def _backup(engine: Engine, backup_dir: str | Path) -> str:
 
 def _snapshot(engine: Engine, tmp_dir: Path, n_versions: int) -> list[str]:
     """Recent plan_series rows as CSV and the RunRegistry as JSON (runbook 4.2)."""
-    from app.run_registry import REGISTRY
-
     tmp_dir.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
     series_path = tmp_dir / f"plan_series_latest_{stamp}.csv"
-    recent = select(plan_versions.c.version_id).order_by(plan_versions.c.created_at.desc()).limit(n_versions)
-    with engine.connect() as conn, series_path.open("w", newline="", encoding="utf-8") as fh:
-        result = conn.execute(
-            select(plan_series)
-            .where(plan_series.c.version_id.in_(recent.scalar_subquery()))
-            .order_by(plan_series.c.version_id, plan_series.c.level, plan_series.c.seq)
-        )
-        writer = csv.writer(fh)
-        writer.writerow(result.keys())
-        for row in result:
-            writer.writerow(row)
+    partial = series_path.with_name(f".{series_path.name}.partial")
+    query = (
+        "SELECT * FROM plan_series WHERE version_id IN "
+        f"(SELECT version_id FROM plan_versions ORDER BY created_at DESC LIMIT {int(n_versions)}) "
+        "ORDER BY version_id, level, seq"
+    )
+    _write_csv(engine, query, partial)
+    os.replace(partial, series_path)
     registry_path = tmp_dir / f"run_registry_{stamp}.json"
-    registry_path.write_text(json.dumps(REGISTRY.list(), indent=1, default=str), encoding="utf-8")
+    registry_path.write_text(
+        json.dumps(_registry_records(engine), indent=1, default=str, ensure_ascii=False), encoding="utf-8"
+    )
     return [str(series_path), str(registry_path)]
 
 
+def _write_csv(engine: Engine, query: str, path: Path) -> None:
+    """The result of ``query`` as CSV with a header. A million rows through Python objects take a minute,
+    so the database writes the CSV itself where it can: the ``sqlite3`` shell for a SQLite file, ``COPY``
+    on PostgreSQL; otherwise rows are streamed from the DBAPI cursor in batches."""
+    database = engine.url.database
+    binary = shutil.which("sqlite3")
+    if engine.dialect.name == "sqlite" and binary and database and database != ":memory:":
+        subprocess.run(
+            [binary, "-bail", "-cmd", ".timeout 30000", database, ".headers on", ".mode csv",
+             f'.output "{path}"', query],
+            check=True, capture_output=True, timeout=3600,
+        )  # fmt: skip
+        return
+    with engine.connect() as conn, path.open("w", newline="", encoding="utf-8") as fh:
+        cursor = conn.connection.dbapi_connection.cursor()
+        if engine.dialect.name == "postgresql":
+            with cursor.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER)") as copy:
+                for chunk in copy:
+                    fh.write(bytes(chunk).decode("utf-8"))
+            return
+        cursor.execute(query)
+        writer = csv.writer(fh)
+        writer.writerow([d[0] for d in cursor.description])
+        for batch in iter(lambda: cursor.fetchmany(20_000), []):
+            writer.writerows(batch)
+
+
+def _registry_records(engine: Engine) -> list[dict[str, Any]]:
+    """The RunRegistry's records: the ``runs`` table of this database, or this process's memory."""
+    from app.run_registry import REGISTRY, DbRunBackend
+
+    if get_settings().registry_backend == "memory":
+        return REGISTRY.list()
+    return DbRunBackend(engine).list(None, 0)
+
+
+def _artifact_texts(engine: Engine, version_id: str) -> dict[str, str]:
+    query = select(plan_artifacts.c.name, plan_artifacts.c.json_text).where(
+        plan_artifacts.c.version_id == version_id
+    )
+    with engine.connect() as conn:
+        return {name: text for name, text in conn.execute(query)}
+
+
 def _assess(store: PlanStore, version_id: str) -> dict[str, Any]:
-    """What the repair phase does with one version, and why."""
-    rows_ok, rows_why, expected = False, "no PlanRepository rows", None
-    if store.has_rows(version_id):
-        try:
-            content = store.read_rows(version_id)
-            problems = check.identity_problems(content) if content else [("missing", "no rows")]
-            if problems:
-                rows_why = f"rows break {problems[0][0]}: {problems[0][1]}"
-            else:
-                rows_ok, expected = True, codec_artifacts.encode(content)
-        except Exception as exc:  # noqa: BLE001 - undecodable rows are unhealthy, not fatal
-            rows_why = f"rows unreadable: {exc}"
-    stored = {n: store.artifact_text(version_id, n) for n in (expected or dict.fromkeys(CORE_ARTIFACTS))}
+    """What the repair phase does with one version, and why: ``ok`` (artifacts already hold what the
+    healthy rows hold, or there are no rows and the artifacts are sound), ``repair`` (with the texts to
+    write), ``keep`` (rows unhealthy, artifacts sound) or ``needs_restore``."""
+    stored = _artifact_texts(store.engine, version_id)
+    rows_ok, rows_why, expected = _rows_health(store, version_id)
     if rows_ok:
+        # The rows' canonical texts against the stored texts: equal texts are equal documents, so a
+        # whole version is judged without decoding its artifacts.
         differ = sorted(n for n, t in expected.items() if stored.get(n) != t)
         if differ:
             return {
@@ -316,44 +425,91 @@ def _assess(store: PlanStore, version_id: str) -> dict[str, Any]:
                 "texts": expected,
             }
         return {"action": "ok", "why": "artifacts equal the rows"}
-    if all(stored.get(n) for n in CORE_ARTIFACTS):
-        try:
-            content = store.read_artifacts(version_id)
-            if content is not None and not check.identity_problems(content):
-                return {"action": "keep", "why": rows_why}
-        except Exception:  # noqa: BLE001
-            pass
-    return {"action": "needs_restore", "why": f"{rows_why}; artifacts missing or unhealthy"}
+    artifacts_why = _artifacts_problem(version_id, stored)
+    if artifacts_why is None:
+        if rows_why is None:
+            return {"action": "ok", "why": "artifacts only (files mode)"}
+        return {"action": "keep", "why": rows_why}
+    return {"action": "needs_restore", "why": f"{rows_why or 'no PlanRepository rows'}; {artifacts_why}"}
+
+
+def _rows_health(store: PlanStore, version_id: str) -> tuple[bool, str | None, dict[str, str] | None]:
+    """(healthy, why not — None when there are no rows at all, the rows' artifact texts)."""
+    if not store.has_rows(version_id):
+        return False, None, None
+    try:
+        content = store.read_rows(version_id)
+    except Exception as exc:  # noqa: BLE001 - undecodable rows are unhealthy, not fatal
+        return False, f"rows do not decode: {_short(exc)}", None
+    if content is None:
+        return False, None, None
+    missing = [n for n in CORE_ARTIFACTS if n not in content.documents]
+    if missing:
+        return False, f"rows lack {', '.join(missing)}", None
+    problems = check.identity_problems(content)
+    if problems:
+        return False, f"rows break {problems[0][0]}: {_short(problems[0][1])}", None
+    try:
+        return True, None, codec_artifacts.encode(content)
+    except ValueError as exc:
+        return False, f"rows do not encode: {_short(exc)}", None
+
+
+def _artifacts_problem(version_id: str, stored: dict[str, str]) -> str | None:
+    """Why the stored artifacts cannot stand on their own, or None when they are whole and sound."""
+    missing = [n for n in CORE_ARTIFACTS if n not in stored]
+    if missing:
+        return f"artifacts lack {', '.join(missing)}"
+    try:
+        content = codec_artifacts.decode(version_id, stored)
+    except Exception as exc:  # noqa: BLE001
+        return f"artifacts do not parse: {_short(exc)}"
+    problems = check.identity_problems(content)
+    if problems:
+        return f"artifacts break {problems[0][0]}: {_short(problems[0][1])}"
+    return None
+
+
+def _short(exc: Any, limit: int = 160) -> str:
+    text = str(exc).replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _repair(store: PlanStore, state: _State, step: Progress) -> dict[str, Any]:
-    """Make every version readable from artifacts, version by version (resumable)."""
-    progress = state.data.setdefault("repair", {"done": [], "repaired": [], "kept": [], "needs_restore": []})
+    """Make every version readable from artifacts, version by version; each version is one
+    transaction and is recorded in the state file, so a resumed run continues after the last one."""
+    progress = state.data.setdefault(
+        "repair", {"done": [], "proven": [], "repaired": [], "kept": {}, "needs_restore": {}}
+    )
     done = set(progress["done"])
-    versions, _ = store.list_versions(limit=10**9, status="ready", order="asc")
-    for i, v in enumerate(versions):
-        if v.version_id in done:
+    versions = _ready_versions(store)
+    written = 0
+    for i, vid in enumerate(versions):
+        if vid in done:
             continue
-        step(f"repair {v.version_id}", 30 + int(30 * i / max(len(versions), 1)))
-        verdict = _assess(store, v.version_id)
+        step(f"repair {vid}", int(100 * (3 + i / max(len(versions), 1)) / len(ROLLBACK_PHASES)))
+        verdict = _assess(store, vid)
         if verdict["action"] == "repair":
-            texts = verdict["texts"]
             with store.engine.begin() as conn:
-                for name, payload in texts.items():
-                    _replace_artifact(conn, v.version_id, name, payload)
-            progress["repaired"].append(v.version_id)
+                for name, payload in verdict["texts"].items():
+                    _replace_artifact(conn, vid, name, payload)
+            progress["repaired"].append(vid)
+            written += 1
+            _crash_point(f"repair:{written}")
         elif verdict["action"] == "keep":
-            progress["kept"].append(v.version_id)
+            progress["kept"][vid] = verdict["why"]
         elif verdict["action"] == "needs_restore":
-            progress["needs_restore"].append(v.version_id)
-        progress["done"].append(v.version_id)
+            progress["needs_restore"][vid] = verdict["why"]
+        if verdict["action"] != "needs_restore":
+            progress["proven"].append(vid)  # its artifacts were just read and found sound
+        progress["done"].append(vid)
         state.save()
-        _crash_point(f"repair:{len(progress['done'])}")
     return {
         "checked": len(progress["done"]),
         "repaired": progress["repaired"],
         "kept": progress["kept"],
         "needs_restore": progress["needs_restore"],
+        "proven": progress["proven"],
     }
 
 
@@ -380,6 +536,17 @@ def _default_cutover(engine: Engine) -> int | None:
         ).scalar_one_or_none()
 
 
+def _count_run_jobs(engine: Engine, ts: int | None) -> int:
+    if ts is None:
+        return 0
+    with engine.connect() as conn:
+        return conn.execute(
+            select(func.count())
+            .select_from(runs)
+            .where(runs.c.created_at >= ts, runs.c.plan_job_id.is_not(None))
+        ).scalar_one()
+
+
 def _clear_run_jobs(engine: Engine, cutover_ts: int | None) -> dict[str, Any]:
     """``UPDATE runs SET plan_job_id=NULL WHERE created_at>=<cutover_ts>`` (runbook 4.5)."""
     ts = cutover_ts if cutover_ts is not None else _default_cutover(engine)
@@ -394,22 +561,24 @@ def _clear_run_jobs(engine: Engine, cutover_ts: int | None) -> dict[str, Any]:
     return {"cleared": result.rowcount or 0, "cutover_ts": ts}
 
 
-def _verify(store: PlanStore, state: _State, restore_needed: set[str]) -> dict[str, Any]:
-    """Plan one version in files mode and read every version back from artifacts (runbook 4.6)."""
+def _verify(store: PlanStore, state: _State, restore_needed: set[str], proven: set[str]) -> dict[str, Any]:
+    """Plan one version in files mode and read every version back from artifacts (runbook 4.6).
+
+    Versions the repair phase proved (their artifacts equal their healthy rows' canonical texts, or were
+    decoded and checked) are checked for their core artifacts only; every other version is decoded."""
     from app.service import PlanRequest, run_plan
 
     vid = state.data.get("verify_version")
     if not vid:
         vid = f"rollback-verify-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
-        state.put("verify_version", vid)
+        state.put("verify_version", vid)  # before planning: a resumed run finds the version it made
     try:
-        info = store.get_version(vid)
-        exists = info.status == "ready"
+        exists = store.get_version(vid).status == "ready"
     except ScplnError:
         exists = False
     if not exists:
         run_plan(
-            PlanRequest(version_id=vid, params=PlanParams(), note="rollback verification"),
+            PlanRequest(version_id=vid, params=PlanParams(), note=VERIFY_NOTE),
             storage="files",
             store=store,
             enforce_intake=False,
@@ -417,17 +586,25 @@ def _verify(store: PlanStore, state: _State, restore_needed: set[str]) -> dict[s
     if store.has_rows(vid):
         raise RollbackFailed(f"verification plan {vid} was written to the PlanRepository in files mode")
     failures = []
-    versions, _ = store.list_versions(limit=10**9, status="ready", order="asc")
-    for v in versions:
-        if v.version_id in restore_needed:
+    versions = _ready_versions(store)
+    for version_id in versions:
+        if version_id in restore_needed:
             continue
         try:
-            store.read_version(v.version_id, mode="files")
-        except Exception as exc:  # noqa: BLE001
-            failures.append(f"{v.version_id}: {exc}")
+            missing = [n for n in CORE_ARTIFACTS if n not in store.artifact_names(version_id)]
+            if missing:
+                raise RollbackFailed(f"no {', '.join(missing)}")
+            if version_id not in proven:
+                store.read_version(version_id, mode="files")
+        except Exception as exc:  # noqa: BLE001 - every failure is listed
+            failures.append(f"{version_id}: {_short(exc)}")
     if failures:
-        raise RollbackFailed(f"{len(failures)} version(s) not readable from artifacts", failures[:20])
-    return {"version_id": vid, "versions_read": len(versions)}
+        raise RollbackFailed(
+            f"{len(failures)} version(s) not readable from artifacts; intake stays paused — fix them and run "
+            f"the rollback again: {'; '.join(failures[:NAMED])}",
+            failures[:NAMED],
+        )
+    return {"version_id": vid, "versions_read": len(versions) - len(restore_needed)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -442,7 +619,11 @@ def rollforward(
     actor: str = "scpln rollforward",
     progress: Progress | None = None,
 ) -> OpsReport:
-    """Back to the PlanRepository: backfill rows, check both encodings agree, clear the pin."""
+    """Back to the PlanRepository: backfill rows, check both encodings agree, clear the pin.
+
+    When the backfill or the check fails, intake is reopened (still on the pin, so in files mode), the
+    pin stays, the report says why (``ok`` False) and the next run starts again from the beginning.
+    """
     engine = engine or get_engine()
     started = time.perf_counter()
     report = OpsReport("rollforward", dry_run=dry_run)
@@ -452,25 +633,17 @@ def rollforward(
     if dry_run:
         preview = backfill.backfill_repository(engine, dry_run=True)
         report.plan = [
-            "pause plan intake and set maintenance",
-            f"backfill PlanRepository rows: {preview.summary()}",
-            "db check: every version complete, both encodings equal",
-            f"clear the storage pin (now {st.storage_pin(engine) or 'none'}; default mode {st.default_mode()})",
+            "pause plan intake, maintenance on",
+            f"backfill PlanRepository rows from artifacts: {preview.summary()}",
+            *(f"version {v}: backfill rows" for v in preview.would_backfill[:NAMED]),
+            "db check: every version complete, both encodings equal, identities hold",
+            f"clear the storage pin (now {st.storage_pin(engine) or 'none'}; default mode {st.default_mode()}) "
+            "— only when the check passes",
             "resume plan intake, maintenance off",
         ]
         report.seconds = time.perf_counter() - started
         return report
-
-    def phase(name: str, fn: Callable[[], Any]) -> Any:
-        step(name, int(100 * ROLLFORWARD_PHASES.index(name) / len(ROLLFORWARD_PHASES)))
-        if state.done(name):
-            report.phases_skipped.append(name)
-            return state.result(name)
-        _crash_point(f"forward:{name}")
-        result = fn()
-        state.complete(name, result)
-        report.phases_done.append(name)
-        return result
+    phase = _runner(state, report, ROLLFORWARD_PHASES, step, prefix="forward:")
 
     def pause() -> bool:
         st.set_value(engine, st.MAINTENANCE, "1")
@@ -482,20 +655,27 @@ def rollforward(
         st.set_value(engine, st.MAINTENANCE, None)
         return True
 
+    def give_up(message: str) -> OpsReport:
+        # Stay on artifacts: keep the pin, reopen intake, and say what is wrong.
+        resume()
+        state.put("failed", message)
+        state.put("finished", True)
+        report.ok = False
+        report.message = message
+        report.seconds = time.perf_counter() - started
+        return report
+
     phase("pause", pause)
     backfilled = phase("backfill", lambda: _backfill(engine, path))
     report.backfilled = backfilled["backfilled"]
-    result = check.check_database(engine)
-    report.check_problems = len(result.problems)
-    if not result.ok:
-        # Stay on artifacts: keep the pin, reopen intake, and say what is wrong.
-        resume()
-        report.ok = False
-        report.message = "db check failed; the storage pin stays on files:\n" + result.as_text()
-        report.seconds = time.perf_counter() - started
-        return report
-    state.complete("check", {"problems": 0})
-    report.phases_done.append("check")
+    if backfilled["problems"]:
+        return give_up(
+            "backfill failed; the storage pin stays on files:\n" + "\n".join(backfilled["problems"])
+        )
+    checked = phase("check", lambda: _check(engine, step))
+    report.check_problems = checked["problems"]
+    if not checked["ok"]:
+        return give_up("db check failed; the storage pin stays on files:\n" + checked["text"])
     phase("unpin", lambda: st.set_storage_pin(engine, None) or "cleared")
     phase("resume", resume)
     state.put("finished", True)
@@ -507,6 +687,12 @@ def rollforward(
 def _backfill(engine: Engine, state_path: Path) -> dict[str, Any]:
     inner = state_path.with_name(state_path.stem + ".backfill.json")
     result = backfill.backfill_repository(engine, state_file=inner)
-    if not result.ok:
-        raise RollbackFailed(f"backfill failed: {result.summary()}")
-    return {"backfilled": len(result.backfilled)}
+    problems = [f"  - {v}: failed: {why}" for v, why in result.failed.items()]
+    problems += [f"  - {v}: needs derivation: {why}" for v, why in result.needs_derivation.items()]
+    return {"backfilled": len(result.backfilled), "problems": problems}
+
+
+def _check(engine: Engine, step: Progress) -> dict[str, Any]:
+    result = check.check_database(engine)
+    step("check", int(100 * 3 / len(ROLLFORWARD_PHASES)))
+    return {"ok": result.ok, "problems": len(result.problems), "text": result.as_text()}

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Benchmark ``scpln rollback`` and ``scpln rollforward`` on many 1k-SKU versions (SQLite).
+
+Generates one 1k-SKU input set (10 families x 100 SKUs, 300 components, BOM depth 3), plans it once and
+stores that content under N version ids in ``both`` mode (the first through the plan store, the others
+copied table to table in SQL: the volume of rows and artifacts is what matters), deletes the artifacts
+of every other version, then times the rollback and the roll-forward as library calls, phase by phase.
+``--profile`` prints the top functions of each (cProfile). ``--write FILE`` replaces this benchmark's
+marked section of the benchmarks page. Target: each under 60 s for 100 versions.
+
+    python bench/rollback.py --versions 100 --write docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import platform
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import text  # noqa: E402
+
+from app import db  # noqa: E402
+from app.ops import rollback as rb  # noqa: E402
+from app.planning.pipeline import plan_input_set  # noqa: E402
+from app.planning.samplegen import generate_sample  # noqa: E402
+from app.storage.plans import PlanStore  # noqa: E402
+from app.storage.schema import plan_artifacts, plan_kpis, plan_series, plan_versions  # noqa: E402
+
+SIZE = dict(families=10, skus_per_family=100, components=300, bom_depth=3)
+MARK_BEGIN = "<!-- bench:rollback:begin -->"
+MARK_END = "<!-- bench:rollback:end -->"
+TARGET_S = 60.0
+
+
+def build(workdir: Path, versions: int) -> tuple[PlanStore, dict[str, Any]]:
+    url = f"sqlite:///{workdir / 'scpln.db'}"
+    db.init_db(url)
+    store = PlanStore(db.get_engine(url))
+    inputs = generate_sample(workdir / "input", **SIZE)
+    started = time.perf_counter()
+    first = "bench-0000"
+    write = store.write_version(plan_input_set(inputs, version_id=first), mode="both")
+    ids = [f"bench-{i:04d}" for i in range(versions)]
+    with store.engine.begin() as conn:
+        for i, vid in enumerate(ids[1:], start=1):
+            for table in (plan_versions, plan_artifacts, plan_series, plan_kpis):
+                cols = [c.name for c in table.columns if c.name not in ("id", "version_id", "created_at")]
+                # the documents name their version: a copy names its own
+                values = ["REPLACE(json_text, :old_id, :new_id)" if c == "json_text" else c for c in cols]
+                conn.execute(
+                    text(
+                        f"INSERT INTO {table.name} (version_id, {', '.join(cols)}, created_at) "
+                        f"SELECT :vid, {', '.join(values)}, created_at + :i FROM {table.name} "
+                        "WHERE version_id = :first"
+                    ),
+                    {"vid": vid, "first": first, "i": i, "old_id": f'"version_id":"{first}"',
+                     "new_id": f'"version_id":"{vid}"'},
+                )  # fmt: skip
+        stripped = ids[1::2]
+        for vid in stripped:  # half the versions lose every artifact
+            conn.execute(plan_artifacts.delete().where(plan_artifacts.c.version_id == vid))
+    db.dispose_engines(url)
+    store = PlanStore(db.get_engine(url))
+    facts = {
+        "versions": versions,
+        "rows_per_version": write.series_rows,
+        "rows": write.series_rows * versions,
+        "stripped": len(stripped),
+        "setup_s": time.perf_counter() - started,
+        "db_mb": (workdir / "scpln.db").stat().st_size / 1e6,
+    }
+    return store, facts
+
+
+def timed_phases(fn, profile: bool, **kwargs) -> tuple[Any, float, dict[str, float], str]:
+    """Run ``fn`` with a progress hook that times each phase; optionally under cProfile."""
+    marks: list[tuple[str, float]] = []
+
+    def progress(stage: str, _percent: int) -> None:
+        name = stage.split()[0]
+        if not marks or marks[-1][0] != name:
+            marks.append((name, time.perf_counter()))
+
+    profiler = cProfile.Profile() if profile else None
+    started = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    report = fn(progress=progress, **kwargs)
+    if profiler:
+        profiler.disable()
+    total = time.perf_counter() - started
+    ends = [t for _, t in marks[1:]] + [started + total]
+    phases = {name: end - t for (name, t), end in zip(marks, ends, strict=True) if name != "done"}
+    top = ""
+    if profiler:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
+        top = out.getvalue()
+    return report, total, phases, top
+
+
+def section(facts: dict[str, Any], back: dict[str, Any], forward: dict[str, Any]) -> str:
+    lines = [
+        MARK_BEGIN,
+        "## Rollback and roll-forward (`bench/rollback.py`)",
+        "",
+        f"{facts['versions']} versions of one generated 1k-SKU plan ({facts['rows_per_version']:,} `plan_series` "
+        f"rows each, {facts['rows']:,} in all, database {facts['db_mb']:,.0f} MB), stored in both mode; the "
+        f"artifacts of {facts['stripped']} versions deleted before the rollback. SQLite, "
+        f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores. "
+        f"Target: each command under {TARGET_S:.0f} s for 100 versions.",
+        "",
+        "| command | total (s) | per version (s) | rows/s | slowest phases (s) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in (("rollback", back), ("rollforward", forward)):
+        slow = ", ".join(f"{p} {s:.1f}" for p, s in sorted(r["phases"].items(), key=lambda x: -x[1])[:3])
+        lines.append(
+            f"| {name} | {r['total']:.1f} | {r['total'] / facts['versions']:.2f} "
+            f"| {facts['rows'] / r['total']:,.0f} | {slow} |"
+        )
+    lines += ["", *back.get("notes", []), MARK_END]
+    return "\n".join(lines)
+
+
+def write_section(page: Path, body: str) -> None:
+    """Replace this benchmark's marked section of the page, or append it; other sections stay."""
+    content = page.read_text(encoding="utf-8") if page.exists() else "# Benchmarks\n"
+    if MARK_BEGIN in content and MARK_END in content:
+        head, rest = content.split(MARK_BEGIN, 1)
+        content = head + body + rest.split(MARK_END, 1)[1]
+    else:
+        content = content.rstrip() + "\n\n" + body + "\n"
+    page.write_text(content, encoding="utf-8")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--versions", type=int, default=100, help="versions to store (default 100)")
+    ap.add_argument("--profile", action="store_true", help="print the top functions of each command")
+    ap.add_argument("--note", action="append", default=[], help="a line added under the table")
+    ap.add_argument("--write", type=Path, help="benchmarks page to update")
+    args = ap.parse_args()
+    for name in ("PLAN_STORAGE_MODE", "JOBS_ENABLED", "SCPLN_INPUT_DIR", "REGISTRY_BACKEND"):
+        os.environ.pop(name, None)
+    with tempfile.TemporaryDirectory(prefix="scpln-bench-rollback-") as tmp:
+        workdir = Path(tmp)
+        store, facts = build(workdir, args.versions)
+        print(f"setup: {facts}", flush=True)
+        os.environ["SCPLN_DB"] = str(workdir / "scpln.db")  # the RunRegistry snapshot reads the same file
+        paths = {
+            "state_file": workdir / "rb.json",
+            "backup_dir": workdir / "backup",
+            "tmp_dir": workdir / "tmp",
+        }
+        report, total, phases, top = timed_phases(rb.rollback, args.profile, engine=store.engine, **paths)
+        assert len(report.repaired) == facts["stripped"], report.as_text()
+        back = {"total": total, "phases": phases, "notes": args.note}
+        print(report.as_text(), "\nphases:", {k: round(v, 2) for k, v in phases.items()}, top, flush=True)
+        report, total, phases, top = timed_phases(
+            rb.rollforward, args.profile, engine=store.engine, state_file=workdir / "rf.json"
+        )
+        assert report.ok, report.message
+        forward = {"total": total, "phases": phases}
+        print(report.as_text(), "\nphases:", {k: round(v, 2) for k, v in phases.items()}, top, flush=True)
+        db.dispose_engines()
+    body = section(facts, back, forward)
+    print(body)
+    if args.write:
+        write_section(args.write, body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,443 @@
+"""``scpln rollback`` and ``scpln rollforward`` (SPEC 7, the seed runbook §4 in one command), on real
+SQLite files, as library calls and as real ``scpln`` processes.
+
+The scenario database holds what a PlanRepository incident leaves behind: versions in both mode, some
+with artifacts deleted, rewritten by hand or never written (db mode), one whose rows break the plan
+identities while its artifacts are sound, one with neither encoding healthy, a files-mode version from
+before the cut-over, PSI edits, and RunRegistry records on both sides of the cut-over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, select, text
+
+from app import db
+from app.ops import backup as backup_ops
+from app.ops import check
+from app.ops.rollback import VERIFY_NOTE, content_checksums, rollback, rollforward
+from app.planning.model import CORE_ARTIFACTS, PLAN_ARTIFACTS, PSI_ARTIFACTS
+from app.service import PlanRequest, run_plan
+from app.storage import codec_artifacts, overrides
+from app.storage import settings as st
+from app.storage.plans import PlanStore
+from app.storage.schema import plan_artifacts, plan_series, plan_versions, runs
+from tests.conftest import ROOT, SAMPLE
+
+ENV_CLEARED = ("PLAN_STORAGE_MODE", "JOBS_ENABLED", "SCPLN_INPUT_DIR", "REGISTRY_BACKEND", "SCPLN_CRASH_AT")
+REPAIRED = ["rb-psi", "rb-db", "rb-missing", "rb-changed"]
+
+
+@dataclass
+class Scenario:
+    path: Path
+    store: PlanStore
+    cutover_ts: int
+    artifacts_before: dict[str, dict[str, str]]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENV_CLEARED:
+        monkeypatch.delenv(name, raising=False)
+
+
+def open_store(path: Path) -> PlanStore:
+    url = f"sqlite:///{path}"
+    db.init_db(url)
+    return PlanStore(db.get_engine(url))
+
+
+def plan(store: PlanStore, version_id: str, mode: str) -> None:
+    run_plan(PlanRequest(input_dir=str(SAMPLE), version_id=version_id), storage=mode, store=store)
+
+
+def artifacts(store: PlanStore, version_id: str | None = None) -> dict[str, dict[str, str]]:
+    query = select(plan_artifacts.c.version_id, plan_artifacts.c.name, plan_artifacts.c.json_text)
+    if version_id is not None:
+        query = query.where(plan_artifacts.c.version_id == version_id)
+    out: dict[str, dict[str, str]] = {}
+    with store.engine.connect() as conn:
+        for vid, name, body in conn.execute(query):
+            out.setdefault(vid, {})[name] = body
+    return out
+
+
+def corrupt_rows(store: PlanStore, version_id: str) -> None:
+    """A hand-made fault: one aggregate row's supply no longer balances its inventory."""
+    with store.engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE plan_series SET supply = supply + 7 WHERE version_id = :v AND level = 'aggregate' AND seq = 0"
+            ),
+            {"v": version_id},
+        )
+
+
+def drop_artifacts(store: PlanStore, version_id: str, *names: str) -> None:
+    with store.engine.begin() as conn:
+        query = delete(plan_artifacts).where(plan_artifacts.c.version_id == version_id)
+        conn.execute(query.where(plan_artifacts.c.name.in_(names)) if names else query)
+
+
+def build_scenario(path: Path) -> Scenario:
+    store = open_store(path)
+    plan(store, "rb-files", "files")  # before the cut-over: artifacts only
+    for vid in ("rb-ok", "rb-psi", "rb-db", "rb-missing", "rb-changed", "rb-rows-bad", "rb-broken"):
+        plan(store, vid, "db" if vid == "rb-db" else "both")
+    cell = overrides.psi_view("rb-psi", "det", {"family": "BLEND", "period": "2026-01"}, store=store)["rows"][
+        0
+    ]
+    overrides.apply_edits(
+        "rb-psi",
+        "det",
+        [{"key": cell["key"], "field": "demand", "value": 3}],
+        lock=[cell["key"]],
+        store=store,
+    )
+    drop_artifacts(store, "rb-psi", "sku_week.json", *PSI_ARTIFACTS)
+    drop_artifacts(store, "rb-missing")
+    changed = json.loads(store.artifact_text("rb-changed", "aggregate.json"))
+    changed["rows"][0]["demand"] += 1
+    with store.engine.begin() as conn:
+        conn.execute(
+            plan_artifacts.update()
+            .where(plan_artifacts.c.version_id == "rb-changed", plan_artifacts.c.name == "aggregate.json")
+            .values(json_text=json.dumps(changed))
+        )
+    corrupt_rows(store, "rb-rows-bad")
+    corrupt_rows(store, "rb-broken")
+    drop_artifacts(store, "rb-broken", "plan_final.json")
+    with store.engine.connect() as conn:
+        cutover = conn.execute(
+            select(plan_versions.c.created_at).where(plan_versions.c.version_id == "rb-ok")
+        ).scalar_one()
+    records = [("run-old", "rb-files", "job-old", cutover - 60_000), ("run-new-1", "rb-ok", "job-1", cutover),
+               ("run-new-2", "rb-psi", "job-2", cutover + 5)]  # fmt: skip
+    with store.engine.begin() as conn:
+        for run_id, vid, job, ts in records:
+            conn.execute(
+                runs.insert().values(
+                    run_id=run_id, plan_version_id=vid, plan_job_id=job, status="succeeded", created_at=ts
+                )
+            )
+    return Scenario(path, store, cutover, artifacts(store))
+
+
+def copy_database(template: Path, path: Path) -> Path:
+    """A copy of a prepared database file (its engine disposed first, so the WAL is in the file)."""
+    db.dispose_engines(f"sqlite:///{template}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def scenario_template(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
+    saved = {name: os.environ.pop(name) for name in ENV_CLEARED if name in os.environ}
+    try:
+        built = build_scenario(tmp_path_factory.mktemp("scenario") / "scpln.db")
+    finally:
+        os.environ.update(saved)
+    db.dispose_engines(f"sqlite:///{built.path}")
+    return built
+
+
+@pytest.fixture
+def scenario(scenario_template: Scenario, tmp_path: Path) -> Scenario:
+    path = copy_database(scenario_template.path, tmp_path / "scpln.db")
+    yield Scenario(path, open_store(path), scenario_template.cutover_ts, scenario_template.artifacts_before)
+    db.dispose_engines(f"sqlite:///{path}")
+
+
+@pytest.fixture(scope="module")
+def healthy_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("healthy") / "scpln.db"
+    store = open_store(path)
+    plan(store, "h-files", "files")
+    plan(store, "h-both", "both")
+    plan(store, "h-db", "db")
+    db.dispose_engines(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def healthy(healthy_template: Path, tmp_path: Path) -> PlanStore:
+    """Three sound versions (files, both, db) in a fresh copy."""
+    path = copy_database(healthy_template, tmp_path / "scpln.db")
+    yield open_store(path)
+    db.dispose_engines(f"sqlite:///{path}")
+
+
+def scpln(database: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k not in ENV_CLEARED}
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=ROOT,
+        env={**base, "SCPLN_DB": str(database), "COLUMNS": "200", **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def run_jobs(store: PlanStore) -> dict[str, str | None]:
+    with store.engine.connect() as conn:
+        return dict(conn.execute(select(runs.c.run_id, runs.c.plan_job_id)).all())
+
+
+def dump(path: Path) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        return list(conn.iterdump())
+
+
+def ops_paths(tmp_path: Path) -> dict[str, Path]:
+    return {
+        "state_file": tmp_path / "state.json",
+        "backup_dir": tmp_path / "backup",
+        "tmp_dir": tmp_path / "tmp",
+    }
+
+
+def test_rollback_repairs_artifacts_from_healthy_rows_keeps_the_rest_and_names_the_restore(
+    scenario, tmp_path
+):
+    store = scenario.store
+    checksums = content_checksums(store.engine)
+
+    report = rollback(store.engine, **ops_paths(tmp_path))
+
+    assert report.repaired == REPAIRED
+    assert (
+        list(report.kept_artifacts) == ["rb-rows-bad"]
+        and "aggregate_identity" in report.kept_artifacts["rb-rows-bad"]
+    )
+    assert list(report.needs_restore) == ["rb-broken"]
+    assert (
+        "aggregate_identity" in report.needs_restore["rb-broken"]
+        and "plan_final.json" in report.needs_restore["rb-broken"]
+    )
+    assert report.versions_checked == 8 and not report.ok and "restore" in report.message
+    for vid in REPAIRED:
+        assert artifacts(store, vid)[vid] == codec_artifacts.encode(store.read_rows(vid)), vid
+    assert set(PSI_ARTIFACTS) <= set(artifacts(store, "rb-psi")["rb-psi"])
+    after = artifacts(store)
+    for vid in ("rb-files", "rb-ok", "rb-rows-bad", "rb-broken"):
+        assert after[vid] == scenario.artifacts_before[vid], vid
+    assert content_checksums(store.engine).items() >= checksums.items()
+
+
+def test_rollback_backs_up_snapshots_pins_files_clears_run_jobs_verifies_and_reopens_intake(
+    scenario, tmp_path
+):
+    store = scenario.store
+
+    report = rollback(store.engine, **ops_paths(tmp_path))
+
+    backup_file = Path(report.backup_path)
+    assert backup_file.parent == tmp_path / "backup"
+    assert re.fullmatch(r"plan_db_prerollback_\d{12}\.db", backup_file.name)
+    assert backup_ops.verify_sqlite_backup(backup_file) is None
+    with sqlite3.connect(backup_file) as conn:  # the database as it was before the repair
+        assert conn.execute("SELECT COUNT(*) FROM plan_versions").fetchone() == (8,)
+        assert conn.execute(
+            "SELECT COUNT(*) FROM plan_artifacts WHERE version_id='rb-missing'"
+        ).fetchone() == (0,)
+    series_csv, registry_json = (Path(p) for p in report.snapshots)
+    assert re.fullmatch(r"plan_series_latest_\d{14}\.csv", series_csv.name)
+    with sqlite3.connect(scenario.path) as conn:
+        latest = conn.execute(
+            "SELECT COUNT(*) FROM plan_series WHERE version_id IN "
+            "(SELECT version_id FROM plan_versions WHERE version_id NOT LIKE 'rollback-verify-%' "
+            "ORDER BY created_at DESC LIMIT 5)"
+        ).fetchone()[0]
+    lines = series_csv.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("id,version_id,level") and len(lines) == latest + 1 and latest > 0
+    recorded = {r["run_id"]: r["plan_job_id"] for r in json.loads(registry_json.read_text(encoding="utf-8"))}
+    assert recorded == {"run-old": "job-old", "run-new-1": "job-1", "run-new-2": "job-2"}
+    assert st.storage_pin(store.engine) == "files" and st.effective_mode(store.engine) == "files"
+    assert st.intake_open(store.engine) and not st.maintenance_on(store.engine)
+    assert run_jobs(store) == {"run-old": "job-old", "run-new-1": None, "run-new-2": None}
+    assert report.runs_cleared == 2 and report.cutover_ts == scenario.cutover_ts
+    verify = store.get_version(report.verify_version)
+    assert (verify.status, verify.storage_mode, verify.note) == ("ready", "files", VERIFY_NOTE)
+    assert not store.has_rows(report.verify_version)
+    assert set(store.artifact_names(report.verify_version)) == set(PLAN_ARTIFACTS)
+    assert report.phases_done == ["pause", "backup", "snapshot", "repair", "pin", "runs", "verify", "resume"]
+
+
+def test_rollback_cli_exits_1_naming_the_version_that_needs_restore_with_plain_progress_lines(
+    scenario, tmp_path
+):
+    paths = ops_paths(tmp_path)
+
+    res = scpln(scenario.path, "rollback", "--state-file", str(paths["state_file"]),
+                "--backup-dir", str(paths["backup_dir"]), "--tmp-dir", str(paths["tmp_dir"]))  # fmt: skip
+
+    assert res.returncode == 1, res.stderr
+    assert "rollback FAILED in" in res.stdout and "versions checked: 8" in res.stdout
+    assert f"artifacts repaired from PlanRepository rows: 4 ({', '.join(REPAIRED)})" in res.stdout
+    assert "artifacts kept (rows unhealthy): 1 (rb-rows-bad)" in res.stdout
+    assert "need restore from backup: 1 (rb-broken)" in res.stdout
+    assert "RESTORE NEEDED: rb-broken:" in res.stdout and "scpln db restore" in res.stdout
+    assert "rollback: repair rb-missing (" in res.stderr and "rollback: verify (" in res.stderr
+    assert "━" not in res.stderr and "Traceback" not in res.stderr
+    assert json.loads(paths["state_file"].read_text())["finished"] is True
+
+
+def test_rollback_dry_run_changes_nothing_and_prints_the_plan(scenario, tmp_path):
+    db.dispose_engines(f"sqlite:///{scenario.path}")
+    before = dump(scenario.path)
+    paths = ops_paths(tmp_path)
+
+    res = scpln(scenario.path, "rollback", "--dry-run", "--state-file", str(paths["state_file"]),
+                "--backup-dir", str(paths["backup_dir"]), "--tmp-dir", str(paths["tmp_dir"]))  # fmt: skip
+
+    assert res.returncode == 0, res.stderr
+    assert dump(scenario.path) == before
+    assert not any(p.exists() for p in paths.values())
+    out = res.stdout
+    assert "rollback (dry run, nothing changed): would do" in out
+    for vid in REPAIRED:
+        assert f"version {vid}: repair artifacts from rows" in out
+    assert "version rb-rows-bad: keep artifacts (rows unhealthy)" in out
+    assert "version rb-broken: NEEDS RESTORE from backup" in out
+    assert "8 ready versions checked" in out and "(2 runs)" in out and "pin the storage mode to files" in out
+
+
+def test_rollforward_backfills_versions_written_during_the_rollback_and_clears_the_pin(healthy, tmp_path):
+    store = healthy
+    back = rollback(store.engine, **ops_paths(tmp_path))
+    assert back.ok and back.repaired == ["h-db"]
+    plan(store, "during-1", None)  # the pin decides: files
+    plan(store, "during-2", None)
+    assert not store.has_rows("during-1") and st.effective_mode(store.engine) == "files"
+    checksums = content_checksums(store.engine)
+
+    report = rollforward(store.engine, state_file=tmp_path / "forward.json")
+
+    assert report.ok, report.message
+    # the files-mode version of before, the two plans of the rollback period and the verification plan
+    assert report.backfilled == 4
+    for vid in ("h-files", "during-1", "during-2", back.verify_version):
+        assert store.get_version(vid).storage_mode == "both"
+        assert codec_artifacts.encode(store.read_rows(vid)) == codec_artifacts.encode(
+            store.read_artifacts(vid)
+        )
+    assert check.check_database(store.engine).ok
+    assert st.storage_pin(store.engine) is None and st.effective_mode(store.engine) == "both"
+    assert st.intake_open(store.engine) and not st.maintenance_on(store.engine)
+    assert content_checksums(store.engine) == checksums
+    assert report.phases_done == ["pause", "backfill", "check", "unpin", "resume"]
+
+
+def test_rollforward_refuses_to_clear_the_pin_when_db_check_fails(scenario, tmp_path):
+    rollback(scenario.store.engine, **ops_paths(tmp_path))
+    state = tmp_path / "forward.json"
+
+    res = scpln(scenario.path, "rollforward", "--state-file", str(state))
+
+    assert res.returncode == 1, res.stderr
+    assert (
+        "rollforward FAILED" in res.stdout and "db check failed; the storage pin stays on files" in res.stdout
+    )
+    assert "rb-rows-bad" in res.stdout and "rb-broken" in res.stdout
+    engine = scenario.store.engine
+    assert st.storage_pin(engine) == "files"
+    assert st.intake_open(engine) and not st.maintenance_on(engine)
+    again = rollforward(engine, state_file=state)  # a new run from the start, the same verdict
+    assert not again.ok and again.phases_done == ["pause", "backfill", "check"] and again.phases_skipped == []
+    assert st.storage_pin(engine) == "files" and st.intake_open(engine)
+
+
+def test_rollforward_dry_run_lists_the_versions_to_backfill_and_changes_nothing(healthy, tmp_path):
+    store = healthy
+    rollback(store.engine, **ops_paths(tmp_path))
+    plan(store, "during-1", None)
+    db.dispose_engines(f"sqlite:///{tmp_path / 'scpln.db'}")
+    before = dump(tmp_path / "scpln.db")
+
+    res = scpln(tmp_path / "scpln.db", "rollforward", "--dry-run", "--state-file", str(tmp_path / "f.json"))
+
+    assert res.returncode == 0, res.stderr
+    assert "would backfill 3" in res.stdout and "version during-1: backfill rows" in res.stdout
+    assert "clear the storage pin (now files; default mode both)" in res.stdout
+    assert dump(tmp_path / "scpln.db") == before and not (tmp_path / "f.json").exists()
+
+
+def test_rollback_shows_a_progress_bar_on_a_terminal(healthy, tmp_path):
+    store = healthy
+    db.dispose_engines(f"sqlite:///{tmp_path / 'scpln.db'}")
+    paths = ops_paths(tmp_path)
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ENV_CLEARED}
+    with subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "rollback", "--state-file", str(paths["state_file"]),
+         "--backup-dir", str(paths["backup_dir"]), "--tmp-dir", str(paths["tmp_dir"])],
+        cwd=ROOT, env={**env, "SCPLN_DB": str(store.engine.url.database), "TERM": "xterm"},
+        stdout=subprocess.PIPE, stderr=follower, text=True,
+    ) as proc:  # fmt: skip
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            shown += chunk
+        out, _ = proc.communicate(timeout=120)
+    os.close(leader)
+    assert proc.returncode == 0, shown.decode(errors="replace")
+    assert "rollback completed" in out
+    terminal = shown.decode("utf-8", errors="replace")
+    assert "━" in terminal and "rollback" in terminal
+    assert "rollback: repair h-db (" not in terminal  # a bar, not plain lines
+
+
+def test_a_finished_rollback_state_file_starts_a_new_rollback(healthy, tmp_path):
+    store = healthy
+    first = rollback(store.engine, **ops_paths(tmp_path))
+
+    second = rollback(store.engine, **ops_paths(tmp_path))
+
+    assert second.phases_skipped == [] and second.phases_done == first.phases_done
+    assert second.backup_path != first.backup_path and Path(second.backup_path).is_file()
+    assert second.repaired == [] and second.versions_checked == 4
+
+
+@pytest.mark.pg
+def test_rollback_and_rollforward_on_postgresql_back_up_with_pg_dump(pg_url, tmp_path):
+    db.init_db(pg_url)
+    store = PlanStore(db.get_engine(pg_url))
+    plan(store, "pg-both", "both")
+    plan(store, "pg-db", "db")
+    drop_artifacts(store, "pg-both", "mrp.json")
+
+    back = rollback(store.engine, **ops_paths(tmp_path))
+
+    assert back.ok and back.repaired == ["pg-both", "pg-db"]
+    assert Path(back.backup_path).suffix == ".dump"
+    backup_ops.verify_postgres_backup(back.backup_path)
+    for vid in ("pg-both", "pg-db"):
+        assert artifacts(store, vid)[vid] == codec_artifacts.encode(store.read_rows(vid))
+    assert st.storage_pin(store.engine) == "files"
+    forward = rollforward(store.engine, state_file=tmp_path / "forward.json")
+    assert forward.ok and forward.backfilled == 1 and st.storage_pin(store.engine) is None
+    assert set(CORE_ARTIFACTS) <= set(store.artifact_names(back.verify_version))
+    with store.engine.connect() as conn:
+        assert conn.execute(
+            select(plan_series.c.id).where(plan_series.c.version_id == back.verify_version)
+        ).first()
