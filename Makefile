@@ -14,10 +14,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Plan the sample input set and print its summary.
+## Start the hub on http://127.0.0.1:8000 (API docs at /docs); the sample is planned on first start.
 run: $(STAMP)
-	@mkdir -p data backup tmp out
-	$(BIN)/scpln plan run --input samples/planning --out out/sample
+	@mkdir -p data backup tmp
+	$(BIN)/scpln serve --host 127.0.0.1 --port 8000 --plan-sample-if-empty
 
 ## Lint, then the whole test suite.
 test: $(STAMP)

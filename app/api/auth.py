@@ -1,0 +1,129 @@
+"""Who may call what (SPEC 5.3): bearer tokens mapped to roles ``viewer < planner < approver < admin``.
+
+With no token configured at all (no ``SCPLN_API_TOKENS`` and no row in ``api_tokens``) every caller is
+admin: that is local use, and ``scpln serve`` then refuses to bind anything but loopback. Otherwise
+every route that declares a role needs ``Authorization: Bearer <token>``: 401 without a valid token,
+403 when the token's role is too low. ``/healthz`` and ``/metrics`` declare none.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from app.config import get_settings
+from app.db import database_url, get_engine
+from app.errors import ScplnError
+from app.storage import tokens
+from app.storage.plans import PlanStore
+
+bearer = HTTPBearer(auto_error=False, description="An API token made by `scpln token create`.")
+
+
+class Unauthorized(ScplnError):
+    status = 401
+    title = "unauthorized"
+
+
+class Forbidden(ScplnError):
+    status = 403
+    title = "forbidden"
+
+
+class AuthMisconfigured(ScplnError):
+    status = 500
+    title = "auth misconfigured"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated caller: its role, and whether tokens are in force at all."""
+
+    role: str
+    authenticated: bool
+
+    @property
+    def actor(self) -> str:
+        """Name recorded on events made by this caller."""
+        return f"token:{self.role}" if self.authenticated else "local"
+
+
+def request_store(request: Request) -> PlanStore:
+    """The plan store of this request: the environment is read once per request (it is not cheap),
+    and auth and the route share the result (FastAPI caches a dependency within a request)."""
+    store = getattr(request.state, "store", None)
+    if store is None:
+        settings = get_settings()
+        store = PlanStore(get_engine(database_url(settings)))
+        request.state.store, request.state.settings = store, settings
+    return store
+
+
+def current_caller(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+    store: PlanStore = Depends(request_store),
+) -> Caller:
+    try:
+        env = tokens.parse_env_tokens(request.state.settings.scpln_api_tokens)
+    except ValueError as exc:  # a malformed SCPLN_API_TOKENS: refuse everyone rather than guess
+        raise AuthMisconfigured("the server's API token configuration is invalid", str(exc)) from None
+    if not tokens.tokens_configured(store.engine, env):
+        caller = Caller("admin", authenticated=False)
+    else:
+        if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+            raise Unauthorized("an API token is required: send 'Authorization: Bearer <token>'")
+        role = tokens.resolve_role(store.engine, credentials.credentials, env)
+        if role is None:
+            raise Unauthorized("the API token is not valid")
+        caller = Caller(role, authenticated=True)
+    request.state.caller = caller
+    return caller
+
+
+def require(role: str):
+    """A dependency that admits callers whose role is at least ``role``."""
+    tokens.role_rank(role)
+
+    def check(caller: Caller = Depends(current_caller)) -> Caller:
+        if not tokens.role_allows(caller.role, role):
+            raise Forbidden(
+                f"this needs the {role} role; the token has {caller.role}",
+                {"needed": role, "role": caller.role},
+            )
+        return caller
+
+    check.__name__ = f"require_{role}"
+    return check
+
+
+VIEWER = Depends(require("viewer"))
+PLANNER = Depends(require("planner"))
+APPROVER = Depends(require("approver"))
+ADMIN = Depends(require("admin"))
+#: The request's plan store, as a route parameter type.
+Store = Annotated[PlanStore, Depends(request_store)]
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_refusal(host: str) -> str | None:
+    """Why the server must not bind ``host`` (None when it may): without tokens, loopback only."""
+    if is_loopback(host) or tokens.tokens_configured(PlanStore().engine):
+        return None
+    return (
+        f"refusing to bind {host}: no API tokens are configured, so every caller would be admin. "
+        "Bind 127.0.0.1, or create tokens with `scpln token create --role ROLE` or SCPLN_API_TOKENS."
+    )

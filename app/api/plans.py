@@ -1,0 +1,382 @@
+"""Plan routes (SPEC 5.2): run, list, show, delete, the plan tables (JSON pages and CSV), artifacts,
+the AGG-vs-DET comparison and the diff between two versions.
+
+A thin edge: parse, call the jobs service, the plan store or ``app.api.tables``, format.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Path, Query
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from sqlalchemy import LargeBinary, cast, func, select
+
+from app.api import tables
+from app.api.auth import ADMIN, PLANNER, VIEWER, Store
+from app.api.schemas import (
+    VERSION_ID_PATTERN,
+    ArtifactInfo,
+    ArtifactList,
+    Deleted,
+    DiffPage,
+    ErrorBody,
+    JobAccepted,
+    RunBody,
+    RunResult,
+    StorageMode,
+    TablePage,
+    VersionDetail,
+    VersionList,
+    VersionOut,
+)
+from app.errors import EncodingMissing
+from app.planning.model import PLAN_ARTIFACTS, PSI_ARTIFACTS
+from app.storage import codec_artifacts
+from app.storage.plans import PlanStore, VersionInfo
+from app.storage.schema import plan_artifacts, plan_kpis, plan_series
+
+router = APIRouter(tags=["plans"])
+
+VersionId = Annotated[str, Path(pattern=VERSION_ID_PATTERN, description="Plan version id.")]
+KNOWN_ARTIFACTS = PLAN_ARTIFACTS + PSI_ARTIFACTS
+ArtifactName = Annotated[Literal[KNOWN_ARTIFACTS], Path(description="A known artifact name.")]  # type: ignore[valid-type]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "Unknown version or content missing."},
+    422: {"model": ErrorBody, "description": "Invalid parameters."},
+}
+CSV = {"content": {"text/csv": {}}, "description": "CSV text."}
+
+
+# --- run ---------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/plans/integrated/run",
+    summary="Run the planning pipeline",
+    description=(
+        "Plan an input set and store the version. The body is optional: without one (and without a "
+        "content type) the default input set is planned with default parameters. `storage` asks for a "
+        "storage mode (409 when an operator pin fixes another); `async=true` queues a job and answers 202 "
+        "at once, otherwise the call waits and answers 201. 422 lists every problem of a bad input set; "
+        '503 `{"error": "plan intake paused"}` while intake is paused.'
+    ),
+    status_code=201,
+    response_model=RunResult,
+    responses={
+        202: {"model": JobAccepted, "description": "Queued (async=true)."},
+        409: {"model": ErrorBody, "description": "Pinned storage mode or existing version id."},
+        422: {"model": ErrorBody, "description": "Invalid input set or parameters."},
+        503: {"model": ErrorBody, "description": "Plan intake paused."},
+    },
+    dependencies=[PLANNER],
+)
+def run_integrated(
+    body: Annotated[RunBody | None, Body()] = None,
+    storage: Annotated[StorageMode | None, Query(description="db | files | both")] = None,
+    run_async: Annotated[bool, Query(alias="async", description="Queue a job and return 202.")] = False,
+) -> Any:
+    from app.jobs import service as jobs
+    from app.service import PlanRequest
+
+    body = body or RunBody()
+    plan = PlanRequest(
+        input_dir=body.input_dir,
+        input_label=body.input_label,
+        version_id=body.version_id,
+        params=body.params(),
+        note=body.note,
+    )
+    if run_async:
+        queued = jobs.submit_plan(plan, storage, "api")
+        accepted = JobAccepted(**{k: queued[k] for k in ("job_id", "version_id", "status_url")})
+        return JSONResponse(accepted.model_dump(), status_code=202)
+    return jobs.run_plan_now(plan, storage, "api")
+
+
+# --- catalogue ---------------------------------------------------------------------------------
+
+
+def _reads_rows(store: PlanStore) -> bool:
+    return store.effective_mode() in ("db", "both")
+
+
+def _total_kpis(store: PlanStore, version_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Total KPIs per version from plan_kpis (one query); only called when the mode reads rows."""
+    if not version_ids:
+        return {}
+    query = select(plan_kpis.c.version_id, plan_kpis.c.metric, plan_kpis.c.value).where(
+        plan_kpis.c.version_id.in_(version_ids), plan_kpis.c.bucket_type == "total"
+    )
+    out: dict[str, dict[str, Any]] = {}
+    with store.engine.connect() as conn:
+        for vid, metric, value in conn.execute(query):
+            out.setdefault(vid, {})[metric] = tables._num(value)
+    return out
+
+
+def _version_out(info: VersionInfo, kpis: dict[str, Any] | None) -> dict[str, Any]:
+    fields = VersionOut.model_fields
+    return {**{k: v for k, v in info.as_dict().items() if k in fields}, "kpis": kpis}
+
+
+@router.get(
+    "/plans",
+    summary="List plan versions",
+    description="A page of the version catalogue, newest first by default, with the total count. KPIs are "
+    "included when the storage mode reads PlanRepository rows (one query per page).",
+    response_model=VersionList,
+    responses=ERRORS,
+    dependencies=[VIEWER],
+)
+def list_plans(
+    store: Store,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    status: Annotated[str | None, Query(pattern="^(running|ready|failed)$")] = None,
+    order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
+) -> Any:
+    versions, total = store.list_versions(limit=limit, offset=offset, status=status, order=order)
+    kpis = _total_kpis(store, [v.version_id for v in versions]) if _reads_rows(store) else {}
+    items = [_version_out(v, kpis.get(v.version_id)) for v in versions]
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+@router.get(
+    "/plans/{version_id}",
+    name="get_plan",
+    summary="Show one plan version",
+    description="Catalogue entry, parameters, stored artifacts, whether PlanRepository rows exist (not "
+    "looked up in files mode) and total KPIs. `status` is running, ready or failed.",
+    response_model=VersionDetail,
+    responses=ERRORS,
+    dependencies=[VIEWER],
+)
+def get_plan(version_id: VersionId, store: Store) -> Any:
+    info = store.get_version(version_id)
+    reads_rows = _reads_rows(store)
+    has_rows = store.has_rows(version_id) if reads_rows else None
+    kpis = _total_kpis(store, [version_id]).get(version_id) if has_rows else None
+    read_from = None
+    if info.status == "ready":
+        try:
+            read_from = tables.read_source(store, info)
+        except EncodingMissing:
+            read_from = None
+    return {
+        **_version_out(info, kpis),
+        "params": info.params,
+        "schema_version": info.schema_version,
+        "artifacts": store.artifact_names(version_id),
+        "has_rows": has_rows,
+        "read_from": read_from,
+    }
+
+
+@router.delete(
+    "/plans/{version_id}",
+    summary="Delete a plan version (admin)",
+    description="Deletes the version from every encoding: catalogue, artifacts and PlanRepository rows.",
+    response_model=Deleted,
+    responses=ERRORS,
+    dependencies=[ADMIN],
+)
+def delete_plan(version_id: VersionId, store: Store) -> Any:
+    store.delete_version(version_id)
+    return {"version_id": version_id, "deleted": True}
+
+
+# --- tables ------------------------------------------------------------------------------------
+
+Filter = Annotated[str | None, Query(min_length=1, max_length=200)]
+
+
+def _add_table_routes(name: str, spec: tables.TableSpec) -> None:
+    filters = ", ".join(sorted(spec.filters))
+
+    def page(
+        version_id: VersionId,
+        store: Store,
+        limit: Annotated[int, Query(ge=1, le=5000, description="Rows per page.")] = 500,
+        offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+        family: Filter = None,
+        sku: Filter = None,
+        item: Filter = None,
+        period: Filter = None,
+        week: Filter = None,
+        metric: Filter = None,
+    ) -> Any:
+        given = {"family": family, "sku": sku, "item": item, "period": period, "week": week, "metric": metric}
+        return tables.read_page(store, version_id, name, given, limit, offset).__dict__
+
+    def download(
+        version_id: VersionId,
+        store: Store,
+        family: Filter = None,
+        sku: Filter = None,
+        item: Filter = None,
+        period: Filter = None,
+        week: Filter = None,
+        metric: Filter = None,
+    ) -> Any:
+        given = {"family": family, "sku": sku, "item": item, "period": period, "week": week, "metric": metric}
+        source, chunks = tables.csv_stream(store, version_id, name, given)
+        headers = {
+            "Content-Disposition": f'attachment; filename="{version_id}-{name}.csv"',
+            "X-Scpln-Source": source,
+        }
+        return StreamingResponse(chunks, media_type="text/csv; charset=utf-8", headers=headers)
+
+    page.__name__, download.__name__ = f"get_{name}", f"get_{name}_csv"
+    router.add_api_route(
+        f"/plans/{{version_id}}/{name}",
+        page,
+        methods=["GET"],
+        summary=f"Page of the {name} table",
+        description=f"One page of the {spec.title}. Filters: {filters}; other filters are a 422. Read from "
+        "PlanRepository rows (SQL paging) or from the artifact, as the storage mode says.",
+        response_model=TablePage,
+        responses=ERRORS,
+        dependencies=[VIEWER],
+        tags=["tables"],
+    )
+    router.add_api_route(
+        f"/plans/{{version_id}}/{name}.csv",
+        download,
+        methods=["GET"],
+        summary=f"The {name} table as CSV",
+        description=f"The whole {spec.title} (filtered by {filters}) as CSV; numbers plain, flags true/false.",
+        response_class=StreamingResponse,
+        responses={200: CSV, **ERRORS},
+        dependencies=[VIEWER],
+        tags=["tables"],
+    )
+
+
+for _name, _spec in tables.TABLES.items():
+    _add_table_routes(_name, _spec)
+
+
+# --- artifacts -----------------------------------------------------------------------------------
+
+
+def _row_documents(store: PlanStore, version_id: str) -> list[str]:
+    query = select(plan_series.c.label).where(
+        plan_series.c.version_id == version_id, plan_series.c.level.in_(("meta", "psi"))
+    )
+    with store.engine.connect() as conn:
+        return sorted(n for n in conn.execute(query).scalars() if n in KNOWN_ARTIFACTS)
+
+
+@router.get(
+    "/plans/{version_id}/artifacts",
+    summary="List a version's artifacts",
+    description="Names and sizes of the stored artifacts. A version held only as PlanRepository rows lists "
+    "the documents its rows rebuild (when the storage mode reads rows), with no size.",
+    response_model=ArtifactList,
+    responses=ERRORS,
+    dependencies=[VIEWER],
+)
+def list_artifacts(version_id: VersionId, store: Store) -> Any:
+    store.get_version(version_id)
+    size = (
+        func.length(cast(plan_artifacts.c.json_text, LargeBinary))
+        if store.dialect == "sqlite"
+        else func.octet_length(plan_artifacts.c.json_text)
+    )
+    query = (
+        select(plan_artifacts.c.name, size)
+        .where(plan_artifacts.c.version_id == version_id)
+        .order_by(plan_artifacts.c.name)
+    )
+    with store.engine.connect() as conn:
+        items = [{"name": n, "bytes": int(b), "source": "artifacts"} for n, b in conn.execute(query)]
+    if not items and _reads_rows(store):
+        items = [{"name": n, "bytes": None, "source": "rows"} for n in _row_documents(store, version_id)]
+    return {"version_id": version_id, "items": [ArtifactInfo(**i) for i in items]}
+
+
+@router.get(
+    "/plans/{version_id}/artifacts/{name}",
+    summary="Download one artifact",
+    description="The artifact text (JSON or CSV) exactly as stored. Only known artifact names are "
+    "accepted; anything else is a 422. A version held only as rows has its artifact rebuilt from them "
+    "when the storage mode reads rows.",
+    responses={200: {"content": {"application/json": {}, "text/csv": {}}}, **ERRORS},
+    dependencies=[VIEWER],
+)
+def get_artifact(version_id: VersionId, name: ArtifactName, store: Store) -> Any:
+    store.get_version(version_id)
+    text = store.artifact_text(version_id, name)
+    if text is None and _reads_rows(store) and store.has_rows(version_id):
+        content = store.read_rows(version_id)
+        if content is not None and name in content.documents:
+            text = codec_artifacts.encode(content)[name]
+    if text is None:
+        raise EncodingMissing(f"plan version {version_id!r} has no artifact {name}", {"artifact": name})
+    media = "text/csv; charset=utf-8" if name.endswith(".csv") else "application/json"
+    return Response(text, media_type=media)
+
+
+# --- comparisons ---------------------------------------------------------------------------------
+
+
+@router.get(
+    "/plans/{version_id}/compare.csv",
+    summary="Aggregate vs detail comparison (CSV)",
+    description="One row per family, period and measure of the level reconciliation: "
+    "`family,period,measure,agg,det,delta,rel,ok`. `violations_only` keeps the rows outside tolerance.",
+    response_class=PlainTextResponse,
+    responses={200: CSV, **ERRORS},
+    dependencies=[VIEWER],
+)
+def compare(version_id: VersionId, store: Store, violations_only: bool = False) -> Any:
+    text = tables.compare_text(store, version_id, violations_only)
+    headers = {"Content-Disposition": f'attachment; filename="{version_id}-compare.csv"'}
+    return PlainTextResponse(text, media_type="text/csv; charset=utf-8", headers=headers)
+
+
+AgainstId = Annotated[str, Query(pattern=VERSION_ID_PATTERN, description="The version to compare with.")]
+
+
+@router.get(
+    "/plans/{version_id}/diff",
+    summary="Differences between two versions",
+    description="Cell-level differences of the aggregate, sku_week and plan_final rows and KPI-level "
+    "differences, matched by key: one row per (level, key, measure) that differs, `delta = other - base`. "
+    "A key present in one version only has null on the other side.",
+    response_model=DiffPage,
+    responses=ERRORS,
+    dependencies=[VIEWER],
+)
+def diff(
+    version_id: VersionId,
+    store: Store,
+    against: AgainstId,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> Any:
+    rows, counts = tables.diff_rows(store, version_id, against)
+    return {
+        "version_id": version_id,
+        "against": against,
+        "summary": counts,
+        "total": len(rows),
+        "limit": limit,
+        "offset": offset,
+        "rows": rows[offset : offset + limit],
+    }
+
+
+@router.get(
+    "/plans/{version_id}/diff.csv",
+    summary="Differences between two versions (CSV)",
+    description="The whole diff as CSV: `level,key,measure,base,other,delta`; numbers plain.",
+    response_class=PlainTextResponse,
+    responses={200: CSV, **ERRORS},
+    dependencies=[VIEWER],
+)
+def diff_csv(version_id: VersionId, against: AgainstId, store: Store) -> Any:
+    rows, _ = tables.diff_rows(store, version_id, against)
+    headers = {"Content-Disposition": f'attachment; filename="{version_id}-diff-{against}.csv"'}
+    return PlainTextResponse(tables.diff_csv(rows), media_type="text/csv; charset=utf-8", headers=headers)

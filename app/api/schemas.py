@@ -1,0 +1,317 @@
+"""Request and response models of the HTTP API (pydantic): what the OpenAPI document at /docs shows.
+
+Owns the shapes only; routers fill them from service results. Timestamps are integer milliseconds
+since the epoch (UTC), like every table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.planning.model import PlanParams
+
+VERSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+StorageMode = Literal["db", "files", "both"]
+Number = int | float
+
+
+class ErrorBody(BaseModel):
+    """Every error response."""
+
+    error: str = Field(description="Short error title, e.g. 'invalid input' or 'plan not found'.")
+    detail: Any = Field(None, description="The problems (a list for 422) or a message.")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": "invalid input",
+                    "detail": [
+                        {"file": "demand_family.csv", "row": 3, "column": "demand", "reason": "not a number"}
+                    ],
+                }
+            ]
+        }
+    )
+
+
+class RunBody(BaseModel):
+    """Parameters of a plan run. Every field is optional; no body at all plans the default input set
+    (``SCPLN_INPUT_DIR``, default ``samples/planning``) with the default parameters."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "version_id": "plan-2026-03",
+                    "round_mode": "int",
+                    "prebuild_months": 1,
+                    "note": "March S&OP",
+                }
+            ]
+        },
+    )
+
+    input_dir: str | None = Field(
+        None, max_length=1024, description="Input set folder on the server (relative to the repository)."
+    )
+    input_label: str | None = Field(None, max_length=200, description="Label stored with the version.")
+    version_id: str | None = Field(
+        None, pattern=VERSION_ID_PATTERN, description="Version id; default v<YYYYMMDD-HHMMSS>-<6 hex>."
+    )
+    round_mode: Literal["int", "none", "dec1", "dec2"] = "int"
+    lt_unit: Literal["day", "week"] = "day"
+    prebuild_months: int = Field(0, ge=0, le=12)
+    prebuild_weeks: int = Field(4, ge=0, le=52)
+    cutover_date: dt.date | None = Field(None, description="Cutover date (YYYY-MM-DD) of the anchor policy.")
+    recon_window_days: int = Field(0, ge=0, le=366)
+    anchor_policy: Literal["DET_near", "AGG_far", "blend"] | None = None
+    carryover: Literal["none", "prev", "next", "both", "auto"] = "none"
+    carryover_split: float = Field(0.5, ge=0, le=1)
+    tol_abs: float = Field(1e-6, ge=0, le=1e12)
+    tol_rel: float = Field(1e-6, ge=0, le=1e6)
+    note: str | None = Field(None, max_length=2000)
+
+    @field_validator("input_dir")
+    @classmethod
+    def _usable_path(cls, value: str | None) -> str | None:
+        """Refuse what no folder can be: NUL bytes, or a ``~user`` prefix naming no user."""
+        if value is None:
+            return value
+        if "\x00" in value:
+            raise ValueError("input_dir must not contain NUL characters")
+        try:
+            Path(value).expanduser()
+        except RuntimeError:
+            raise ValueError(f"input_dir {value!r}: cannot expand '~' (no such user)") from None
+        return value
+
+    def params(self) -> PlanParams:
+        values = self.model_dump(exclude={"input_dir", "input_label", "version_id", "note"})
+        if values["cutover_date"] is not None:
+            values["cutover_date"] = values["cutover_date"].isoformat()
+        return PlanParams(**values)
+
+
+class StorageSummary(BaseModel):
+    """What a run wrote: its storage mode, artifact names and PlanRepository row counts."""
+
+    mode: StorageMode
+    artifacts: list[str] = Field(description="Artifact names written (files and both modes).")
+    series_rows: int = Field(description="plan_series rows written (db and both modes).")
+    kpi_rows: int
+
+
+class RunResult(BaseModel):
+    """A plan run that finished (201)."""
+
+    version_id: str
+    status: str
+    storage: StorageSummary
+    kpis: dict[str, Number] = Field(description="Total KPIs of the plan (fill_rate, backlog_total, ...).")
+    job_id: str | None = None
+    run_id: str | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "version_id": "v20260301-120000-a1b2c3",
+                    "status": "ready",
+                    "storage": {
+                        "mode": "files",
+                        "artifacts": ["aggregate.json"],
+                        "series_rows": 0,
+                        "kpi_rows": 0,
+                    },
+                    "kpis": {"fill_rate": 0.97, "backlog_total": 12},
+                    "job_id": "j-1",
+                    "run_id": "r-1",
+                }
+            ]
+        }
+    )
+
+
+class JobAccepted(BaseModel):
+    """A plan run queued (202); poll ``status_url`` or ``GET /plans/{version_id}``."""
+
+    job_id: str
+    version_id: str
+    status_url: str
+
+
+class VersionOut(BaseModel):
+    """One plan version of the catalogue."""
+
+    version_id: str
+    status: str = Field(description="running | ready | failed")
+    approval: str = Field(description="draft | pending | approved")
+    storage_mode: str | None = Field(None, description="Encodings the version was written in.")
+    created_at: int
+    updated_at: int
+    input_label: str | None = None
+    note: str | None = None
+    parent_version_id: str | None = None
+    error: str | None = None
+    kpis: dict[str, Number] | None = Field(
+        None,
+        description="Total KPIs when the storage mode reads PlanRepository rows and the version has them.",
+    )
+
+
+class VersionList(BaseModel):
+    """A page of the version catalogue and the total count."""
+
+    items: list[VersionOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class VersionDetail(VersionOut):
+    """One version with its parameters and where its content can be read from."""
+
+    params: dict[str, Any] = Field(default_factory=dict)
+    schema_version: int | None = None
+    artifacts: list[str] = Field(default_factory=list, description="Artifacts stored in plan_artifacts.")
+    has_rows: bool | None = Field(
+        None, description="Whether PlanRepository rows exist; null in files mode, which never reads them."
+    )
+    read_from: str | None = Field(None, description="Where tables are read from now: rows or artifacts.")
+
+
+class Deleted(BaseModel):
+    """A deleted version."""
+
+    version_id: str
+    deleted: bool = True
+
+
+class TablePage(BaseModel):
+    """A page of one plan table."""
+
+    table: str
+    version_id: str
+    source: Literal["rows", "artifacts"] = Field(description="The encoding the rows were read from.")
+    total: int = Field(description="Rows matching the filters.")
+    limit: int
+    offset: int
+    rows: list[dict[str, Any]]
+
+
+class ArtifactInfo(BaseModel):
+    """One artifact of a version."""
+
+    name: str
+    bytes: int | None = Field(None, description="Size of the stored text (null when served from rows).")
+    source: Literal["artifacts", "rows"]
+
+
+class ArtifactList(BaseModel):
+    """The artifacts of a version."""
+
+    version_id: str
+    items: list[ArtifactInfo]
+
+
+class DiffRow(BaseModel):
+    """One differing cell: a measure of a keyed row (or a KPI) in the two versions."""
+
+    level: Literal["aggregate", "sku_week", "plan_final", "kpis"]
+    key: str = Field(description="The row key, fields joined by '|' (e.g. 'FAM-A|2026-01').")
+    measure: str
+    base: Any = Field(description="Value in the version of the path (null when the key is missing there).")
+    other: Any = Field(description="Value in the 'against' version (null when missing there).")
+    delta: Number | None = Field(description="other - base.")
+
+
+class DiffPage(BaseModel):
+    """A page of the differences between two versions."""
+
+    version_id: str
+    against: str
+    summary: dict[str, int] = Field(description="Differences per level.")
+    total: int
+    limit: int
+    offset: int
+    rows: list[DiffRow]
+
+
+class Health(BaseModel):
+    """Liveness and the operating configuration."""
+
+    status: Literal["ok", "unavailable"]
+    db: Literal["ok", "error"]
+    storage_mode: str | None = Field(description="Effective default mode of new plans.")
+    storage_pin: str | None
+    jobs_enabled: bool | None = Field(description="Plan intake open.")
+    maintenance: bool | None
+    schema_revision: str | None
+
+
+class StorageModeIn(BaseModel):
+    """Set (or with null clear) the operator pin of the storage mode."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"mode": "files"}, {"mode": None}]}
+    )
+
+    mode: StorageMode | None = Field(description="Pin new plans to this mode; null clears the pin.")
+
+
+class StorageModeOut(BaseModel):
+    """The storage mode of new plans."""
+
+    mode: StorageMode = Field(description="Effective mode of new plans.")
+    pin: StorageMode | None
+    default: StorageMode = Field(description="Mode without a pin: PLAN_STORAGE_MODE, else both.")
+
+
+class IntakeOut(BaseModel):
+    """Whether plan intake is open."""
+
+    jobs_enabled: bool = Field(
+        description="Plan intake open (false while paused or started with JOBS_ENABLED=0)."
+    )
+    paused: bool = Field(description="A pause is stored in the database.")
+
+
+class MaintenanceIn(BaseModel):
+    """Set or clear the maintenance flag."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"enabled": True}]})
+
+    enabled: bool
+
+
+class MaintenanceOut(BaseModel):
+    """The maintenance flag."""
+
+    maintenance: bool
+
+
+class CheckIn(BaseModel):
+    """Optional scope of the integrity check."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version_id: str | None = Field(None, pattern=VERSION_ID_PATTERN, description="Check only this version.")
+
+
+class BackupOut(BaseModel):
+    """A backup file just written."""
+
+    path: str
+    bytes: int | None = None
+
+
+class BackupList(BaseModel):
+    """Backup files, newest first."""
+
+    items: list[dict[str, Any]]

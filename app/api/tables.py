@@ -1,0 +1,487 @@
+"""Plan tables for the API: paging, filtering and CSV rendering of one table of one version.
+
+Owns which table lives where — a ``plan_series`` level (``app.storage.codec_series.LEVELS`` says which
+column holds each field) or ``plan_kpis``, and the artifact document holding the same rows — and the
+storage mode's read rule (SPEC 4.3): ``files`` reads artifacts only and never touches the PlanRepository
+tables, ``db`` reads rows only, ``both`` reads rows and falls back to artifacts for a version without
+them. A page from rows is one SQL query (WHERE version/level/filters, ORDER BY seq, LIMIT/OFFSET, or a
+seq range when unfiltered), so a page of a 10k-SKU plan never decodes the whole plan.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import and_, func, select
+
+from app.errors import EncodingMissing
+from app.planning import documents as docs
+from app.planning.levels import compare_csv
+from app.storage.codec_series import LEVELS, Level
+from app.storage.plans import PlanStore, VersionInfo
+from app.storage.schema import plan_artifacts, plan_kpis, plan_series
+
+ROWS, ARTIFACTS = "rows", "artifacts"
+CSV_CHUNK_ROWS = 5000
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One readable table: its row shape, where its rows live in each encoding, and its filters."""
+
+    name: str
+    title: str
+    document: str
+    doc_key: str  # list-valued key of the document holding the rows
+    shape: dict[str, str]
+    level: Level | None  # None: plan_kpis
+    filters: dict[str, str]  # query filter -> row key
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self.shape)
+
+
+_LEVEL = {lv.name: lv for lv in LEVELS}
+
+
+def _spec(name: str, title: str, level: str, filters: dict[str, str]) -> TableSpec:
+    lv = _LEVEL[level]
+    return TableSpec(name, title, lv.document, lv.table, dict(lv.shape), lv, filters)
+
+
+TABLES: dict[str, TableSpec] = {
+    "aggregate": _spec(
+        "aggregate", "family x month S&OP plan (aggregate.json)", "aggregate",
+        {"family": "family", "period": "period"},
+    ),
+    "detail": _spec(
+        "detail", "SKU x week-bucket plan (sku_week.json)", "det",
+        {"family": "family", "sku": "sku", "period": "period", "week": "week"},
+    ),
+    "mrp": _spec(
+        "mrp", "item x week MRP before capacity reconciliation (mrp.json)", "mrp",
+        {"item": "item", "sku": "item", "week": "week"},
+    ),
+    "final": _spec(
+        "final", "item x week plan after capacity reconciliation (plan_final.json rows)", "mrp_final",
+        {"item": "item", "sku": "item", "week": "week"},
+    ),
+    "weekly": _spec(
+        "weekly", "weekly capacity summary (plan_final.json weekly_summary)", "weekly_summary",
+        {"week": "week"},
+    ),
+    "exceptions": _spec(
+        "exceptions", "typed exceptions (exceptions.json)", "exception",
+        {"family": "family", "item": "item", "sku": "item"},
+    ),
+    "kpis": TableSpec(
+        "kpis", "KPIs, total and per month (plan_final.json kpis, plan_kpis)", "plan_final.json", "kpis",
+        dict(docs.KPI_ROW), None, {"metric": "metric", "period": "bucket_key"},
+    ),
+}  # fmt: skip
+RECON = _spec("recon", "level reconciliation (reconciliation_log.json)", "recon", {})
+DIFF_TABLES = {  # level name in diff output -> (table, key fields)
+    "aggregate": ("aggregate", ("family", "period")),
+    "sku_week": ("detail", ("sku", "period", "week")),
+    "plan_final": ("final", ("item", "week")),
+    "kpis": ("kpis", ("metric", "bucket_type", "bucket_key")),
+}
+
+
+@dataclass
+class Page:
+    table: str
+    version_id: str
+    source: str
+    total: int
+    limit: int
+    offset: int
+    rows: list[dict[str, Any]]
+
+
+# --- where a version's content is read from --------------------------------------------------
+
+
+def read_source(store: PlanStore, info: VersionInfo, mode: str | None = None) -> str:
+    """``rows`` or ``artifacts``: where the effective storage mode reads this version from."""
+    mode = mode or store.effective_mode()
+    if info.status != "ready":
+        raise EncodingMissing(
+            f"plan version {info.version_id!r} is {info.status}; its tables exist once it is ready",
+            {"status": info.status},
+        )
+    if mode in ("db", "both") and store.has_rows(info.version_id):
+        return ROWS
+    if mode in ("files", "both"):
+        return ARTIFACTS
+    raise EncodingMissing(
+        f"plan version {info.version_id!r} has no PlanRepository rows and the storage mode is 'db'",
+        {"mode": mode},
+    )
+
+
+def check_filters(spec: TableSpec, filters: dict[str, str | None]) -> dict[str, str]:
+    """The filters that were given, mapped to row keys; a filter the table lacks is a ValueError (422)."""
+    given = {k: v for k, v in filters.items() if v is not None}
+    wrong = sorted(set(given) - set(spec.filters))
+    if wrong:
+        allowed = ", ".join(sorted(spec.filters)) or "none"
+        raise ValueError(
+            f"the {spec.name} table cannot be filtered by {', '.join(wrong)} (filters: {allowed})"
+        )
+    return {spec.filters[k]: v for k, v in given.items()}
+
+
+# --- rows: SQL paging ------------------------------------------------------------------------
+
+
+def _num(value: Any) -> Any:
+    return None if value is None else docs.num(value)
+
+
+def _series_columns(spec: TableSpec) -> list[Any]:
+    if spec.level is None:
+        return [plan_kpis.c[k] for k in spec.columns]
+    return [plan_series.c[spec.level.columns_of.get(k, k)] for k in spec.columns] + [plan_series.c.extra_json]
+
+
+def _series_where(spec: TableSpec, version_id: str, row_filters: dict[str, str]) -> list[Any]:
+    if spec.level is None:
+        where = [plan_kpis.c.version_id == version_id]
+        where += [plan_kpis.c[k] == v for k, v in row_filters.items()]
+        return where
+    level = spec.level
+    where = [plan_series.c.version_id == version_id, plan_series.c.level == level.name]
+    for key, value in row_filters.items():
+        column = plan_series.c[level.columns_of.get(key, key)]
+        if key == "week" and level.week_at_period:
+            where.append(column.startswith(f"{value}@", autoescape=True))
+        else:
+            where.append(column == value)
+    return where
+
+
+def _rows_maker(spec: TableSpec) -> Callable[[Sequence[Sequence[Any]]], list[dict[str, Any]]]:
+    """Row tuples -> row dicts, converted column by column (a page is hundreds of rows)."""
+    keys = spec.columns
+    kinds = [spec.shape[k] for k in keys]
+    week = (keys.index("week"), keys.index("period")) if spec.level and spec.level.week_at_period else None
+    has_extra = spec.level is not None
+
+    def make(tuples: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+        if not tuples:
+            return []
+        columns = list(zip(*tuples, strict=True))
+        values = [_convert_column(columns[i], kind) for i, kind in enumerate(kinds)]
+        if week:
+            values[week[0]] = [
+                None if w is None else w.removesuffix(f"@{p}")
+                for w, p in zip(values[week[0]], values[week[1]], strict=True)
+            ]
+        rows = [dict(zip(keys, vals, strict=True)) for vals in zip(*values, strict=True)]
+        if has_extra and any(columns[-1]):
+            for row, extra in zip(rows, columns[-1], strict=True):
+                if extra:
+                    row.update(json.loads(extra))
+        return rows
+
+    return make
+
+
+def _convert_column(values: Sequence[Any], kind: str) -> list[Any]:
+    if kind in ("str", "str?"):
+        return list(values)
+    if kind == "bool":
+        return [None if v is None else bool(v) for v in values]
+    if kind == "int":
+        return [None if v is None else int(v) for v in values]
+    if None in values:
+        return [_num(v) for v in values]
+    numbers = np.asarray(values, dtype=np.float64)
+    integral = numbers == np.floor(numbers)
+    if integral.all():
+        return numbers.astype(np.int64).tolist()
+    out = numbers.tolist()
+    for i, v in zip(
+        np.flatnonzero(integral).tolist(), numbers[integral].astype(np.int64).tolist(), strict=True
+    ):
+        out[i] = v
+    return out
+
+
+def _seq(spec: TableSpec) -> Any:
+    return plan_kpis.c.seq if spec.level is None else plan_series.c.seq
+
+
+def _rows_page(store: PlanStore, spec: TableSpec, version_id: str, row_filters: dict[str, str], limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:  # fmt: skip
+    where = _series_where(spec, version_id, row_filters)
+    seq = _seq(spec)
+    query = select(*_series_columns(spec))
+    with store.engine.connect() as conn:
+        if row_filters:
+            total = conn.execute(select(func.count()).where(and_(*where))).scalar_one()
+            query = query.where(*where).order_by(seq).limit(limit).offset(offset)
+        else:
+            # seq runs 0..n-1 within a level, so an unfiltered page is an index range, at any offset.
+            last = conn.execute(select(func.max(seq)).where(and_(*where))).scalar_one()
+            total = 0 if last is None else last + 1
+            query = query.where(*where, seq >= offset, seq < offset + limit).order_by(seq)
+        fetched = conn.execute(query).all()
+    return _rows_maker(spec)(fetched), total
+
+
+def _row_chunks(store: PlanStore, spec: TableSpec, version_id: str, row_filters: dict[str, str]) -> Iterator[list[tuple]]:  # fmt: skip
+    """Row tuples in seq order, a chunk at a time, straight from the DBAPI cursor (a whole 10k-SKU
+    level is ~600k rows; SQLAlchemy's per-row result objects would double the time to read it).
+
+    Each chunk is its own short query (``seq > last ORDER BY seq LIMIT n``, keyset paging on the
+    version/level/seq index), so a slow download never holds a pooled connection or a read
+    transaction — which would starve other requests and keep SQLite from checkpointing its WAL.
+    Versions are immutable, so the chunks add up to one consistent table."""
+    seq = _seq(spec)
+    base = select(*_series_columns(spec), seq).where(*_series_where(spec, version_id, row_filters))
+    last = -1
+    while True:
+        query = base.where(seq > last).order_by(seq).limit(CSV_CHUNK_ROWS)
+        compiled = query.compile(dialect=store.engine.dialect)
+        params: Any = compiled.params
+        if compiled.positiontup is not None:
+            params = tuple(compiled.params[name] for name in compiled.positiontup)
+        with store.engine.connect() as conn:
+            cursor = conn.connection.dbapi_connection.cursor()
+            try:
+                cursor.execute(str(compiled), params)
+                chunk = cursor.fetchall()
+            finally:
+                cursor.close()
+        if not chunk:
+            return
+        last = chunk[-1][-1]
+        yield [row[:-1] for row in chunk]
+        if len(chunk) < CSV_CHUNK_ROWS:
+            return
+
+
+# --- artifacts: parse one document -----------------------------------------------------------
+
+_DOC_CACHE: OrderedDict[tuple, Any] = OrderedDict()
+_DOC_CACHE_LOCK = threading.Lock()
+_DOC_CACHE_ENTRIES = 4
+_DOC_CACHE_MAX_CHARS = 16_000_000
+
+
+def artifact_document(store: PlanStore, version_id: str, name: str) -> Any:
+    """The parsed artifact ``name`` of a version (EncodingMissing when it is not stored). Parsed
+    documents of moderate size are kept briefly, keyed by their store time and length, so paging
+    through a legacy version does not parse the same JSON for every page."""
+    head = select(plan_artifacts.c.created_at, func.length(plan_artifacts.c.json_text)).where(
+        plan_artifacts.c.version_id == version_id, plan_artifacts.c.name == name
+    )
+    with store.engine.connect() as conn:
+        found = conn.execute(head).first()
+    if found is None:
+        raise EncodingMissing(f"plan version {version_id!r} has no artifact {name}", {"artifact": name})
+    key = (str(store.engine.url), version_id, name, found[0], found[1])
+    with _DOC_CACHE_LOCK:
+        if key in _DOC_CACHE:
+            _DOC_CACHE.move_to_end(key)
+            return _DOC_CACHE[key]
+    text = store.artifact_text(version_id, name)
+    if text is None:
+        raise EncodingMissing(f"plan version {version_id!r} has no artifact {name}", {"artifact": name})
+    document = docs.parse_artifact(name, text)
+    if found[1] <= _DOC_CACHE_MAX_CHARS:
+        with _DOC_CACHE_LOCK:
+            _DOC_CACHE[key] = document
+            while len(_DOC_CACHE) > _DOC_CACHE_ENTRIES:
+                _DOC_CACHE.popitem(last=False)
+    return document
+
+
+def _artifact_rows(store: PlanStore, spec: TableSpec, version_id: str, row_filters: dict[str, str]) -> list[dict[str, Any]]:  # fmt: skip
+    document = artifact_document(store, version_id, spec.document)
+    rows = document.get(spec.doc_key) if isinstance(document, dict) else None
+    if not isinstance(rows, list):
+        raise EncodingMissing(f"{spec.document} of {version_id!r} has no {spec.doc_key!r} table")
+    if not row_filters:
+        return rows
+    items = list(row_filters.items())
+    return [r for r in rows if all(r.get(k) == v for k, v in items)]
+
+
+# --- public --------------------------------------------------------------------------------------
+
+
+def read_page(
+    store: PlanStore, version_id: str, table: str, filters: dict[str, str | None], limit: int, offset: int
+) -> Page:
+    """One page of a plan table, from the encoding the storage mode reads."""
+    spec = TABLES[table]
+    row_filters = check_filters(spec, filters)
+    info = store.get_version(version_id)
+    source = read_source(store, info)
+    if source == ROWS:
+        rows, total = _rows_page(store, spec, version_id, row_filters, limit, offset)
+    else:
+        everything = _artifact_rows(store, spec, version_id, row_filters)
+        rows, total = [_in_shape_order(spec, r) for r in everything[offset : offset + limit]], len(everything)
+    return Page(table, version_id, source, total, limit, offset, rows)
+
+
+def _in_shape_order(spec: TableSpec, row: dict[str, Any]) -> dict[str, Any]:
+    """An artifact row with its declared keys first, in shape order (as rows are served), extras after."""
+    ordered = {k: row[k] for k in spec.columns if k in row}
+    if len(ordered) != len(row):
+        ordered.update((k, v) for k, v in row.items() if k not in ordered)
+    return ordered
+
+
+def read_all(store: PlanStore, info: VersionInfo, spec: TableSpec, source: str) -> list[dict[str, Any]]:
+    """Every row of a table (for diffs and reconciliation views)."""
+    if source == ROWS:
+        make = _rows_maker(spec)
+        return [row for chunk in _row_chunks(store, spec, info.version_id, {}) for row in make(chunk)]
+    return list(_artifact_rows(store, spec, info.version_id, {}))
+
+
+def csv_stream(
+    store: PlanStore, version_id: str, table: str, filters: dict[str, str | None]
+) -> tuple[str, Iterator[str]]:
+    """The source and the CSV text, in chunks, of a whole (filtered) table. Everything that can fail
+    for a bad request fails here, before the first chunk."""
+    spec = TABLES[table]
+    row_filters = check_filters(spec, filters)
+    info = store.get_version(version_id)
+    source = read_source(store, info)
+    if source == ROWS:
+        return source, _csv_from_chunks(spec, _row_chunks(store, spec, version_id, row_filters))
+    rows = _artifact_rows(store, spec, version_id, row_filters)
+    return source, _csv_from_dicts(spec.columns, rows)
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return value
+
+
+def _csv_from_chunks(spec: TableSpec, chunks: Iterator[list[tuple]]) -> Iterator[str]:
+    """CSV text of row-tuple chunks, formatted column by column (numbers plain, flags true/false)."""
+    columns = spec.columns
+    kinds = [spec.shape[k] for k in columns]
+    week = (
+        (columns.index("week"), columns.index("period")) if spec.level and spec.level.week_at_period else None
+    )
+    yield ",".join(columns) + "\n"
+    for chunk in chunks:
+        cells = list(zip(*chunk, strict=True))
+        out = [_format_column(cells[i], kind) for i, kind in enumerate(kinds)]
+        if week:
+            out[week[0]] = _quoted([w.removesuffix(f"@{p}") for w, p in zip(cells[week[0]], cells[week[1]], strict=True)])  # fmt: skip
+        yield "\n".join(map(",".join, zip(*out, strict=True))) + "\n"
+
+
+def _format_column(values: Sequence[Any], kind: str) -> list[str]:
+    if kind in ("str", "str?"):
+        return _quoted(["" if v is None else v for v in values] if None in values else list(values))
+    if kind == "bool":
+        return ["" if v is None else ("true" if v else "false") for v in values]
+    if None in values:
+        return [str(_cell(v)) for v in values]
+    numbers = np.asarray(values, dtype=np.float64)
+    integral = numbers == np.floor(numbers)
+    if integral.all():
+        return numbers.astype(np.int64).astype(str).tolist()
+    out = [repr(float(v)) for v in values]
+    for i, text in zip(np.flatnonzero(integral).tolist(), numbers[integral].astype(np.int64).astype(str).tolist(), strict=True):  # fmt: skip
+        out[i] = text
+    return out
+
+
+def _quoted(texts: list[str]) -> list[str]:
+    """CSV quoting for the few texts that need it (a comma, quote or line break)."""
+    joined = "\x1f".join(texts)
+    if not any(c in joined for c in (",", '"', "\n", "\r")):
+        return texts
+    return ['"' + t.replace('"', '""') + '"' if any(c in t for c in ',"\n\r') else t for t in texts]
+
+
+def _csv_from_dicts(columns: Sequence[str], rows: list[dict[str, Any]]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for i, row in enumerate(rows, start=1):
+        writer.writerow([_cell(row.get(c)) for c in columns])
+        if i % CSV_CHUNK_ROWS == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def compare_text(store: PlanStore, version_id: str, violations_only: bool) -> str:
+    """``compare.csv`` (AGG vs DET per family, period and measure) from the reconciliation rows."""
+    info = store.get_version(version_id)
+    source = read_source(store, info)
+    rows = read_all(store, info, RECON, source)
+    return compare_csv({"rows": rows}, violations_only)
+
+
+# --- diff --------------------------------------------------------------------------------------
+
+DIFF_COLUMNS = ("level", "key", "measure", "base", "other", "delta")
+
+
+def _measures(spec: TableSpec, keys: tuple[str, ...]) -> list[str]:
+    return [k for k, kind in spec.shape.items() if kind in ("num", "num?", "int") and k not in keys]
+
+
+def diff_rows(store: PlanStore, version_id: str, against: str) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Cell-level and KPI-level differences of ``against`` relative to ``version_id``: one row per
+    (level, key, measure) whose values differ, a key missing on one side giving ``None`` there.
+    Levels: aggregate, sku_week, plan_final, kpis. Also returns the count per level."""
+    base_info, other_info = store.get_version(version_id), store.get_version(against)
+    base_source, other_source = read_source(store, base_info), read_source(store, other_info)
+    out: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    for level, (table, keys) in DIFF_TABLES.items():
+        spec = TABLES[table]
+        measures = _measures(spec, keys)
+        base = _keyed(read_all(store, base_info, spec, base_source), keys)
+        other = _keyed(read_all(store, other_info, spec, other_source), keys)
+        before = len(out)
+        for key in [*base, *(k for k in other if k not in base)]:
+            b, o = base.get(key), other.get(key)
+            for m in measures:
+                bv, ov = (b or {}).get(m), (o or {}).get(m)
+                if b is not None and o is not None and bv == ov:
+                    continue
+                delta = (
+                    docs.num(ov - bv)
+                    if isinstance(bv, (int, float)) and isinstance(ov, (int, float))
+                    else None
+                )
+                out.append({"level": level, "key": "|".join(key), "measure": m, "base": bv, "other": ov, "delta": delta})  # fmt: skip
+        counts[level] = len(out) - before
+    return out, counts
+
+
+def _keyed(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple[str, ...], dict[str, Any]]:
+    return {tuple(str(r.get(k)) for k in keys): r for r in rows}
+
+
+def diff_csv(rows: list[dict[str, Any]]) -> str:
+    return "".join(_csv_from_dicts(DIFF_COLUMNS, rows))

@@ -1,0 +1,154 @@
+"""The PSI routes (SPEC 5.2, 6) through HTTP: view, edit, lock, CSV, history, submit/approve, reconcile,
+the error bodies, and the roles and actors when API tokens are in force."""
+
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+
+import pytest
+
+from app import db
+from app.service import PlanRequest, run_plan
+from tests.conftest import SAMPLE
+
+warnings.filterwarnings("ignore", message=".*httpx2.*")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from app.api.app import create_app  # noqa: E402
+
+ENV_CLEARED = ("PLAN_STORAGE_MODE", "SCPLN_API_TOKENS", "JOBS_ENABLED", "SCPLN_INPUT_DIR", "REGISTRY_BACKEND")
+TOKENS = {"viewer": "psi-view-1", "planner": "psi-plan-2", "approver": "psi-appr-3"}
+FAMILY_KEY = {"family": "BLEND", "period": "2026-01"}
+
+
+@pytest.fixture
+def client(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    monkeypatch.setenv("SCPLN_DB", url)
+    for name in ENV_CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    db.init_db(url)
+    run_plan(PlanRequest(input_dir=str(SAMPLE), version_id="v1"), storage="both")
+    with TestClient(create_app()) as test_client:
+        yield test_client
+    db.dispose_engines(url)
+
+
+def cells(client: TestClient) -> list[dict]:
+    response = client.get("/plans/v1/psi", params={"level": "det", **FAMILY_KEY, "limit": 100})
+    assert response.status_code == 200
+    return response.json()["rows"]
+
+
+def test_patch_apportions_an_aggregate_edit_and_get_shows_both_levels(client: TestClient) -> None:
+    detail = cells(client)
+    locked = detail[0]
+    body = {"level": "det", "lock": [locked["key"]], "note": "keep the launch week"}
+    assert client.patch("/plans/v1/psi", json=body).status_code == 200
+    edit = {"level": "aggregate", "edits": [{"key": FAMILY_KEY, "field": "demand", "value": 1000}]}
+    response = client.patch("/plans/v1/psi", json=edit)
+    assert response.status_code == 200
+    result = response.json()
+    assert result["approval"] == "draft" and result["events"] == 1
+    assert {c["source"] for c in result["changes"]} == {"apportion", "edit"}
+    page = client.get("/plans/v1/psi", params={**FAMILY_KEY}).json()
+    assert (
+        page["total"] == 1 and page["rows"][0]["demand"] == 1000 and page["rows"][0]["detail_demand"] == 1000
+    )
+    after = cells(client)
+    assert after[0]["locked"] and after[0]["demand"] == locked["demand"]
+    assert all(c["aggregate_demand"] == 1000 for c in after)
+    assert client.get("/plans/v1/psi", params={"level": "det", "locked": True}).json()["total"] == 1
+
+
+def test_psi_csv_lists_every_cell_with_plain_numbers_and_flags(client: TestClient) -> None:
+    key = cells(client)[1]["key"]
+    client.patch(
+        "/plans/v1/psi", json={"level": "det", "edits": [{"key": key, "field": "supply", "value": 3}]}
+    )
+    response = client.get("/plans/v1/psi.csv", params={"level": "det"})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert len(rows) == client.get("/plans/v1/psi", params={"level": "det", "limit": 1}).json()["total"]
+    edited = next(
+        r
+        for r in rows
+        if r["sku"] == key["sku"] and r["week"] == key["week"] and r["period"] == key["period"]
+    )
+    assert (edited["supply"], edited["overridden"], edited["locked"]) == ("3", "supply", "false")
+
+
+def test_submit_approve_and_the_history_through_http(client: TestClient) -> None:
+    assert client.post("/plans/v1/psi/approve").status_code == 409
+    response = client.post("/plans/v1/psi/submit", json={"note": "please review"})
+    assert response.status_code == 200 and response.json()["approval"] == "pending"
+    assert client.post("/plans/v1/psi/submit").json()["error"] == "PSI conflict"
+    assert client.post("/plans/v1/psi/approve").json()["approval"] == "approved"
+    state = client.get("/plans/v1/psi/state").json()
+    assert state["approval"] == "approved" and state["events"] == 2 and state["mode"] == "both"
+    history = client.get("/plans/v1/psi/events").json()["events"]
+    assert [(e["seq"], e["type"], e["actor"], e["note"]) for e in history] == [
+        (0, "submit", "local", "please review"),
+        (1, "approve", "local", None),
+    ]
+    assert client.get("/plans/v1").json()["approval"] == "approved"
+
+
+def test_reconcile_answers_201_with_the_child_version(client: TestClient) -> None:
+    key = cells(client)[0]["key"]
+    client.patch(
+        "/plans/v1/psi", json={"level": "det", "edits": [{"key": key, "field": "demand", "value": 99}]}
+    )
+    response = client.post("/plans/v1/psi/reconcile", json={"note": "replan"})
+    assert response.status_code == 201
+    child = response.json()["version_id"]
+    assert client.get(f"/plans/{child}").json()["parent_version_id"] == "v1"
+    detail = client.get(f"/plans/{child}/detail", params={"sku": key["sku"], "week": key["week"]}).json()[
+        "rows"
+    ]
+    assert [r["demand"] for r in detail if r["period"] == key["period"]] == [99]
+
+
+def test_errors_are_json_with_the_right_status(client: TestClient) -> None:
+    key = cells(client)[0]["key"]
+    unknown = {"level": "det", "edits": [{"key": {**key, "sku": "NOPE"}, "field": "demand", "value": 1}]}
+    response = client.patch("/plans/v1/psi", json=unknown)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["reason"] == "no such det cell in the plan"
+    negative = {"level": "det", "edits": [{"key": key, "field": "demand", "value": -5}]}
+    assert client.patch("/plans/v1/psi", json=negative).status_code == 422
+    assert (
+        client.patch(
+            "/plans/v1/psi", json={"level": "det", "edits": [{"key": key, "field": "demand", "value": "5"}]}
+        ).status_code
+        == 422
+    )
+    assert client.patch("/plans/v1/psi", json={"level": "det"}).status_code == 422
+    assert client.get("/plans/v1/psi", params={"level": "week"}).status_code == 422
+    client.patch("/plans/v1/psi", json={"level": "det", "lock": [key]})
+    locked = client.patch(
+        "/plans/v1/psi", json={"level": "det", "edits": [{"key": key, "field": "demand", "value": 1}]}
+    )
+    assert locked.status_code == 409 and locked.json()["error"] == "PSI conflict"
+    missing = client.get("/plans/nope/psi")
+    assert missing.status_code == 404 and set(missing.json()) == {"error", "detail"}
+
+
+def test_with_tokens_approve_needs_the_approver_and_events_name_the_caller(
+    client: TestClient, monkeypatch
+) -> None:
+    monkeypatch.setenv("SCPLN_API_TOKENS", ",".join(f"{t}:{r}" for r, t in TOKENS.items()))
+
+    def auth(role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {TOKENS[role]}"}
+
+    assert client.get("/plans/v1/psi").status_code == 401
+    assert client.get("/plans/v1/psi", headers=auth("viewer")).status_code == 200
+    assert client.post("/plans/v1/psi/submit", headers=auth("viewer")).status_code == 403
+    assert client.post("/plans/v1/psi/submit", headers=auth("planner")).status_code == 200
+    assert client.post("/plans/v1/psi/approve", headers=auth("planner")).status_code == 403
+    assert client.post("/plans/v1/psi/approve", headers=auth("approver")).status_code == 200
+    history = client.get("/plans/v1/psi/events", headers=auth("viewer")).json()["events"]
+    assert [e["actor"] for e in history] == ["token:planner", "token:approver"]
