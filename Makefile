@@ -28,9 +28,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check app tests bench scripts
 	$(BIN)/ruff format --check app tests bench scripts
 
-## Benchmarks; figures go to docs/benchmarks.md.
+## Benchmarks (engine, storage, API, rollback); figures go to docs/benchmarks.md.
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py --write docs/benchmarks.md
+	$(BIN)/python bench/storage.py --write docs/benchmarks.md
+	$(BIN)/python bench/api.py --write docs/benchmarks.md
+	$(BIN)/python bench/rollback.py --write docs/benchmarks.md
 
 ## Long property runs and kill loops (not part of `make test`).
 soak: $(STAMP)

@@ -7,6 +7,8 @@ Owns the names and defaults of the environment variables the service, the worker
 
 from __future__ import annotations
 
+import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,5 +64,17 @@ def resolve_path(value: str | Path) -> Path:
 
 
 def get_settings() -> Settings:
-    """Read the environment now (tests change it between calls, and reading it is cheap)."""
+    """The settings of the current environment.
+
+    Tests and operators change variables between calls, so the environment is looked at on every
+    call; building the pydantic object costs milliseconds, so it is only rebuilt when one of the
+    variables it reads has changed."""
+    return _settings_for(tuple(os.environ.get(name) for name in _ENV_NAMES))
+
+
+_ENV_NAMES = tuple(sorted({name.upper() for name in Settings.model_fields}))
+
+
+@lru_cache(maxsize=32)
+def _settings_for(_values: tuple[str | None, ...]) -> Settings:
     return Settings()
