@@ -203,6 +203,19 @@ def _runner(state: _State, report: OpsReport, phases: tuple[str, ...], step: Pro
     return phase
 
 
+def _enter_maintenance(engine: Engine, actor: str) -> bool:
+    """Maintenance on and plan intake paused (the pause checkpoints SQLite's WAL)."""
+    st.set_value(engine, st.MAINTENANCE, "1")
+    intake.pause_intake(engine, actor=actor)
+    return True
+
+
+def _leave_maintenance(engine: Engine) -> bool:
+    intake.resume_intake(engine)
+    st.set_value(engine, st.MAINTENANCE, None)
+    return True
+
+
 def content_checksums(engine: Engine | None = None) -> dict[str, str]:
     """SHA-256 of every ready version's content (canonical core artifacts, read by the exporter's rule:
     rows when they exist, artifacts otherwise). Rollback and roll-forward leave these unchanged."""
@@ -256,14 +269,10 @@ def rollback(
     phase = _runner(state, report, ROLLBACK_PHASES, step)
 
     def pause() -> bool:
-        st.set_value(engine, st.MAINTENANCE, "1")
-        intake.pause_intake(engine, actor=actor)
-        return True
+        return _enter_maintenance(engine, actor)
 
     def resume() -> bool:
-        intake.resume_intake(engine)
-        st.set_value(engine, st.MAINTENANCE, None)
-        return True
+        return _leave_maintenance(engine)
 
     phase("pause", pause)
     report.backup_path = phase("backup", lambda: _backup(engine, backup_dir))
@@ -449,9 +458,9 @@ def _rows_health(store: PlanStore, version_id: str) -> tuple[bool, str | None, d
     problems = check.identity_problems(content)
     if problems:
         return False, f"rows break {problems[0][0]}: {_short(problems[0][1])}", None
-    try:
-        return True, None, codec_artifacts.encode(content)
-    except ValueError as exc:
+    try:  # decoded rows have the declared shapes already; only the text is made here
+        return True, None, codec_artifacts.encode(content, validated=True)
+    except (ValueError, TypeError) as exc:
         return False, f"rows do not encode: {_short(exc)}", None
 
 
@@ -646,14 +655,10 @@ def rollforward(
     phase = _runner(state, report, ROLLFORWARD_PHASES, step, prefix="forward:")
 
     def pause() -> bool:
-        st.set_value(engine, st.MAINTENANCE, "1")
-        intake.pause_intake(engine, actor=actor)
-        return True
+        return _enter_maintenance(engine, actor)
 
     def resume() -> bool:
-        intake.resume_intake(engine)
-        st.set_value(engine, st.MAINTENANCE, None)
-        return True
+        return _leave_maintenance(engine)
 
     def give_up(message: str) -> OpsReport:
         # Stay on artifacts: keep the pin, reopen intake, and say what is wrong.
