@@ -103,7 +103,8 @@ def measure_store(url: str, label: str, content: PlanContent, workdir: Path) -> 
     store = PlanStore(db.get_engine(url))
     vid = content.version_id
     _, encode_s = timed(codec_series.encode, content)
-    _, artifacts_encode_s = timed(codec_artifacts.encode, content)
+    # as export_version makes the texts: documents decoded from either encoding are not re-validated
+    _, artifacts_encode_s = timed(lambda c: codec_artifacts.encode(c, validated=True), content)
     result, write_db_s = timed(store.write_version, content, mode="db")
     _, read_s = timed(store.read_version, vid, mode="db")
     _, export_s = timed(export_version, vid, workdir / f"export-{label}", store)
@@ -204,7 +205,7 @@ def render(size: str, plan_s: float, results: list[dict[str, Any]]) -> str:
             f"of the store's write; the rest (write minus a separate encode run) runs at about {r['rows'] / max(insert_s, 1e-9):,.0f} rows/s "
             f"({r['rows'] / max(insert_s, 1e-9) / r['raw_rate']:.0%} of raw). Export = read from rows "
             f"({r['read_s']:.1f} s: fetch and rebuild every row as a dict) + artifact encode "
-            f"({r['artifacts_encode_s']:.1f} s: validate again, then JSON) + files."
+            f"({r['artifacts_encode_s']:.1f} s: canonical JSON text) + files."
         )
     lines.append(MARK_END)
     return "\n".join(lines)

@@ -173,7 +173,13 @@ def _read_version(conn: Connection, version_id: str, for_update: bool) -> Versio
         raise PlanNotFound(f"plan version {version_id!r} does not exist")
     params = json.loads(row.params_json) if row.params_json else {}
     return Version(
-        version_id, row.status, row.approval or "draft", row.storage_mode, params, row.input_label, row.input_dir
+        version_id,
+        row.status,
+        row.approval or "draft",
+        row.storage_mode,
+        params,
+        row.input_label,
+        row.input_dir,
     )
 
 
@@ -623,20 +629,21 @@ def state(version_id: str, *, store: PlanStore | None = None) -> dict[str, Any]:
     }
 
 
-def _view_rows(grid: Grid, st: State, level: str, decimals: int | None) -> list[dict[str, Any]]:
+def _view_rows(
+    grid: Grid, st: State, level: str, decimals: int | None, keys: Iterable[Key] | None = None
+) -> list[dict[str, Any]]:
+    """View rows of ``keys`` (default: every cell of the level), in the level's order."""
+
     def total(values: Iterable[Any]) -> int | float:
         s = sum(values)
         return docs.num(round(s, decimals) if decimals is not None else s)
 
     rows = []
     if level == "aggregate":
-        sums: dict[Key, dict[str, list[Any]]] = {}
-        for key in grid.det:
-            bucket = sums.setdefault(grid.family_period(key), {f: [] for f in FIELDS})
-            for f in FIELDS:
-                bucket[f].append(st.value(grid, "det", key, f))
-        for key, base in grid.agg.items():
-            detail = sums.get(key, {f: [] for f in FIELDS})
+        for key in grid.agg if keys is None else keys:
+            base = grid.agg[key]
+            cells = grid.members.get(key, [])
+            detail = {f: [st.value(grid, "det", cell, f) for cell in cells] for f in FIELDS}
             rows.append({
                 "family": key[0], "period": key[1],
                 **{f: st.value(grid, "aggregate", key, f) for f in FIELDS}, "backlog": base["backlog"],
@@ -645,7 +652,8 @@ def _view_rows(grid: Grid, st: State, level: str, decimals: int | None) -> list[
                 "key": key_dict("aggregate", key),
             })  # fmt: skip
     else:
-        for key, base in grid.det.items():
+        for key in grid.det if keys is None else keys:
+            base = grid.det[key]
             fp = (base["family"], base["period"])
             agg_values = {
                 f"aggregate_{f}": st.value(grid, "aggregate", fp, f) if fp in grid.agg else None
@@ -661,17 +669,26 @@ def _view_rows(grid: Grid, st: State, level: str, decimals: int | None) -> list[
     return rows
 
 
-def _matches(row: Mapping[str, Any], filters: Mapping[str, Any]) -> bool:
-    for name, wanted in filters.items():
-        if name == "overridden":
-            if bool(row["overridden"]) != bool(wanted):
-                return False
-        elif name == "locked":
-            if bool(row["locked"]) != bool(wanted):
-                return False
-        elif name in row and row[name] != wanted:
-            return False
-    return True
+def _selected_keys(grid: Grid, st: State, level: str, filters: Mapping[str, Any]) -> list[Key]:
+    """The cells of a level that pass the filters, in the level's order, judged from the keys and
+    flags alone so that view rows are built only for the page shown."""
+    if level == "aggregate":
+        named = lambda key, _base: {"family": key[0], "period": key[1]}  # noqa: E731
+        table: Mapping[Key, Mapping[str, Any]] = grid.agg
+    else:
+        named = lambda key, base: {"family": base["family"], "sku": key[0], "week": key[1], "period": key[2]}  # noqa: E731
+        table = grid.det
+    out = []
+    for key, base in table.items():
+        fields = named(key, base)
+        if any(name in fields and fields[name] != wanted for name, wanted in filters.items()):
+            continue
+        if "locked" in filters and st.locked(level, key) != bool(filters["locked"]):
+            continue
+        if "overridden" in filters and bool(st.overridden(level, key)) != bool(filters["overridden"]):
+            continue
+        out.append(key)
+    return out
 
 
 def _checked_filters(filters: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -700,13 +717,13 @@ def psi_view(
         raise PsiInputError("limit must be at least 1 and offset at least 0")
     version, grid, st = _read(version_id, store, with_grid=True)
     assert grid is not None
-    rows = [r for r in _view_rows(grid, st, level, version.decimals) if _matches(r, wanted)]
-    page = rows[offset : offset + limit]
+    keys = _selected_keys(grid, st, level, wanted)
+    page = _view_rows(grid, st, level, version.decimals, keys[offset : offset + limit])
     for row in page:
         row["key_hash"] = key_hash(row["key"])
     return {
         "version_id": version_id, "level": level, "approval": st.approval, "mode": version.mode,
-        "total": len(rows), "limit": limit, "offset": offset, "rows": page,
+        "total": len(keys), "limit": limit, "offset": offset, "rows": page,
     }  # fmt: skip
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from app.db import get_engine, now_ms
 from app.errors import EncodingMissing, PlanNotFound, StorageError, VersionConflict
 from app.planning import derive
-from app.planning.model import DERIVED_ARTIFACTS, PLAN_ARTIFACTS, PlanContent
+from app.planning.model import DERIVED_ARTIFACTS, PlanContent
 from app.storage import codec_artifacts, codec_series
 from app.storage.schema import (
     plan_artifacts,
@@ -34,8 +34,6 @@ from app.storage.schema import (
     plan_versions,
 )
 from app.storage.settings import MODES, effective_mode
-
-CONTENT_TABLES = ("plan_series", "plan_kpis", "plan_overrides", "plan_override_events")
 
 #: Called after a write attempt: (mode, seconds, error kind or None). The service hooks metrics here.
 WriteObserver = Callable[[str, float, str | None], None]
@@ -612,9 +610,3 @@ def set_approval(conn: Connection, version_id: str, approval: str | None) -> Non
         conn.execute(
             update(plan_versions).where(plan_versions.c.version_id == version_id).values(approval=approval)
         )
-
-
-def missing_artifacts(names: Iterable[str]) -> list[str]:
-    """Plan artifacts (core and derived) absent from ``names``."""
-    have = set(names)
-    return [n for n in PLAN_ARTIFACTS if n not in have]
