@@ -35,6 +35,7 @@ are always open. Errors are JSON `{"error": ..., "detail": ...}`.
 TAGS = [
     {"name": "plans", "description": "Run, list, show and delete plan versions; artifacts; comparisons."},
     {"name": "tables", "description": "Plan tables as JSON pages or CSV downloads."},
+    {"name": "psi", "description": "PSI editing: overrides, locks, approval, history and reconcile."},
     {"name": "jobs", "description": "Asynchronous plan jobs."},
     {"name": "runs", "description": "The RunRegistry."},
     {"name": "operations", "description": "Storage mode, intake, integrity check, backups (admin)."},
