@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from sqlalchemy import LargeBinary, cast, func, select
 
@@ -191,35 +191,38 @@ def delete_plan(version_id: VersionId, store: Store) -> Any:
 Filter = Annotated[str | None, Query(min_length=1, max_length=200)]
 
 
+def _table_filters(
+    family: Filter = None,
+    sku: Filter = None,
+    item: Filter = None,
+    period: Filter = None,
+    week: Filter = None,
+    metric: Filter = None,
+) -> dict[str, str | None]:
+    """The filter query parameters every table route takes (a table refuses the ones it lacks)."""
+    return {"family": family, "sku": sku, "item": item, "period": period, "week": week, "metric": metric}
+
+
+TableFilters = Annotated[dict[str, str | None], Depends(_table_filters)]
+
+
 def _add_table_routes(name: str, spec: tables.TableSpec) -> None:
     filters = ", ".join(sorted(spec.filters))
 
     def page(
         version_id: VersionId,
         store: Store,
+        given: TableFilters,
         limit: Annotated[int, Query(ge=1, le=5000, description="Rows per page.")] = 500,
         offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
-        family: Filter = None,
-        sku: Filter = None,
-        item: Filter = None,
-        period: Filter = None,
-        week: Filter = None,
-        metric: Filter = None,
     ) -> Any:
-        given = {"family": family, "sku": sku, "item": item, "period": period, "week": week, "metric": metric}
         return tables.read_page(store, version_id, name, given, limit, offset).__dict__
 
     def download(
         version_id: VersionId,
         store: Store,
-        family: Filter = None,
-        sku: Filter = None,
-        item: Filter = None,
-        period: Filter = None,
-        week: Filter = None,
-        metric: Filter = None,
+        given: TableFilters,
     ) -> Any:
-        given = {"family": family, "sku": sku, "item": item, "period": period, "week": week, "metric": metric}
         source, chunks = tables.csv_stream(store, version_id, name, given)
         headers = {
             "Content-Disposition": f'attachment; filename="{version_id}-{name}.csv"',

@@ -39,6 +39,7 @@ from app.storage import codec_artifacts, overrides
 from app.storage.plans import PlanStore
 from app.storage.schema import plan_artifacts, runs
 from tests.conftest import ROOT, SAMPLE
+from tests.runbook_commands import REIMPORT
 
 PORT = 8000
 LINKED = ("app", "scripts", "tests", "samples", ".venv", "migrations", "alembic.ini", "pyproject.toml")
@@ -63,22 +64,6 @@ HAS_ARTIFACTS = (
     'GROUP BY version_id ORDER BY MAX(created_at) DESC LIMIT 5;"'
 )
 EXPORT = "PYTHONPATH=. SCPLN_DB=$(pwd)/data/scpln.db python scripts/plan_export.py {vid} -o tmp/restore/{vid}"
-REIMPORT = """PYTHONPATH=. SCPLN_DB=$(pwd)/data/scpln.db python - {vid} <<'PY'
-from pathlib import Path
-from app import db
-import json, sys
-
-db.init_db()
-version_id = sys.argv[1]
-base = Path('tmp/restore') / version_id
-artifacts = ['aggregate.json','sku_week.json','mrp.json','plan_final.json','report.csv']
-for name in artifacts:
-    p = base / name
-    if not p.exists():
-        continue
-    payload = p.read_text(encoding='utf-8')
-    db.upsert_plan_artifact(version_id, name, payload)
-PY"""
 CLEAR_RUN_JOBS = 'sqlite3 data/scpln.db "UPDATE runs SET plan_job_id=NULL WHERE created_at>={ts};"'
 CURL_FILES = "curl -X POST http://localhost:8000/plans/integrated/run?storage=files"
 LEGACY_API_TESTS = (
