@@ -483,6 +483,14 @@ def worker(
     shutdown_timeout: Annotated[
         float | None, typer.Option(help="Seconds SIGTERM waits for running jobs (default: until done).")
     ] = None,
+    nice: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=19,
+            help="Lower the workers' CPU priority by this much (default SCPLN_WORKER_NICE, 10).",
+        ),
+    ] = None,
 ) -> None:
     """Run plan jobs from the queue until SIGTERM (running jobs finish) or SIGINT."""
     import logging
@@ -493,7 +501,9 @@ def worker(
     for noisy in ("huey", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        run_worker(workers, worker_type, shutdown_timeout, announce=lambda line: print(line, flush=True))
+        run_worker(
+            workers, worker_type, shutdown_timeout, announce=lambda line: print(line, flush=True), nice=nice
+        )
     except ValueError as exc:
         _fail(exc, 2)
 
@@ -529,7 +539,9 @@ def jobs_list(
 
 @app.command("rollback")
 def rollback_cmd(
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be done; change nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would be done; change nothing.")
+    ] = False,
     state_file: Annotated[Path, typer.Option(help="Resumable state of this rollback.")] = Path(
         "tmp/rollback_state.json"
     ),
@@ -560,7 +572,9 @@ def rollback_cmd(
 
 @app.command("rollforward")
 def rollforward_cmd(
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be done; change nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would be done; change nothing.")
+    ] = False,
     state_file: Annotated[Path, typer.Option(help="Resumable state of this roll-forward.")] = Path(
         "tmp/rollforward_state.json"
     ),

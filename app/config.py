@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The repository root: the folder that holds ``app/``, ``migrations/`` and ``alembic.ini``.
@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     scpln_queue_url: str | None = None
     scpln_api_tokens: str | None = None
     scpln_inprocess_worker: bool = True
+    scpln_worker_nice: int = Field(10, ge=0, le=19)
 
     @field_validator(
         "plan_storage_mode", "runs_db_max_rows", "scpln_queue_url", "scpln_api_tokens", mode="before"

@@ -192,8 +192,8 @@ def render(results: dict) -> str:
         "## HTTP API",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{time.strftime('%Y-%m-%d')}. SQLite (WAL), one `scpln serve` process (uvicorn, one event loop, "
-        "sync routes in its thread pool) and one `scpln worker` process writing sample plans in `both` mode "
+        f"{time.strftime('%Y-%m-%d')}. SQLite (WAL), one `scpln serve` process (uvicorn, one event loop) "
+        "and one `scpln worker` process writing sample plans in `both` mode "
         f"throughout (an asynchronous run submitted every 0.5 s; {results['plans_written']} submitted). "
         f"The 10k-SKU plan ({results['detail_rows']:,} detail rows, planned and stored in "
         f"{results['plan_s']:.0f} s) is read from PlanRepository rows. Clients are threads with one httpx "
@@ -218,13 +218,15 @@ def render(results: dict) -> str:
         ]
     lines += [
         "",
-        "Reading the table: one server process is CPU-bound under the GIL, so with N clients a request waits "
-        "for the N-1 ahead of it; requests/s is the figure that stays flat. Each paged read is a few indexed "
-        "SQL queries (never a decode of the plan), so its cost does not grow with the plan, but the fixed "
-        "per-request work (environment read, auth, routing, JSON) and the worker planning on the same two "
-        "cores bound the throughput. Several `scpln serve` processes behind one address (or uvicorn "
-        "`--workers`) scale it; the CSV download streams in 5,000-row chunks, each its own short query, so "
-        "slow downloads hold no database connection.",
+        "Reading the table: with N clients a request waits for the ones ahead of it, so requests/s is the "
+        "figure that stays flat and latency grows with N. A paged read is three short indexed queries on "
+        "one connection (status and storage pin, table extent, the page by `seq` range) fetched through "
+        "the DBAPI cursor and serialized once with orjson; it runs on the event loop with its "
+        "dependencies, so it takes no thread-pool hop and does not contend for the GIL with other request "
+        "threads. Its cost does not grow with the plan. The worker plans at nice 10 "
+        "(`SCPLN_WORKER_NICE`), so on shared cores requests are scheduled ahead of planning. The CSV "
+        "download streams in 5,000-row chunks, each its own short query in the thread pool, so slow "
+        "downloads hold no database connection.",
     ]
     lines.append(MARK_END)
     return "\n".join(lines)

@@ -66,7 +66,9 @@ def measure(size: str, workdir: Path) -> dict:
 def measure_in_child(size: str, workdir: Path) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--one", size, "--workdir", str(workdir)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -4,6 +4,9 @@ With no token configured at all (no ``SCPLN_API_TOKENS`` and no row in ``api_tok
 admin: that is local use, and ``scpln serve`` then refuses to bind anything but loopback. Otherwise
 every route that declares a role needs ``Authorization: Bearer <token>``: 401 without a valid token,
 403 when the token's role is too low. ``/healthz`` and ``/metrics`` declare none.
+
+The dependencies are ``async``: they run on the event loop (one indexed lookup at most), so a route
+that is itself ``async`` is served without any thread-pool hop.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ class Caller:
         return f"token:{self.role}" if self.authenticated else "local"
 
 
-def request_store(request: Request) -> PlanStore:
+async def request_store(request: Request) -> PlanStore:
     """The plan store of this request: the environment is read once per request (it is not cheap),
     and auth and the route share the result (FastAPI caches a dependency within a request)."""
     store = getattr(request.state, "store", None)
@@ -63,7 +66,7 @@ def request_store(request: Request) -> PlanStore:
     return store
 
 
-def current_caller(
+async def current_caller(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
     store: PlanStore = Depends(request_store),
@@ -89,7 +92,7 @@ def require(role: str):
     """A dependency that admits callers whose role is at least ``role``."""
     tokens.role_rank(role)
 
-    def check(caller: Caller = Depends(current_caller)) -> Caller:
+    async def check(caller: Caller = Depends(current_caller)) -> Caller:
         if not tokens.role_allows(caller.role, role):
             raise Forbidden(
                 f"this needs the {role} role; the token has {caller.role}",

@@ -20,14 +20,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, func, select
+from sqlalchemy import Connection, and_, bindparam, exists, func, select
 
-from app.errors import EncodingMissing
+from app.errors import EncodingMissing, PlanNotFound
 from app.planning import documents as docs
 from app.planning.levels import compare_csv
+from app.storage import settings
 from app.storage.codec_series import LEVELS, Level
 from app.storage.plans import PlanStore, VersionInfo
-from app.storage.schema import plan_artifacts, plan_kpis, plan_series
+from app.storage.schema import app_settings, plan_artifacts, plan_kpis, plan_series, plan_versions
 
 ROWS, ARTIFACTS = "rows", "artifacts"
 CSV_CHUNK_ROWS = 5000
@@ -114,17 +115,23 @@ class Page:
 def read_source(store: PlanStore, info: VersionInfo, mode: str | None = None) -> str:
     """``rows`` or ``artifacts``: where the effective storage mode reads this version from."""
     mode = mode or store.effective_mode()
-    if info.status != "ready":
+    has_rows = info.status == "ready" and mode in ("db", "both") and store.has_rows(info.version_id)
+    return choose_source(info.version_id, info.status, mode, has_rows)
+
+
+def choose_source(version_id: str, status: str, mode: str, has_rows: bool) -> str:
+    """The read rule of SPEC 4.3 for one version: rows in ``db``/``both`` mode when it has them,
+    artifacts in ``files``/``both`` mode otherwise; a version that is not ready has no tables yet."""
+    if status != "ready":
         raise EncodingMissing(
-            f"plan version {info.version_id!r} is {info.status}; its tables exist once it is ready",
-            {"status": info.status},
+            f"plan version {version_id!r} is {status}; its tables exist once it is ready", {"status": status}
         )
-    if mode in ("db", "both") and store.has_rows(info.version_id):
+    if mode in ("db", "both") and has_rows:
         return ROWS
     if mode in ("files", "both"):
         return ARTIFACTS
     raise EncodingMissing(
-        f"plan version {info.version_id!r} has no PlanRepository rows and the storage mode is 'db'",
+        f"plan version {version_id!r} has no PlanRepository rows and the storage mode is 'db'",
         {"mode": mode},
     )
 
@@ -154,7 +161,9 @@ def _series_columns(spec: TableSpec) -> list[Any]:
     return [plan_series.c[spec.level.columns_of.get(k, k)] for k in spec.columns] + [plan_series.c.extra_json]
 
 
-def _series_where(spec: TableSpec, version_id: str, row_filters: dict[str, str]) -> list[Any]:
+def _series_where(spec: TableSpec, version_id: Any, row_filters: dict[str, Any]) -> list[Any]:
+    """WHERE clauses of a table's rows; values are literals or bind parameters, and a week filter on a
+    level that stores ``week@period`` takes the LIKE pattern made by :func:`_bound_values`."""
     if spec.level is None:
         where = [plan_kpis.c.version_id == version_id]
         where += [plan_kpis.c[k] == v for k, v in row_filters.items()]
@@ -164,10 +173,20 @@ def _series_where(spec: TableSpec, version_id: str, row_filters: dict[str, str])
     for key, value in row_filters.items():
         column = plan_series.c[level.columns_of.get(key, key)]
         if key == "week" and level.week_at_period:
-            where.append(column.startswith(f"{value}@", autoescape=True))
+            where.append(column.like(value, escape="/"))
         else:
             where.append(column == value)
     return where
+
+
+def _bound_values(spec: TableSpec, row_filters: dict[str, str]) -> dict[str, str]:
+    """Filter values as the WHERE clauses take them: a week on a ``week@period`` level becomes the
+    pattern ``<week>@%`` with LIKE's special characters escaped."""
+    out = dict(row_filters)
+    if "week" in out and spec.level is not None and spec.level.week_at_period:
+        escaped = out["week"].replace("/", "//").replace("%", "/%").replace("_", "/_")
+        out["week"] = f"{escaped}@%"
+    return out
 
 
 def _rows_maker(spec: TableSpec) -> Callable[[Sequence[Sequence[Any]]], list[dict[str, Any]]]:
@@ -222,20 +241,88 @@ def _seq(spec: TableSpec) -> Any:
     return plan_kpis.c.seq if spec.level is None else plan_series.c.seq
 
 
-def _rows_page(store: PlanStore, spec: TableSpec, version_id: str, row_filters: dict[str, str], limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:  # fmt: skip
-    where = _series_where(spec, version_id, row_filters)
+_PAGE_SQL: dict[tuple, tuple[str, tuple[str, ...], dict[str, Any]]] = {}
+
+
+def _driver_sql(dialect: Any, key: tuple, build: Callable[[], Any]) -> tuple[str, tuple[str, ...], dict[str, Any]]:  # fmt: skip
+    """A statement compiled once per dialect and shape: its SQL text, its parameter names in the
+    driver's order (empty for named parameter styles) and the values of its literal parameters. Pages
+    are fetched through the DBAPI cursor: hundreds of rows through SQLAlchemy's result objects cost
+    more than the query itself."""
+    found = _PAGE_SQL.get((dialect.name, *key))
+    if found is None:
+        compiled = build().compile(dialect=dialect)
+        found = (str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params))
+        _PAGE_SQL[(dialect.name, *key)] = found
+    return found
+
+
+def _fetch(conn: Connection, key: tuple, build: Callable[[], Any], params: dict[str, Any]) -> list[tuple]:
+    sql, order, literals = _driver_sql(conn.dialect, key, build)
+    values = {**literals, **params}
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(sql, tuple(values[name] for name in order) if order else values)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def _page_head(conn: Connection, version_id: str) -> tuple[str, str | None] | None:
+    """The version's status and the operator's storage pin in one query (None: no such version)."""
+
+    def build() -> Any:
+        pin = select(app_settings.c.value).where(app_settings.c.key == bindparam("pin")).scalar_subquery()
+        return select(plan_versions.c.status, pin).where(plan_versions.c.version_id == bindparam("vid"))
+
+    found = _fetch(conn, ("head",), build, {"vid": version_id, "pin": settings.PIN})
+    return (found[0][0], found[0][1]) if found else None
+
+
+def _rows_extent(conn: Connection, spec: TableSpec, version_id: str) -> tuple[bool, int | None]:
+    """Whether the version has PlanRepository rows at all, and the last ``seq`` of this table's rows."""
     seq = _seq(spec)
-    query = select(*_series_columns(spec))
-    with store.engine.connect() as conn:
-        if row_filters:
-            total = conn.execute(select(func.count()).where(and_(*where))).scalar_one()
-            query = query.where(*where).order_by(seq).limit(limit).offset(offset)
-        else:
-            # seq runs 0..n-1 within a level, so an unfiltered page is an index range, at any offset.
-            last = conn.execute(select(func.max(seq)).where(and_(*where))).scalar_one()
-            total = 0 if last is None else last + 1
-            query = query.where(*where, seq >= offset, seq < offset + limit).order_by(seq)
-        fetched = conn.execute(query).all()
+
+    def build() -> Any:
+        level = _series_where(spec, bindparam("vid"), {})
+        return select(
+            exists().where(plan_series.c.version_id == bindparam("vid")),
+            select(func.max(seq)).where(*level).scalar_subquery(),
+        )
+
+    has_rows, last = _fetch(conn, ("extent", spec.name), build, {"vid": version_id})[0]
+    return bool(has_rows), last
+
+
+def _rows_page(conn: Connection, spec: TableSpec, version_id: str, row_filters: dict[str, str], limit: int, offset: int, last: int | None) -> tuple[list[dict[str, Any]], int]:  # fmt: skip
+    keys = tuple(sorted(row_filters))
+    values = _bound_values(spec, row_filters)
+    params: dict[str, Any] = {"vid": version_id, **{f"f_{k}": values[k] for k in keys}}
+    seq = _seq(spec)
+
+    def where() -> list[Any]:
+        return _series_where(spec, bindparam("vid"), {k: bindparam(f"f_{k}") for k in keys})
+
+    def count() -> Any:
+        return select(func.count()).where(and_(*where()))
+
+    def page() -> Any:
+        query = select(*_series_columns(spec)).where(*where()).order_by(seq)
+        return query.limit(bindparam("lim")).offset(bindparam("off"))
+
+    def index_range() -> Any:
+        bounds = (seq >= bindparam("lo"), seq < bindparam("hi"))
+        return select(*_series_columns(spec)).where(*where(), *bounds).order_by(seq)
+
+    if keys:
+        total = _fetch(conn, ("count", spec.name, keys), count, params)[0][0]
+        fetched = _fetch(conn, ("page", spec.name, keys), page, {**params, "lim": limit, "off": offset})
+    else:
+        # seq runs 0..n-1 within a level, so an unfiltered page is an index range, at any offset.
+        total = 0 if last is None else last + 1
+        fetched = _fetch(
+            conn, ("range", spec.name), index_range, {**params, "lo": offset, "hi": offset + limit}
+        )
     return _rows_maker(spec)(fetched), total
 
 
@@ -248,7 +335,8 @@ def _row_chunks(store: PlanStore, spec: TableSpec, version_id: str, row_filters:
     transaction — which would starve other requests and keep SQLite from checkpointing its WAL.
     Versions are immutable, so the chunks add up to one consistent table."""
     seq = _seq(spec)
-    base = select(*_series_columns(spec), seq).where(*_series_where(spec, version_id, row_filters))
+    where = _series_where(spec, version_id, _bound_values(spec, row_filters))
+    base = select(*_series_columns(spec), seq).where(*where)
     last = -1
     while True:
         query = base.where(seq > last).order_by(seq).limit(CSV_CHUNK_ROWS)
@@ -324,17 +412,25 @@ def _artifact_rows(store: PlanStore, spec: TableSpec, version_id: str, row_filte
 def read_page(
     store: PlanStore, version_id: str, table: str, filters: dict[str, str | None], limit: int, offset: int
 ) -> Page:
-    """One page of a plan table, from the encoding the storage mode reads."""
+    """One page of a plan table, from the encoding the storage mode reads. From rows this is three
+    short queries on one connection: status and pin, rows present and table size, the page."""
     spec = TABLES[table]
     row_filters = check_filters(spec, filters)
-    info = store.get_version(version_id)
-    source = read_source(store, info)
-    if source == ROWS:
-        rows, total = _rows_page(store, spec, version_id, row_filters, limit, offset)
-    else:
-        everything = _artifact_rows(store, spec, version_id, row_filters)
-        rows, total = [_in_shape_order(spec, r) for r in everything[offset : offset + limit]], len(everything)
-    return Page(table, version_id, source, total, limit, offset, rows)
+    with store.engine.connect() as conn:
+        head = _page_head(conn, version_id)
+        if head is None:
+            raise PlanNotFound(f"plan version {version_id!r} does not exist")
+        status, pin = head
+        mode = pin or settings.default_mode()
+        # files mode never touches the PlanRepository tables, not even to look for rows
+        has_rows, last = _rows_extent(conn, spec, version_id) if mode != "files" else (False, None)
+        source = choose_source(version_id, status, mode, has_rows)
+        if source == ROWS:
+            rows, total = _rows_page(conn, spec, version_id, row_filters, limit, offset, last)
+            return Page(table, version_id, source, total, limit, offset, rows)
+    everything = _artifact_rows(store, spec, version_id, row_filters)
+    rows = [_in_shape_order(spec, r) for r in everything[offset : offset + limit]]
+    return Page(table, version_id, source, len(everything), limit, offset, rows)
 
 
 def _in_shape_order(spec: TableSpec, row: dict[str, Any]) -> dict[str, Any]:

@@ -8,12 +8,16 @@ Owns the consumer set-up and the worker-side duties around it:
   periodically, so a job whose worker died does not stay ``running``;
 - ``scpln worker`` stops on SIGTERM after its running jobs finish (``--shutdown-timeout`` bounds the
   wait) and at once on SIGINT; jobs interrupted either way go back on the queue;
-- the in-process worker of the server never touches signal handlers (the web server owns them).
+- the in-process worker of the server never touches signal handlers (the web server owns them);
+- planning is batch work: each worker thread (or process) lowers its own CPU priority by
+  ``SCPLN_WORKER_NICE`` (default 10; ``scpln worker --nice``), so API requests on the same cores are
+  served first and plans use the CPU time left over.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +28,7 @@ from huey import Huey
 from huey import signals as huey_signals
 from huey.consumer import Consumer, Worker
 
+from app.config import get_settings
 from app.db import database_url, get_engine, init_db
 from app.jobs.queue import describe_queue, get_huey, reaper_seconds
 from app.jobs.tasks import reap_stale_jobs, release_job
@@ -61,12 +66,34 @@ class _IntakeGate:
             return value
 
 
+def lower_priority(increment: int) -> int | None:
+    """Raise the nice value of the calling thread by ``increment`` (Linux schedules threads one by one,
+    so only this worker thread yields, not the server it may live in). Returns the new nice value, or
+    None where priorities cannot be set; a priority once lowered is never raised again."""
+    if increment <= 0 or not hasattr(os, "setpriority"):
+        return None
+    tid = threading.get_native_id()
+    try:
+        value = min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment)
+        os.setpriority(os.PRIO_PROCESS, tid, value)
+    except OSError:
+        log.warning("cannot lower the worker's CPU priority", exc_info=True)
+        return None
+    return value
+
+
 class PlanWorker(Worker):
-    """huey's worker loop, holding back while intake is closed (queued tasks stay where they are)."""
+    """huey's worker loop, holding back while intake is closed (queued tasks stay where they are), at
+    a lower CPU priority than the rest of the process."""
 
     gate: _IntakeGate | None = None
+    nice: int = 0
+    _niced = False
 
     def loop(self, now: Any = None) -> None:
+        if not self._niced:  # in the worker's own thread or process, before its first job
+            self._niced = True
+            lower_priority(self.nice)
         if self.gate is not None and not self.gate.is_open():
             self.stop_flag.wait(PAUSED_POLL_SECONDS)
             return
@@ -77,10 +104,16 @@ class PlanConsumer(Consumer):
     worker_class = PlanWorker
 
     def __init__(
-        self, huey: Huey, gate: _IntakeGate, on_started: Callable[[], None] | None = None, **options: Any
+        self,
+        huey: Huey,
+        gate: _IntakeGate,
+        on_started: Callable[[], None] | None = None,
+        nice: int | None = None,
+        **options: Any,
     ):
         self.gate = gate
         self.on_started = on_started
+        self.nice = get_settings().scpln_worker_nice if nice is None else nice
         super().__init__(huey, **options)
 
     def start(self) -> None:
@@ -91,6 +124,7 @@ class PlanConsumer(Consumer):
     def _create_worker(self) -> Worker:
         worker = super()._create_worker()
         worker.gate = self.gate
+        worker.nice = self.nice
         return worker
 
 
@@ -187,8 +221,10 @@ def run_worker(
     worker_type: str = "thread",
     shutdown_timeout: float | None = None,
     announce: Callable[[str], None] | None = None,
+    nice: int | None = None,
 ) -> None:
-    """Run a consumer in this process until SIGTERM (graceful) or SIGINT (immediate)."""
+    """Run a consumer in this process until SIGTERM (graceful) or SIGINT (immediate); ``nice`` (default
+    ``SCPLN_WORKER_NICE``) lowers the CPU priority of its workers."""
     url = database_url()
     init_db(url)
     huey = get_huey()
@@ -201,6 +237,7 @@ def run_worker(
         )
         if announce
         else None,
+        nice=nice,
         graceful_signal="TERM",
         shutdown_timeout=shutdown_timeout,
         **_consumer_options(workers, worker_type),

@@ -22,7 +22,9 @@ def apportion(totals: np.ndarray, weights: np.ndarray, decimals: int | None = 0)
     totals = np.asarray(totals, dtype=np.float64)
     weights = np.asarray(weights, dtype=np.float64)
     if weights.ndim != 2 or totals.shape != (weights.shape[0],):
-        raise ValueError(f"apportion needs totals[n] and weights[n, m], got {totals.shape} and {weights.shape}")
+        raise ValueError(
+            f"apportion needs totals[n] and weights[n, m], got {totals.shape} and {weights.shape}"
+        )
     if np.any(totals < -_EPS) or np.any(weights < 0):
         raise ValueError("apportion needs non-negative totals and weights")
     n, m = weights.shape

@@ -52,7 +52,9 @@ def add_months(period: str, n: int) -> str:
     return f"{idx // 12:04d}-{idx % 12 + 1:02d}"
 
 
-def calendar_from_document(doc: Any, file: str = "planning_calendar.json") -> tuple[Calendar | None, list[Problem], list[str]]:
+def calendar_from_document(
+    doc: Any, file: str = "planning_calendar.json"
+) -> tuple[Calendar | None, list[Problem], list[str]]:
     """Read a parsed ``planning_calendar.json``. Returns (calendar, problems, warnings)."""
     problems: list[Problem] = []
     warnings: list[str] = []

@@ -18,52 +18,116 @@ import orjson
 
 # Field kinds: "str", "num" (int when integral, else float), "int", "bool", "str?" and "num?" (nullable).
 AGGREGATE_ROW = {
-    "family": "str", "period": "str", "demand": "num", "supply": "num", "backlog": "num",
-    "inventory_open": "num", "inventory_close": "num", "prebuild": "num",
-    "capacity_total": "num", "capacity_used": "num",
+    "family": "str",
+    "period": "str",
+    "demand": "num",
+    "supply": "num",
+    "backlog": "num",
+    "inventory_open": "num",
+    "inventory_close": "num",
+    "prebuild": "num",
+    "capacity_total": "num",
+    "capacity_used": "num",
 }
 SKU_WEEK_ROW = {
-    "family": "str", "period": "str", "sku": "str", "week": "str",
-    "demand": "num", "supply": "num", "backlog": "num",
+    "family": "str",
+    "period": "str",
+    "sku": "str",
+    "week": "str",
+    "demand": "num",
+    "supply": "num",
+    "backlog": "num",
 }
 MRP_ROW = {
-    "item": "str", "week": "str", "llc": "int", "gross_req": "num", "scheduled_receipts": "num",
-    "on_hand_start": "num", "net_req": "num", "planned_order_receipt": "num",
-    "planned_order_release": "num", "on_hand_end": "num", "orders": "int", "lt_weeks": "int",
-    "lot": "num", "moq": "num", "safety_stock": "num", "past_due": "bool",
+    "item": "str",
+    "week": "str",
+    "llc": "int",
+    "gross_req": "num",
+    "scheduled_receipts": "num",
+    "on_hand_start": "num",
+    "net_req": "num",
+    "planned_order_receipt": "num",
+    "planned_order_release": "num",
+    "on_hand_end": "num",
+    "orders": "int",
+    "lt_weeks": "int",
+    "lot": "num",
+    "moq": "num",
+    "safety_stock": "num",
+    "past_due": "bool",
 }
 FINAL_ROW = {
     **MRP_ROW,
-    "gross_req_adj": "num", "planned_order_receipt_adj": "num", "planned_order_release_adj": "num",
-    "on_hand_end_adj": "num", "orders_adj": "int", "past_due_adj": "bool",
+    "gross_req_adj": "num",
+    "planned_order_receipt_adj": "num",
+    "planned_order_release_adj": "num",
+    "on_hand_end_adj": "num",
+    "orders_adj": "int",
+    "past_due_adj": "bool",
 }
 WEEKLY_SUMMARY_ROW = {
-    "week": "str", "capacity": "num", "original_load": "num", "adjusted_load": "num",
-    "prebuild_in": "num", "spill_in": "num", "spill_out": "num", "utilization": "num", "zone": "str?",
+    "week": "str",
+    "capacity": "num",
+    "original_load": "num",
+    "adjusted_load": "num",
+    "prebuild_in": "num",
+    "spill_in": "num",
+    "spill_out": "num",
+    "utilization": "num",
+    "zone": "str?",
 }
 ANCHOR_LOG_ROW = {
-    "family": "str", "period": "str", "sku": "str?", "week": "str?", "measure": "str",
-    "before": "num", "after": "num", "policy": "str", "reason": "str",
+    "family": "str",
+    "period": "str",
+    "sku": "str?",
+    "week": "str?",
+    "measure": "str",
+    "before": "num",
+    "after": "num",
+    "policy": "str",
+    "reason": "str",
 }
 KPI_ROW = {"metric": "str", "bucket_type": "str", "bucket_key": "str", "value": "num", "unit": "str"}
 RECON_MEASURES = ("demand", "supply", "backlog")
 RECON_ROW = {
-    "family": "str", "period": "str",
-    **{f"{m}_{k}": kind for m in RECON_MEASURES
-       for k, kind in (("agg", "num"), ("det", "num"), ("delta", "num"), ("rel", "num"), ("ok", "bool"))},
+    "family": "str",
+    "period": "str",
+    **{
+        f"{m}_{k}": kind
+        for m in RECON_MEASURES
+        for k, kind in (("agg", "num"), ("det", "num"), ("delta", "num"), ("rel", "num"), ("ok", "bool"))
+    },
     "ok": "bool",
 }
 EXCEPTION_TYPES = (
-    "shortage", "below_safety_stock", "capacity_overload", "past_due_release",
-    "unplanned_after_horizon", "reconciliation_violation",
+    "shortage",
+    "below_safety_stock",
+    "capacity_overload",
+    "past_due_release",
+    "unplanned_after_horizon",
+    "reconciliation_violation",
 )
 EXCEPTION_ROW = {
-    "type": "str", "item": "str?", "family": "str?", "start": "str", "end": "str",
-    "quantity": "num", "message": "str",
+    "type": "str",
+    "item": "str?",
+    "family": "str?",
+    "start": "str",
+    "end": "str",
+    "quantity": "num",
+    "message": "str",
 }
 REPORT_COLUMNS = (
-    "type", "week", "capacity", "original_load", "adjusted_load", "utilization", "spill_in",
-    "spill_out", "demand", "supply_plan", "fill_rate",
+    "type",
+    "week",
+    "capacity",
+    "original_load",
+    "adjusted_load",
+    "utilization",
+    "spill_in",
+    "spill_out",
+    "demand",
+    "supply_plan",
+    "fill_rate",
 )
 REPORT_ROW = {"type": "str", "week": "str", **{c: "num?" for c in REPORT_COLUMNS[2:]}}
 
@@ -110,11 +174,19 @@ def num_list(values: np.ndarray) -> list[int | float]:
     return [int(v) if i else v for v, i in zip(arr.tolist(), integral.tolist(), strict=True)]
 
 
-def document(version_id: str, params: dict[str, Any], rows: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+def document(
+    version_id: str, params: dict[str, Any], rows: list[dict[str, Any]], **extra: Any
+) -> dict[str, Any]:
     """A JSON artifact: ``{schema_version, version_id, params, rows, ...}``."""
     from app.planning.model import SCHEMA_VERSION
 
-    return {"schema_version": SCHEMA_VERSION, "version_id": version_id, "params": params, "rows": rows, **extra}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "version_id": version_id,
+        "params": params,
+        "rows": rows,
+        **extra,
+    }
 
 
 def dumps(doc: Any) -> str:
@@ -153,8 +225,12 @@ def csv_text(header: tuple[str, ...] | list[str], rows: list[dict[str, Any]]) ->
     writer.writerow(header)
     for row in rows:
         writer.writerow(
-            [format_number(row.get(c)) if isinstance(row.get(c), (int, float)) and not isinstance(row.get(c), bool)
-             else ("" if row.get(c) is None else str(row.get(c))) for c in header]
+            [
+                format_number(row.get(c))
+                if isinstance(row.get(c), (int, float)) and not isinstance(row.get(c), bool)
+                else ("" if row.get(c) is None else str(row.get(c)))
+                for c in header
+            ]
         )
     return buf.getvalue()
 

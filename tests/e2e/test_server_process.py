@@ -121,6 +121,9 @@ def test_async_run_is_planned_by_a_separate_worker_process(hub, tmp_path):
             assert worker.poll() is None, (tmp_path / "worker.log").read_text()
             assert time.monotonic() < deadline, "the worker did not finish the job"
             time.sleep(0.3)
+        # planning runs at a lower CPU priority (SCPLN_WORKER_NICE, 10) than the process's main thread
+        nice = _thread_nice_values(worker.pid)
+        assert nice[worker.pid] == 0 and 10 in nice.values(), nice
     finally:
         _stop(worker)
         log.close()
@@ -129,3 +132,12 @@ def test_async_run_is_planned_by_a_separate_worker_process(hub, tmp_path):
     assert httpx.get(f"{base}{body['status_url']}", timeout=30).json()["status"] == "succeeded"
     assert int(_sqlite3(db, "SELECT COUNT(*) FROM plan_series WHERE version_id = 'async-1';")) > 0
     assert int(_sqlite3(db, "SELECT COUNT(*) FROM plan_artifacts WHERE version_id = 'async-1';")) == 7
+
+
+def _thread_nice_values(pid: int) -> dict[int, int]:
+    """The nice value of each thread of a process, from /proc (field 19 of each task's stat)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        out[int(task.name)] = int(fields[16])
+    return out

@@ -102,16 +102,26 @@ def assert_plan_invariants(content, round_mode: str) -> None:
     # MRP identity as planned and after capacity reconciliation; lot rules on every receipt.
     prev_adj: dict[str, float] = {}
     for r in d["mrp.json"]["rows"]:
-        assert abs(r["on_hand_end"] - (r["on_hand_start"] + r["scheduled_receipts"]
-                                       + r["planned_order_receipt"] - r["gross_req"])) <= 1e-6
+        assert (
+            abs(
+                r["on_hand_end"]
+                - (r["on_hand_start"] + r["scheduled_receipts"] + r["planned_order_receipt"] - r["gross_req"])
+            )
+            <= 1e-6
+        )
         q = r["planned_order_receipt"]
         if q > 0 and round_mode == "int":
             assert q >= r["moq"] and q % r["lot"] == 0, r
     for r in final:
         start = prev_adj.get(r["item"], r["on_hand_start"] if r["week"] == final[0]["week"] else None)
         if start is not None:
-            assert abs(r["on_hand_end_adj"] - (start + r["scheduled_receipts"] + r["planned_order_receipt_adj"]
-                                               - r["gross_req_adj"])) <= 1e-6, r
+            assert (
+                abs(
+                    r["on_hand_end_adj"]
+                    - (start + r["scheduled_receipts"] + r["planned_order_receipt_adj"] - r["gross_req_adj"])
+                )
+                <= 1e-6
+            ), r
         prev_adj[r["item"]] = r["on_hand_end_adj"]
 
     # Capacity: adjusted load within capacity every week unless an overload exception says otherwise.
@@ -126,8 +136,11 @@ def assert_plan_invariants(content, round_mode: str) -> None:
     planned = sum(r["planned_order_receipt"] for r in final if r["item"] in fg)
     unplaced = sum(e["quantity"] for e in exceptions if e["type"] == "unplanned_after_horizon" and e["item"])
     assert abs(placed + unplaced - planned) <= 1e-6 * max(1, planned)
-    unserved = {e["family"]: e["quantity"] for e in exceptions
-                if e["type"] == "unplanned_after_horizon" and e["family"]}
+    unserved = {
+        e["family"]: e["quantity"]
+        for e in exceptions
+        if e["type"] == "unplanned_after_horizon" and e["family"]
+    }
     last = d["aggregate.json"]["rows"][-1]["period"]
     for r in agg:
         if r["period"] == last and r["backlog"] > 0:
@@ -148,11 +161,17 @@ def assert_plan_invariants(content, round_mode: str) -> None:
     round_mode=st.sampled_from(["int", "int", "dec1", "none"]),
     prebuild=st.integers(0, 2),
 )
-def test_generated_plans_satisfy_every_identity(tmp_path_factory, seed, families, skus, depth, months,
-                                                round_mode, prebuild):
+def test_generated_plans_satisfy_every_identity(
+    tmp_path_factory, seed, families, skus, depth, months, round_mode, prebuild
+):
     folder = generate_sample(
-        tmp_path_factory.mktemp("set"), families=families, skus_per_family=skus,
-        components=max(depth, 2 * depth), bom_depth=depth, months=months, seed=seed,
+        tmp_path_factory.mktemp("set"),
+        families=families,
+        skus_per_family=skus,
+        components=max(depth, 2 * depth),
+        bom_depth=depth,
+        months=months,
+        seed=seed,
     )
     params = PlanParams(round_mode=round_mode, prebuild_months=prebuild)
     content = run_pipeline(load_input_set(folder), params, version_id="prop")
@@ -165,7 +184,9 @@ def test_sample_plan_satisfies_every_identity(sample_plan):
 
 @pytest.mark.parametrize("policy", ["DET_near", "AGG_far", "blend"])
 def test_sample_with_cutover_keeps_the_identities(policy):
-    params = PlanParams(cutover_date="2026-06-15", recon_window_days=14, anchor_policy=policy, carryover="next")
+    params = PlanParams(
+        cutover_date="2026-06-15", recon_window_days=14, anchor_policy=policy, carryover="next"
+    )
     content = plan_input_set(SAMPLE, params, version_id="cut")
     assert_plan_invariants(content, "int")
     summary = content.documents["plan_final.json"]["boundary_summary"]
