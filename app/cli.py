@@ -7,6 +7,7 @@ check or operation, 2 bad input (the problems listed one per line).
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -552,6 +553,12 @@ def rollback_cmd(
     tmp_dir: Annotated[Path, typer.Option(help="Where the plan_series and RunRegistry snapshots go.")] = Path(
         "tmp"
     ),
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs", min=1, help="Processes reading and checking versions (default: one per core)."
+        ),
+    ] = None,
 ) -> None:
     """Fall back to plan_artifacts in one command: pause, backup, snapshot, repair artifacts from the
     PlanRepository, pin files mode, clear run job links, verify, resume. Safe to run again after a crash.
@@ -562,7 +569,7 @@ def rollback_cmd(
     try:
         with _Progress("rollback") as progress:
             report = rollback(state_file=state_file, dry_run=dry_run, cutover_ts=cutover_ts,
-                              backup_dir=backup_dir, tmp_dir=tmp_dir, progress=progress)  # fmt: skip
+                              backup_dir=backup_dir, tmp_dir=tmp_dir, progress=progress, jobs=jobs)  # fmt: skip
     except ScplnError as exc:
         _fail(exc)
     console.print(report.as_text(), highlight=False, markup=False, soft_wrap=True)
@@ -578,6 +585,12 @@ def rollforward_cmd(
     state_file: Annotated[Path, typer.Option(help="Resumable state of this roll-forward.")] = Path(
         "tmp/rollforward_state.json"
     ),
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs", min=1, help="Processes reading and checking versions (default: one per core)."
+        ),
+    ] = None,
 ) -> None:
     """Return to the PlanRepository: backfill rows from artifacts, check both encodings agree, clear the
     storage pin. Safe to run again after a crash. Exit 1 (pin kept) when the check fails."""
@@ -586,7 +599,7 @@ def rollforward_cmd(
     _store()
     try:
         with _Progress("rollforward") as progress:
-            report = rollforward(state_file=state_file, dry_run=dry_run, progress=progress)
+            report = rollforward(state_file=state_file, dry_run=dry_run, progress=progress, jobs=jobs)
     except ScplnError as exc:
         _fail(exc)
     console.print(report.as_text(), highlight=False, markup=False, soft_wrap=True)
@@ -648,14 +661,25 @@ def db_downgrade(
 def db_check(
     version: Annotated[str | None, typer.Option("--version", help="Check only this version.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    deep: Annotated[
+        bool,
+        typer.Option(
+            "--deep", help="Decode and compare every version, even those whose certified digests match."
+        ),
+    ] = False,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", min=1, help="Processes checking versions (default: one per core).")
+    ] = None,
 ) -> None:
     """Check database integrity, completeness of every version, agreement of both encodings and the
-    plan identities. Exit 1 when anything is wrong."""
+    plan identities. A version whose two encodings still hash to the digests recorded when one was
+    made from the other is known to agree without decoding; any other is decoded, compared and checked
+    against the plan identities. Exit 1 when anything is wrong."""
     from app.ops.check import check_database
 
     try:
         with _Progress("check") as progress:
-            report = check_database(_engine(init=False), version, progress=progress)
+            report = check_database(_engine(init=False), version, progress=progress, deep=deep, jobs=jobs)
     except ScplnError as exc:
         _fail(exc)
     if as_json:
@@ -668,16 +692,49 @@ def db_check(
         raise typer.Exit(1)
 
 
+class _BackupMethod(StrEnum):
+    online = "online"
+    file = "file"
+
+
+class _BackupVerify(StrEnum):
+    full = "full"
+    copy = "copy"
+
+
 @db_app.command("backup")
 def db_backup(
     dest: Annotated[Path, typer.Option("--dest", help="Folder of the backups.")] = Path("backup"),
+    method: Annotated[
+        _BackupMethod,
+        typer.Option(
+            "--method",
+            help="SQLite only. 'online': the backup API in steps, writers keep going. 'file': "
+            "checkpoint the WAL, hold the write lock and copy the file as bytes (much faster on big "
+            "databases; readers go on, writers wait for the copy, at most their 30 s busy timeout; "
+            "falls back to 'online' when writers never pause).",
+        ),
+    ] = _BackupMethod.online,
+    verify: Annotated[
+        _BackupVerify,
+        typer.Option(
+            "--verify",
+            help="SQLite only. 'full': PRAGMA integrity_check on the copy. 'copy' (needs --method "
+            "file): read the copy back and compare its checksum and size with the source's, then "
+            "open it as SQLite; much faster, but does not re-check the source's own structure.",
+        ),
+    ] = _BackupVerify.full,
 ) -> None:
-    """Copy the database while it is in use (SQLite online backup, pg_dump on PostgreSQL), verified."""
+    """Copy the database while it is in use (SQLite online backup or file copy, pg_dump on
+    PostgreSQL), verified."""
     from app.ops.backup import backup_database
 
     try:
         with _Progress("backup") as progress:
-            path = backup_database(dest, _engine(init=False), progress=_copy_progress(progress))
+            path = backup_database(
+                dest, _engine(init=False), progress=_copy_progress(progress),
+                method=method.value, verify=verify.value,
+            )  # fmt: skip
     except ScplnError as exc:
         _fail(exc)
     console.print(f"Backup written and verified: {path}", highlight=False)

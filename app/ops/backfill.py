@@ -230,6 +230,7 @@ def _one(store: PlanStore, cand: _Candidate, report: BackfillReport, dry_run: bo
                 return "skipped"
             report.series_rows += store.write_rows(content, conn)
             _store_derived(conn, content, derived)
+            store.certify(conn, vid)  # the rows were just made from these artifacts
             conn.execute(
                 update(plan_versions)
                 .where(plan_versions.c.version_id == vid)

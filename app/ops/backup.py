@@ -3,12 +3,33 @@
 Owns making a verified copy of the plan database while it is in use, listing copies, and putting a
 copy back:
 
-- SQLite: the online backup API (``sqlite3.Connection.backup``) copies pages in steps with a short
-  pause between them; the copy is checked with ``PRAGMA integrity_check`` before it gets its final
-  name, and deleted if it fails. Restore verifies the copy first, keeps a copy of the database it
-  replaces, then copies pages the other way, so connections already open see the restored data.
+- SQLite, method ``online`` (the default): the online backup API (``sqlite3.Connection.backup``)
+  copies pages in steps with a short pause between them. Writers go on during the copy; a copy the
+  source changed under too often is taken again in one step.
+- SQLite, method ``file``: checkpoint the WAL into the main file (``wal_checkpoint(TRUNCATE)``), then
+  take the write lock (``BEGIN IMMEDIATE``) and check that the ``-wal`` file is empty or absent. With
+  the write lock held and the WAL empty, no other connection can commit or checkpoint anything, so
+  the main file alone is the whole committed database and stays unchanged while it is copied as
+  plain bytes in large chunks (a CRC-32 of the bytes is taken as they are read, the copy is
+  fsynced). Readers are not blocked; a writer waits at most the copy time, which must stay under
+  its 30 s busy timeout (a 9 GB file copies in well under that on local disk). When a writer
+  commits between the checkpoint and the lock, the lock is released and the attempt repeated a few
+  times, then the online method is used instead. The lock is released on every path. The bytes are
+  read by a short-lived child process: closing a descriptor of the database file in this process
+  would drop the POSIX locks SQLite holds on it here, ours included.
+- Verification ``full`` (the default): ``PRAGMA integrity_check`` on the copy, which must also hold
+  the ``plan_versions`` table. Verification ``copy`` (method ``file`` only): the copy is read back
+  after the fsync (normally from the page cache), its CRC-32 and size must equal those taken from the
+  source while copying, and it must open read-only as SQLite and count its ``plan_versions`` rows.
+  That proves the copy holds exactly the bytes of the locked, committed source file; it does not
+  re-check the source's own b-trees. When the file method falls back to the online one, the copy
+  is verified in full.
+- Either way the copy is written to a hidden ``.partial`` file, gets its final name only once
+  verified, and is deleted if anything fails. Restore verifies the copy first, keeps a copy of the
+  database it replaces, then copies pages the other way, so connections already open see the
+  restored data.
 - PostgreSQL: ``pg_dump -Fc`` and ``pg_restore --clean --single-transaction`` (verified with
-  ``pg_restore --list``).
+  ``pg_restore --list``); the method and verification options do not apply.
 
 A backup never overwrites an existing file: the name is claimed with a hard link, which fails when
 the name is taken. Relative folders are taken from the repository root.
@@ -21,7 +42,9 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +63,15 @@ STEP_SLEEP = 0.005
 #: Restarts (the source changed under the copy) tolerated before copying in one step instead.
 MAX_RESTARTS = 3
 BACKUP_SUFFIXES = (".db", ".dump")
+#: SQLite backup methods and verifications (see the module docstring).
+METHODS = ("online", "file")
+VERIFICATIONS = ("full", "copy")
+#: Bytes per read and write of the file method and of its read-back.
+FILE_CHUNK = 16 * 1024 * 1024
+#: Checkpoint-then-lock attempts of the file method before it falls back to the online method.
+FILE_LOCK_ATTEMPTS = 3
 
-#: Called while copying: (pages copied, pages in total).
+#: Called while copying: (pages copied, pages in total), or bytes with the file method.
 CopyProgress = Callable[[int, int], None]
 
 
@@ -66,14 +96,22 @@ def backup_database(
     *,
     progress: CopyProgress | None = None,
     pages_per_step: int = PAGES_PER_STEP,
+    method: str = "online",
+    verify: str = "full",
 ) -> Path:
     """Write a verified copy of the database to ``dest_dir/<prefix>_<YYYYMMDDHHMM>.db`` (``.dump`` on
-    PostgreSQL); when that name is taken, seconds and then a counter are added. Returns the path."""
+    PostgreSQL); when that name is taken, seconds and then a counter are added. Returns the path.
+
+    On SQLite ``method`` is ``"online"`` (backup API in steps of ``pages_per_step`` pages) or
+    ``"file"`` (byte copy under the write lock), and ``verify`` is ``"full"`` (integrity_check) or
+    ``"copy"`` (read-back checksum; ``"file"`` only). PostgreSQL ignores both."""
     engine = engine or get_engine()
+    if engine.dialect.name == "sqlite":
+        _check_options(method, verify)
     dest = resolve_path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
     if engine.dialect.name == "sqlite":
-        return _backup_sqlite(_live_path(engine), dest, prefix, progress, pages_per_step)
+        return _backup_sqlite(_live_path(engine), dest, prefix, progress, pages_per_step, method, verify)
     if engine.dialect.name == "postgresql":
         return _backup_postgres(engine, dest, prefix)
     raise BackupError(f"backups of {engine.dialect.name} databases are not supported")
@@ -163,12 +201,30 @@ def _live_path(engine: Engine) -> Path:
     return path
 
 
+def _check_options(method: str, verify: str) -> None:
+    if method not in METHODS:
+        raise BackupError(f"unknown backup method {method!r} (one of: {', '.join(METHODS)})")
+    if verify not in VERIFICATIONS:
+        raise BackupError(f"unknown verification {verify!r} (one of: {', '.join(VERIFICATIONS)})")
+    if verify == "copy" and method != "file":
+        raise BackupError("verification 'copy' needs the 'file' method (it compares the source's checksum)")
+
+
 def _backup_sqlite(
-    live: Path, dest: Path, prefix: str, progress: CopyProgress | None, pages_per_step: int
+    live: Path,
+    dest: Path,
+    prefix: str,
+    progress: CopyProgress | None,
+    pages_per_step: int,
+    method: str = "online",
+    verify: str = "full",
 ) -> Path:
     if not live.is_file():
         raise BackupError(f"database file {live} does not exist")
-    return _copy_sqlite(live, dest, prefix, verify=True, progress=progress, pages_per_step=pages_per_step)
+    return _copy_sqlite(
+        live, dest, prefix, verify=True, progress=progress, pages_per_step=pages_per_step,
+        method=method, check=verify,
+    )  # fmt: skip
 
 
 def _copy_sqlite(
@@ -179,20 +235,192 @@ def _copy_sqlite(
     verify: bool,
     progress: CopyProgress | None = None,
     pages_per_step: int = PAGES_PER_STEP,
+    method: str = "online",
+    check: str = "full",
 ) -> Path:
-    """Copy ``live`` into a hidden file in ``dest``, verify it, then give it its final name."""
+    """Copy ``live`` into a hidden file in ``dest``, verify it (``check`` says how), then give it its
+    final name."""
     dest.mkdir(parents=True, exist_ok=True)
     partial = dest / f".{prefix}_{os.getpid()}_{time.monotonic_ns()}.partial"
     try:
-        _online_copy(live, partial, progress, pages_per_step)
+        source = _file_copy(live, partial, progress) if method == "file" else None
+        if source is None:  # the online method, or the file method found no quiet moment
+            partial.unlink(missing_ok=True)
+            _online_copy(live, partial, progress, pages_per_step)
         if verify:
-            problem = verify_sqlite_backup(partial)
+            if check == "copy" and source is not None:
+                problem = verify_file_copy(partial, *source)
+            else:
+                problem = verify_sqlite_backup(partial)
             if problem:
                 raise BackupError(f"the copy of {live.name} failed verification: {problem}")
         final = _claim_name(partial, dest, prefix, ".db")
     finally:
         partial.unlink(missing_ok=True)
     return final
+
+
+def verify_file_copy(path: str | Path, size: int, crc: int) -> str | None:
+    """None when ``path`` holds ``size`` bytes with CRC-32 ``crc`` and opens read-only as SQLite with
+    a ``plan_versions`` table, else the reason."""
+    try:
+        actual_size, actual_crc = _file_checksum(Path(path))
+    except OSError as exc:
+        return f"cannot be read back ({exc})"
+    if actual_size != size:
+        return f"{actual_size} bytes read back, the source had {size}"
+    if actual_crc != crc:
+        return f"checksum {actual_crc:08x} read back differs from the source's {crc:08x}"
+    try:
+        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+    except sqlite3.Error as exc:
+        return f"cannot be opened ({exc})"
+    try:
+        conn.execute("SELECT count(*) FROM plan_versions").fetchone()
+    except sqlite3.Error as exc:
+        return f"not a readable plan database ({exc})"
+    finally:
+        conn.close()
+    return None
+
+
+def _file_checksum(path: Path) -> tuple[int, int]:
+    """(size, CRC-32) of the bytes of ``path``, read in large chunks."""
+    buffer = bytearray(FILE_CHUNK)
+    view = memoryview(buffer)
+    size = crc = 0
+    with open(path, "rb", buffering=0) as handle:
+        while n := handle.readinto(buffer):
+            crc = zlib.crc32(view[:n], crc)
+            size += n
+    return size, crc
+
+
+def _file_copy(live: Path, target: Path, progress: CopyProgress | None) -> tuple[int, int] | None:
+    """Copy the main file of ``live`` to ``target`` under the write lock with an empty WAL; returns
+    (size, CRC-32) of the bytes copied, or None when every attempt found the WAL written to."""
+    wal = live.with_name(live.name + "-wal")
+    try:
+        conn = sqlite3.connect(live, timeout=30, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise BackupError(f"cannot open {live} for a file backup: {exc}") from exc
+    try:
+        for _ in range(FILE_LOCK_ATTEMPTS):
+            _checkpoint(conn)
+            conn.execute("BEGIN IMMEDIATE")  # the write lock: nobody else commits until ROLLBACK
+            try:
+                if _wal_size(wal) == 0:  # nothing committed outside the main file
+                    size = live.stat().st_size
+                    copied, crc = _copy_chunks(live, target, progress)
+                    if copied != size:
+                        raise BackupError(f"copied {copied} bytes of {live}, the file has {size}")
+                    return size, crc
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+        return None
+    except sqlite3.Error as exc:
+        raise BackupError(f"file backup of {live} failed: {exc}") from exc
+    except OSError as exc:
+        raise BackupError(f"file backup of {live} failed: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    """Move the WAL's frames into the main file and truncate the WAL (waits for readers of older
+    snapshots up to the busy timeout; when they outlast it the WAL stays and the caller retries)."""
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+
+def _wal_size(wal: Path) -> int:
+    try:
+        return wal.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+#: Run by a child process (standard library only): copies argv[1] to the new file argv[2] in chunks
+#: of argv[3] bytes, fsyncs it and prints progress lines and finally "copied <bytes> <crc32>". A
+#: thread reads ahead into a few buffers while the main thread checksums and writes, so reading the
+#: source goes on while writes wait for the disk.
+_CHUNK_COPIER = """
+import os, queue, sys, threading, zlib
+source, target, chunk = sys.argv[1], sys.argv[2], int(sys.argv[3])
+empty, filled, failed = queue.Queue(), queue.Queue(), []
+for _ in range(4):
+    empty.put(bytearray(chunk))
+
+def read_ahead(src):
+    try:
+        while True:
+            buffer = empty.get()
+            n = src.readinto(buffer)
+            filled.put((buffer, n))
+            if not n:
+                return
+    except BaseException as exc:
+        failed.append(exc)
+        filled.put((None, 0))
+
+with open(source, "rb", buffering=0) as src, open(target, "xb", buffering=0) as dst:
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(src.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    total = os.fstat(src.fileno()).st_size
+    reader = threading.Thread(target=read_ahead, args=(src,), daemon=True)
+    reader.start()
+    done = crc = 0
+    while True:
+        buffer, n = filled.get()
+        if not n:
+            break
+        with memoryview(buffer)[:n] as view:
+            crc = zlib.crc32(view, crc)
+            written = 0
+            while written < n:
+                written += dst.write(view[written:])
+        empty.put(buffer)
+        done += n
+        print("progress", done, total, flush=True)
+    reader.join()
+    if failed:
+        raise failed[0]
+    os.fsync(dst.fileno())
+print("copied", done, crc, flush=True)
+"""
+
+
+def _copy_chunks(source: Path, target: Path, progress: CopyProgress | None) -> tuple[int, int]:
+    """Copy ``source`` to ``target`` in a child process; returns (bytes copied, CRC-32 of them).
+
+    A child, because closing a descriptor of the database file in this process would release the
+    POSIX locks SQLite holds on that file here (the write lock of the caller among them)."""
+    child = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", _CHUNK_COPIER, str(source), str(target), str(FILE_CHUNK)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    result = None
+    try:
+        assert child.stdout is not None and child.stderr is not None
+        for line in child.stdout:
+            word, *numbers = line.split()
+            if word == "progress" and progress:
+                progress(int(numbers[0]), int(numbers[1]))
+            elif word == "copied":
+                result = int(numbers[0]), int(numbers[1])
+        errors = child.stderr.read()
+        child.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        for pipe in (child.stdout, child.stderr):
+            if pipe is not None:
+                pipe.close()
+    if child.returncode != 0 or result is None:
+        last = errors.strip().splitlines()[-1:] or [f"exit {child.returncode}"]
+        raise OSError(f"copying {source} to {target.name} failed: {last[0]}")
+    return result
 
 
 def _online_copy(source: Path, target: Path, progress: CopyProgress | None, pages_per_step: int) -> None:

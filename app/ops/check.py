@@ -18,7 +18,9 @@ for the ops page. This module never changes plan content.
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from operator import itemgetter
@@ -30,9 +32,10 @@ from sqlalchemy.exc import DBAPIError
 
 from app.db import get_engine, now_ms
 from app.errors import PlanNotFound
+from app.ops.parallel import map_versions, store_for
 from app.planning import documents as docs
-from app.planning.model import CORE_ARTIFACTS, PlanContent
-from app.storage import codec_artifacts
+from app.planning.model import CORE_ARTIFACTS, PSI_ARTIFACTS, PlanContent
+from app.storage import codec_artifacts, digests
 from app.storage.codec_series import KNOWN_DOCUMENTS
 from app.storage.plans import PlanStore
 from app.storage.schema import plan_artifacts, plan_series, plan_versions
@@ -116,15 +119,29 @@ class CheckReport:
 
 
 def check_database(
-    engine: Engine | None = None, version_id: str | None = None, progress: Progress | None = None
+    engine: Engine | None = None,
+    version_id: str | None = None,
+    progress: Progress | None = None,
+    *,
+    deep: bool = False,
+    jobs: int | None = None,
 ) -> CheckReport:
     """Check the whole database, or only ``version_id`` (then the database-level pragmas are skipped
-    and nothing is recorded). Raises ``PlanNotFound`` for an unknown ``version_id``."""
+    and nothing is recorded). Raises ``PlanNotFound`` for an unknown ``version_id``.
+
+    Versions are checked in ``jobs`` processes (default: one per core, at most four) while SQLite's own
+    integrity check runs in a thread beside them; ``deep`` decodes every version even when its certified
+    digests match."""
     engine = engine or get_engine()
     report = CheckReport()
+    pragmas: dict[str, list[Problem]] = {}
+    walker = None
     if version_id is None:
         report.database_checked = True
-        report.problems += database_problems(engine)
+        walker = threading.Thread(
+            target=lambda: pragmas.update(found=database_problems(engine)), name="scpln-db-pragmas"
+        )
+        walker.start()
     try:
         versions = _catalogue(engine, version_id)
     except PlanNotFound:
@@ -132,21 +149,33 @@ def check_database(
     except Exception as exc:  # a damaged catalogue is a finding too
         report.problems.append(Problem(None, "catalogue_unreadable", _short(exc)))
         versions = []
-    store = PlanStore(engine)
-    ready = [v for v in versions if v["status"] == "ready"]
-    for i, info in enumerate(ready):
+    ready = [v["version_id"] for v in versions if v["status"] == "ready"]
+    check_one = functools.partial(_check_in_worker, deep=deep)
+    for i, found in enumerate(map_versions(check_one, engine, ready, jobs)):
         if progress:
-            progress(f"version {info['version_id']}", int(100 * i / max(len(ready), 1)))
-        try:
-            report.problems += check_version(store, info)
-        except Exception as exc:  # a read that fails halfway is reported, and the check goes on
-            report.problems.append(Problem(info["version_id"], "unreadable", _short(exc)))
+            progress(f"version {ready[i]}", int(100 * i / max(len(ready), 1)))
+        report.problems += found
         report.versions_checked += 1
+    if walker is not None:
+        walker.join()
+        report.problems[:0] = pragmas.get(
+            "found", [Problem(None, "integrity_check", "the database-level check did not finish")]
+        )
     if progress:
         progress("done", 100)
     if version_id is None:
         _record(engine, report)
     return report
+
+
+def _check_in_worker(url: str, version_id: str, deep: bool = False) -> list[Problem]:
+    """One version's problems, in a worker process (or here); a read that fails halfway is reported."""
+    store = store_for(url)
+    try:
+        info = _catalogue(store.engine, version_id)[0]
+        return check_version(store, info, deep=deep)
+    except Exception as exc:
+        return [Problem(version_id, "unreadable", _short(exc))]
 
 
 def last_check(engine: Engine | None = None) -> dict[str, Any] | None:
@@ -198,9 +227,13 @@ def _owner_of(conn: Any, table: str, rowid: int | None) -> str | None:
 
 
 def _catalogue(engine: Engine, version_id: str | None) -> list[dict[str, Any]]:
-    query = select(plan_versions.c.version_id, plan_versions.c.status, plan_versions.c.storage_mode).order_by(
-        plan_versions.c.created_at, plan_versions.c.version_id
-    )
+    query = select(
+        plan_versions.c.version_id,
+        plan_versions.c.status,
+        plan_versions.c.storage_mode,
+        plan_versions.c.rows_digest,
+        plan_versions.c.artifacts_digest,
+    ).order_by(plan_versions.c.created_at, plan_versions.c.version_id)
     if version_id is not None:
         query = query.where(plan_versions.c.version_id == version_id)
     try:
@@ -211,7 +244,10 @@ def _catalogue(engine: Engine, version_id: str | None) -> list[dict[str, Any]]:
         hint = " NOT INDEXED" if engine.dialect.name == "sqlite" else ""
         with engine.connect() as conn:
             found = conn.execute(
-                text(f"SELECT version_id, status, storage_mode, created_at FROM plan_versions{hint}")
+                text(
+                    "SELECT version_id, status, storage_mode, rows_digest, artifacts_digest, created_at "
+                    f"FROM plan_versions{hint}"
+                )
             )
             rows = sorted((dict(r._mapping) for r in found), key=lambda r: (r["created_at"], r["version_id"]))
         if version_id is not None:
@@ -221,8 +257,11 @@ def _catalogue(engine: Engine, version_id: str | None) -> list[dict[str, Any]]:
     return rows
 
 
-def check_version(store: PlanStore, info: Mapping[str, Any]) -> list[Problem]:
-    """Every problem of one ready version (``info``: its ``version_id`` and ``storage_mode``)."""
+def check_version(store: PlanStore, info: Mapping[str, Any], deep: bool = False) -> list[Problem]:
+    """Every problem of one ready version (``info``: its ``version_id``, ``storage_mode`` and recorded
+    digests). A version whose certified digest pair still matches both encodings (and whose PSI
+    documents agree) is whole without decoding; otherwise, or with ``deep``, both are decoded, compared
+    and checked against the plan identities."""
     vid = info["version_id"]
     mode = info["storage_mode"] or "files"
     problems: list[Problem] = []
@@ -242,6 +281,8 @@ def check_version(store: PlanStore, info: Mapping[str, Any]) -> list[Problem]:
         missing = [n for n in CORE_ARTIFACTS if n not in texts]
         if missing:
             problem("missing_artifact", f"storage mode {mode} but no {', '.join(missing)}", "artifacts")
+    if not deep and not problems and levels and texts and _certified_pair_holds(store, info, texts):
+        return problems
 
     rows_content = None
     if levels:
@@ -275,6 +316,24 @@ def check_version(store: PlanStore, info: Mapping[str, Any]) -> list[Problem]:
         for kind, detail in identity_problems(content):
             problem(kind, detail, label)
     return problems
+
+
+def _certified_pair_holds(store: PlanStore, info: Mapping[str, Any], texts: Mapping[str, str]) -> bool:
+    """True when the version has a certified digest pair, both encodings still hash to it, and the
+    PSI documents (which no digest covers) are the same in both."""
+    rows_digest, artifacts_digest = info.get("rows_digest"), info.get("artifacts_digest")
+    if not rows_digest or not artifacts_digest or digests.artifacts_digest(texts) != artifacts_digest:
+        return False
+    if store.rows_digest_now(info["version_id"]) != rows_digest:
+        return False
+    psi = store.read_psi_documents(info["version_id"])
+    for name in PSI_ARTIFACTS:
+        held = psi.get(name)
+        if (held is None) != (name not in texts):
+            return False
+        if held is not None and docs.artifact_text(name, held) != texts[name]:
+            return False
+    return True
 
 
 def _level_counts(engine: Engine, vid: str) -> dict[str, int]:

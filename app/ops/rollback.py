@@ -41,8 +41,9 @@ from app.config import get_settings, resolve_path
 from app.db import get_engine, now_ms
 from app.errors import ScplnError
 from app.ops import backfill, backup, check, intake
+from app.ops.parallel import map_versions, store_for
 from app.planning.model import CORE_ARTIFACTS, PlanParams
-from app.storage import codec_artifacts
+from app.storage import codec_artifacts, digests
 from app.storage import settings as st
 from app.storage.plans import PlanStore
 from app.storage.schema import plan_artifacts, plan_versions, runs
@@ -250,8 +251,10 @@ def rollback(
     snapshot_versions: int = 5,
     actor: str = "scpln rollback",
     progress: Progress | None = None,
+    jobs: int | None = None,
 ) -> OpsReport:
-    """Fall back from the PlanRepository to ``plan_artifacts`` (the whole seed runbook §4).
+    """Fall back from the PlanRepository to ``plan_artifacts`` (the whole seed runbook §4). ``jobs``:
+    processes assessing versions (default: one per core, at most four).
 
     Relative paths are taken from the repository root, like ``SCPLN_DB``. Raises ``RollbackFailed``
     when verification fails; intake then stays paused and the state file lets a later run resume.
@@ -263,7 +266,7 @@ def rollback(
     state = _State(resolve_path(state_file), "rollback", dry_run)
     step = progress or (lambda _s, _p: None)
     if dry_run:
-        report.plan = _rollback_plan(store, state, cutover_ts, snapshot_versions)
+        report.plan = _rollback_plan(store, state, cutover_ts, snapshot_versions, jobs)
         report.seconds = time.perf_counter() - started
         return report
     phase = _runner(state, report, ROLLBACK_PHASES, step)
@@ -277,7 +280,7 @@ def rollback(
     phase("pause", pause)
     report.backup_path = phase("backup", lambda: _backup(engine, backup_dir))
     report.snapshots = phase("snapshot", lambda: _snapshot(engine, resolve_path(tmp_dir), snapshot_versions))
-    outcome = phase("repair", lambda: _repair(store, state, step))
+    outcome = phase("repair", lambda: _repair(store, state, step, jobs))
     report.versions_checked = outcome["checked"]
     report.repaired = list(outcome["repaired"])
     report.kept_artifacts = dict(outcome["kept"])
@@ -301,7 +304,9 @@ def rollback(
     return report
 
 
-def _rollback_plan(store: PlanStore, state: _State, cutover_ts: int | None, n_snapshot: int) -> list[str]:
+def _rollback_plan(
+    store: PlanStore, state: _State, cutover_ts: int | None, n_snapshot: int, jobs: int | None = None
+) -> list[str]:
     """What a rollback would do, version by version; reads only."""
     lines = [
         f"{name}: already done in an earlier, unfinished run" for name in ROLLBACK_PHASES if state.done(name)
@@ -313,8 +318,8 @@ def _rollback_plan(store: PlanStore, state: _State, cutover_ts: int | None, n_sn
     ]
     versions = _ready_versions(store)
     counts: dict[str, int] = {}
-    for vid in versions:
-        verdict = _assess(store, vid)
+    for verdict in map_versions(_assess_in_worker, store.engine, versions, jobs):
+        vid = verdict["version_id"]
         counts[verdict["action"]] = counts.get(verdict["action"], 0) + 1
         if verdict["action"] != "ok":
             lines.append(f"version {vid}: {_ACTION_TEXT[verdict['action']]} ({verdict['why']})")
@@ -418,11 +423,21 @@ def _artifact_texts(engine: Engine, version_id: str) -> dict[str, str]:
 
 
 def _assess(store: PlanStore, version_id: str) -> dict[str, Any]:
-    """What the repair phase does with one version, and why: ``ok`` (artifacts already hold what the
-    healthy rows hold, or there are no rows and the artifacts are sound), ``repair`` (with the texts to
-    write), ``keep`` (rows unhealthy, artifacts sound) or ``needs_restore``."""
+    """What the repair phase does with one version, and why: ``ok`` (artifacts still hash to the
+    version's certified digest, or hold what its healthy rows hold, or there are no rows and the
+    artifacts are sound), ``repair`` (with the texts to write), ``keep`` (rows unhealthy, artifacts
+    sound) or ``needs_restore``. ``rows_digest`` is set when healthy rows were read."""
     stored = _artifact_texts(store.engine, version_id)
-    rows_ok, rows_why, expected = _rows_health(store, version_id)
+    rows_recorded, artifacts_recorded = store.stored_digests(version_id)
+    if (
+        rows_recorded
+        and artifacts_recorded
+        and all(n in stored for n in CORE_ARTIFACTS)
+        and digests.artifacts_digest(stored) == artifacts_recorded
+    ):
+        # made from the same content as the rows and unchanged since: nothing to read or decode
+        return {"action": "ok", "why": "artifacts match their certified digest"}
+    rows_ok, rows_why, expected, rows_digest = _rows_health(store, version_id)
     if rows_ok:
         # The rows' canonical texts against the stored texts: equal texts are equal documents, so a
         # whole version is judged without decoding its artifacts.
@@ -432,8 +447,9 @@ def _assess(store: PlanStore, version_id: str) -> dict[str, Any]:
                 "action": "repair",
                 "why": f"artifacts missing or different: {', '.join(differ)}",
                 "texts": expected,
+                "rows_digest": rows_digest,
             }
-        return {"action": "ok", "why": "artifacts equal the rows"}
+        return {"action": "ok", "why": "artifacts equal the rows", "rows_digest": rows_digest}
     artifacts_why = _artifacts_problem(version_id, stored)
     if artifacts_why is None:
         if rows_why is None:
@@ -442,26 +458,34 @@ def _assess(store: PlanStore, version_id: str) -> dict[str, Any]:
     return {"action": "needs_restore", "why": f"{rows_why or 'no PlanRepository rows'}; {artifacts_why}"}
 
 
-def _rows_health(store: PlanStore, version_id: str) -> tuple[bool, str | None, dict[str, str] | None]:
-    """(healthy, why not — None when there are no rows at all, the rows' artifact texts)."""
+def _assess_in_worker(url: str, version_id: str) -> dict[str, Any]:
+    """:func:`_assess` in a worker process of :func:`app.ops.parallel.map_versions`."""
+    verdict = _assess(store_for(url), version_id)
+    verdict["version_id"] = version_id
+    return verdict
+
+
+def _rows_health(store: PlanStore, version_id: str) -> tuple[bool, str | None, dict[str, str] | None, str | None]:  # fmt: skip
+    """(healthy, why not — None when there are no rows at all, the rows' artifact texts, the digest of
+    the rows read)."""
     if not store.has_rows(version_id):
-        return False, None, None
+        return False, None, None, None
     try:
-        content = store.read_rows(version_id)
+        content, rows_digest = store.read_rows_and_digest(version_id)
     except Exception as exc:  # noqa: BLE001 - undecodable rows are unhealthy, not fatal
-        return False, f"rows do not decode: {_short(exc)}", None
+        return False, f"rows do not decode: {_short(exc)}", None, None
     if content is None:
-        return False, None, None
+        return False, None, None, None
     missing = [n for n in CORE_ARTIFACTS if n not in content.documents]
     if missing:
-        return False, f"rows lack {', '.join(missing)}", None
+        return False, f"rows lack {', '.join(missing)}", None, None
     problems = check.identity_problems(content)
     if problems:
-        return False, f"rows break {problems[0][0]}: {_short(problems[0][1])}", None
+        return False, f"rows break {problems[0][0]}: {_short(problems[0][1])}", None, None
     try:  # decoded rows have the declared shapes already; only the text is made here
-        return True, None, codec_artifacts.encode(content, validated=True)
+        return True, None, codec_artifacts.encode(content, validated=True), rows_digest
     except (ValueError, TypeError) as exc:
-        return False, f"rows do not encode: {_short(exc)}", None
+        return False, f"rows do not encode: {_short(exc)}", None, None
 
 
 def _artifacts_problem(version_id: str, stored: dict[str, str]) -> str | None:
@@ -484,27 +508,31 @@ def _short(exc: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _repair(store: PlanStore, state: _State, step: Progress) -> dict[str, Any]:
-    """Make every version readable from artifacts, version by version; each version is one
-    transaction and is recorded in the state file, so a resumed run continues after the last one."""
+def _repair(store: PlanStore, state: _State, step: Progress, jobs: int | None = None) -> dict[str, Any]:
+    """Make every version readable from artifacts. Versions are assessed in ``jobs`` worker processes
+    (reading and decoding rows is the expensive part) and written here, each in its own transaction and
+    recorded in the state file, so a resumed run continues after the last one written."""
     progress = state.data.setdefault(
         "repair", {"done": [], "proven": [], "repaired": [], "kept": {}, "needs_restore": {}}
     )
     done = set(progress["done"])
     versions = _ready_versions(store)
+    todo = [vid for vid in versions if vid not in done]
     written = 0
-    for i, vid in enumerate(versions):
-        if vid in done:
-            continue
-        step(f"repair {vid}", int(100 * (3 + i / max(len(versions), 1)) / len(ROLLBACK_PHASES)))
-        verdict = _assess(store, vid)
+    for i, verdict in enumerate(map_versions(_assess_in_worker, store.engine, todo, jobs)):
+        vid = verdict["version_id"]
+        step(f"repair {vid}", int(100 * (3 + (len(done) + i) / max(len(versions), 1)) / len(ROLLBACK_PHASES)))
         if verdict["action"] == "repair":
             with store.engine.begin() as conn:
                 for name, payload in verdict["texts"].items():
                     _replace_artifact(conn, vid, name, payload)
+                store.certify(conn, vid, verdict["rows_digest"])  # the texts were made from these rows
             progress["repaired"].append(vid)
             written += 1
             _crash_point(f"repair:{written}")
+        elif verdict["action"] == "ok" and verdict.get("rows_digest"):
+            with store.engine.begin() as conn:  # rows and artifacts were found equal: remember it
+                store.certify(conn, vid, verdict["rows_digest"])
         elif verdict["action"] == "keep":
             progress["kept"][vid] = verdict["why"]
         elif verdict["action"] == "needs_restore":
@@ -627,8 +655,10 @@ def rollforward(
     dry_run: bool = False,
     actor: str = "scpln rollforward",
     progress: Progress | None = None,
+    jobs: int | None = None,
 ) -> OpsReport:
-    """Back to the PlanRepository: backfill rows, check both encodings agree, clear the pin.
+    """Back to the PlanRepository: backfill rows, check both encodings agree, clear the pin. ``jobs``:
+    processes checking versions (default: one per core, at most four).
 
     When the backfill or the check fails, intake is reopened (still on the pin, so in files mode), the
     pin stays, the report says why (``ok`` False) and the next run starts again from the beginning.
@@ -677,7 +707,7 @@ def rollforward(
         return give_up(
             "backfill failed; the storage pin stays on files:\n" + "\n".join(backfilled["problems"])
         )
-    checked = phase("check", lambda: _check(engine, step))
+    checked = phase("check", lambda: _check(engine, step, jobs))
     report.check_problems = checked["problems"]
     if not checked["ok"]:
         return give_up("db check failed; the storage pin stays on files:\n" + checked["text"])
@@ -697,7 +727,7 @@ def _backfill(engine: Engine, state_path: Path) -> dict[str, Any]:
     return {"backfilled": len(result.backfilled), "problems": problems}
 
 
-def _check(engine: Engine, step: Progress) -> dict[str, Any]:
-    result = check.check_database(engine)
+def _check(engine: Engine, step: Progress, jobs: int | None = None) -> dict[str, Any]:
+    result = check.check_database(engine, jobs=jobs)
     step("check", int(100 * 3 / len(ROLLFORWARD_PHASES)))
     return {"ok": result.ok, "problems": len(result.problems), "text": result.as_text()}

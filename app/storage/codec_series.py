@@ -675,6 +675,21 @@ def _decode_psi(
     return out
 
 
+def decode_psi(
+    version_id: str,
+    schema_version: int,
+    markers: Iterable[Row],
+    overrides: Iterable[Row],
+    events: Iterable[Row],
+    approval: str | None,
+) -> dict[str, Any]:
+    """The PSI documents held by a version's rows alone: ``psi`` level rows (``seq, label, extra_json``),
+    override and event rows, and the approval."""
+    return _decode_psi(
+        version_id, schema_version, _in_seq_order("psi", markers), list(overrides), list(events), approval
+    )
+
+
 def decode_level_rows(level: str, rows: Iterable[Row]) -> list[dict[str, Any]]:
     """The artifact rows of one ``plan_series`` level (the PSI base values read one level at a time)."""
     spec = next((lv for lv in LEVELS if lv.name == level), None)

@@ -24,7 +24,7 @@ from app.db import get_engine, now_ms
 from app.errors import EncodingMissing, PlanNotFound, StorageError, VersionConflict
 from app.planning import derive
 from app.planning.model import DERIVED_ARTIFACTS, PlanContent
-from app.storage import codec_artifacts, codec_series
+from app.storage import codec_artifacts, codec_series, digests
 from app.storage.schema import (
     plan_artifacts,
     plan_kpis,
@@ -146,6 +146,9 @@ class PlanStore:
                     input_dir=input_dir,
                     storage_mode=mode, note=note, parent_version_id=parent_version_id, error=None,
                     schema_version=rows.schema_version if rows else _schema_version(content),
+                    # both encodings are made from this one content: in both mode they are a certified pair
+                    rows_digest=digests.series_digest(rows) if rows is not None else None,
+                    artifacts_digest=digests.artifacts_digest(texts) if texts else None,
                 )  # fmt: skip
                 if existing:
                     conn.execute(
@@ -183,8 +186,13 @@ class PlanStore:
             seconds,
         )
 
-    def write_artifacts(self, content: PlanContent, conn: Connection | None = None) -> list[str]:
-        """Replace a version's artifacts (rollback repair). The version row must exist."""
+    def write_artifacts(
+        self, content: PlanContent, conn: Connection | None = None, *, rows_digest: str | None = None
+    ) -> list[str]:
+        """Replace a version's artifacts with those of ``content``. The version row must exist.
+
+        ``rows_digest``: the content was decoded from the version's rows, whose digest this is; the two
+        encodings are then recorded as a certified pair. Without it the artifacts digest is cleared."""
         texts = codec_artifacts.encode(content)
         with self._tx(conn) as c:
             self._require(c, content.version_id)
@@ -194,15 +202,35 @@ class PlanStore:
                 )
             )
             self._insert_artifacts(c, content.version_id, texts, now_ms())
+            if rows_digest is not None:
+                self.certify(c, content.version_id, rows_digest)
+            else:
+                digests.set_artifacts(c, content.version_id, None)
         return sorted(texts)
 
+    def certify(self, conn: Connection, version_id: str, rows_digest: str | None = None) -> str:
+        """Record the version's rows digest (by default the one :meth:`write_rows` just recorded) and
+        the digest of its stored artifacts as a certified pair: the caller has just made one encoding
+        from the other. Returns the artifacts digest."""
+        if rows_digest is None:
+            rows_digest = conn.execute(
+                select(plan_versions.c.rows_digest).where(plan_versions.c.version_id == version_id)
+            ).scalar_one()
+        stored = self._artifact_texts(conn, version_id, None)
+        value = digests.artifacts_digest(stored)
+        digests.record(conn, version_id, rows=rows_digest, artifacts=value)
+        return value
+
     def write_rows(self, content: PlanContent, conn: Connection | None = None) -> int:
-        """Replace a version's series and KPI rows (backfill). Overrides and events are never touched."""
+        """Replace a version's series and KPI rows (backfill). Overrides and events are never touched.
+        The rows digest is recorded and the artifacts digest cleared (see :meth:`certify`)."""
         rows = codec_series.encode(content)
         with self._tx(conn) as c:
             self._require(c, content.version_id)
             self.delete_rows(content.version_id, c)
             self._insert_rows(c, content.version_id, rows, now_ms())
+            # the artifacts no longer vouch for these rows until the caller certifies the pair
+            digests.record(c, content.version_id, rows=digests.series_digest(rows), artifacts=None)
             if not has_psi_rows(c, content.version_id):  # PSI rows already there are never replaced
                 self._insert_psi(c, content.version_id, rows)
             # Rows are decoded with the catalogue's params and schema version as the documents' header;
@@ -298,6 +326,64 @@ class PlanStore:
 
     def read_rows(self, version_id: str) -> PlanContent | None:
         """Decode the PlanRepository rows of a version, or None when it has none."""
+        return self.read_rows_and_digest(version_id)[0]
+
+    def read_rows_and_digest(self, version_id: str) -> tuple[PlanContent | None, str | None]:
+        """The decoded rows of a version and the digest of the rows as read (None, None without rows)."""
+        fetched = self._fetch_rows(version_id)
+        if fetched is None:
+            return None, None
+        head, levels, kpis, overrides, events = fetched
+        params = json.loads(head.params_json) if head.params_json else {}
+        content = codec_series.decode(
+            version_id, params, head.schema_version, levels, kpis,
+            overrides=overrides, events=events, approval=head.approval,
+        )  # fmt: skip
+        return content, digests.rows_digest(levels, kpis)
+
+    def rows_digest_now(self, version_id: str) -> str | None:
+        """The digest of the version's content rows as stored now (None when it has none); nothing is
+        decoded."""
+        fetched = self._fetch_rows(version_id, psi=False)
+        return None if fetched is None else digests.rows_digest(fetched[1], fetched[2])
+
+    def read_psi_documents(self, version_id: str) -> dict[str, Any]:
+        """The PSI documents the PlanRepository holds for a version (none when it has no PSI state)."""
+        columns = ", ".join(codec_series.LEVEL_COLUMNS["psi"])
+        with self.engine.connect() as conn:
+            head = conn.execute(
+                select(plan_versions.c.schema_version, plan_versions.c.approval).where(
+                    plan_versions.c.version_id == version_id
+                )
+            ).first()
+            if head is None:
+                raise PlanNotFound(f"plan version {version_id!r} does not exist")
+            raw = _cursor(conn)
+            raw.execute(
+                f"SELECT {columns} FROM plan_series WHERE version_id = {self._ph} AND level = 'psi' "
+                "ORDER BY seq",
+                (version_id,),
+            )
+            markers = raw.fetchall()
+            overrides, events = read_psi_rows(conn, version_id)
+        return codec_series.decode_psi(
+            version_id, head.schema_version, markers, overrides, events, head.approval
+        )
+
+    def stored_digests(self, version_id: str) -> tuple[str | None, str | None]:
+        """The recorded (rows, artifacts) digests of a version."""
+        query = select(plan_versions.c.rows_digest, plan_versions.c.artifacts_digest).where(
+            plan_versions.c.version_id == version_id
+        )
+        with self.engine.connect() as conn:
+            found = conn.execute(query).first()
+        if found is None:
+            raise PlanNotFound(f"plan version {version_id!r} does not exist")
+        return found[0], found[1]
+
+    def _fetch_rows(self, version_id: str, psi: bool = True) -> tuple[Any, dict[str, list[tuple]], list[tuple], list, list] | None:  # fmt: skip
+        """The catalogue head and the raw rows of a version, one level at a time in ``LEVEL_COLUMNS``
+        order, straight from the DBAPI cursor (None when it has no rows)."""
         with self.engine.connect() as conn:
             head = conn.execute(
                 select(
@@ -323,14 +409,10 @@ class PlanStore:
                 (version_id,),
             )
             kpis = raw.fetchall()
-            overrides, events = read_psi_rows(conn, version_id)
+            overrides, events = read_psi_rows(conn, version_id) if psi else ([], [])
         if not levels and not kpis:
             return None
-        params = json.loads(head.params_json) if head.params_json else {}
-        return codec_series.decode(
-            version_id, params, head.schema_version, levels, kpis,
-            overrides=overrides, events=events, approval=head.approval,
-        )  # fmt: skip
+        return head, levels, kpis, overrides, events
 
     def read_artifacts(self, version_id: str, names: Sequence[str] | None = None) -> PlanContent | None:
         """Decode the artifacts of a version (only ``names`` when given), or None when it has none.
@@ -396,6 +478,7 @@ class PlanStore:
                     f"plan {version_id}: recomputed derived artifacts are invalid: {exc}"
                 ) from exc
             self._insert_artifacts(conn, version_id, texts, now_ms())
+            digests.set_artifacts(conn, version_id, None)
         return sorted(texts)
 
     def _artifact_texts(

@@ -73,6 +73,9 @@ plan_versions = Table(
     Column("note", Text),
     Column("schema_version", Integer),
     Column("error", Text),
+    # SHA-256 of the content rows and of the plan artifact texts (app.storage.digests; revision 0004)
+    Column("rows_digest", String(64)),
+    Column("artifacts_digest", String(64)),
     Index(None, "created_at"),
 )
 

@@ -29,7 +29,7 @@ from app.ops import check
 from app.ops.rollback import VERIFY_NOTE, content_checksums, rollback, rollforward
 from app.planning.model import CORE_ARTIFACTS, PLAN_ARTIFACTS, PSI_ARTIFACTS
 from app.service import PlanRequest, run_plan
-from app.storage import codec_artifacts, overrides
+from app.storage import codec_artifacts, digests, overrides
 from app.storage import settings as st
 from app.storage.plans import PlanStore
 from app.storage.schema import plan_artifacts, plan_series, plan_versions, runs
@@ -117,6 +117,8 @@ def build_scenario(path: Path) -> Scenario:
             .values(json_text=json.dumps(changed))
         )
     corrupt_rows(store, "rb-rows-bad")
+    with store.engine.begin() as conn:  # stored before content digests were recorded (revision 0004)
+        digests.clear(conn, ["rb-rows-bad"])
     corrupt_rows(store, "rb-broken")
     drop_artifacts(store, "rb-broken", "plan_final.json")
     with store.engine.connect() as conn:

@@ -32,6 +32,7 @@ from app.ops.rollback import (
     content_checksums,
     rollback,
 )
+from app.storage import digests
 from app.storage import settings as st
 from app.storage.schema import runs
 from tests.conftest import ROOT
@@ -68,6 +69,8 @@ def _before_rollback(store) -> None:
         plan(store, vid, mode)
     drop_artifacts(store, "c-missing")
     corrupt_rows(store, "c-bad")
+    with store.engine.begin() as conn:  # stored before content digests were recorded: rows are read
+        digests.clear(conn, ["c-bad"])
     created = store.get_version("c-missing").created_at
     with store.engine.begin() as conn:
         for run_id, job, ts in (("r-old", "j-old", created - 1000), ("r-new", "j-new", created + 1)):

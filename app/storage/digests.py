@@ -1,0 +1,135 @@
+"""Content digests of a version's two encodings, so checks can tell them intact without decoding.
+
+Owns two SHA-256 digests kept in ``plan_versions``:
+
+- ``rows_digest``: the version's PlanRepository content rows — every ``plan_series`` level but the PSI
+  markers, in ``LEVEL_COLUMNS`` order and ``seq`` order, then ``plan_kpis`` — hashed column by column.
+  Values are normalized to the types the databases hand back (DOUBLE → float, BIGINT/BOOLEAN/INTEGER →
+  int, text → str), so the digest made from the rows the codec writes equals the digest of the rows
+  read back, on SQLite and on PostgreSQL alike.
+- ``artifacts_digest``: the texts of the plan artifacts (the core five and the two derived ones,
+  whichever are stored), by name.
+
+PSI overrides and events are edited in place, so neither digest covers them; checks compare them in full
+(they are small).
+
+**Certified pair.** When both columns are set, the two encodings were written from one and the same
+content: by a ``both``-mode write, by a rollback repair that made the artifacts from rows whose digest
+matched, or by a backfill that made the rows from the artifacts. A check that recomputes both digests and
+finds them equal to the pair knows, without decoding, that both encodings still hold that content. Any
+other change of one encoding clears the digests it can no longer vouch for (:func:`clear`); the next check
+of that version decodes it in full.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import BigInteger, Boolean, Connection, Double, Integer, update
+
+from app.planning.model import PLAN_ARTIFACTS
+from app.storage import codec_series
+from app.storage.schema import plan_kpis, plan_series, plan_versions
+
+#: Levels the rows digest covers, in the order they are hashed (PSI markers change with PSI edits).
+DIGEST_LEVELS = tuple(level for level in codec_series.LEVEL_COLUMNS if level != "psi")
+
+Row = Sequence[Any]
+
+
+def _kind(column: Any) -> str:
+    if isinstance(column.type, Double):
+        return "float"
+    if isinstance(column.type, (BigInteger, Integer, Boolean)):
+        return "int"
+    return "str"
+
+
+_LEVEL_KINDS = {
+    level: tuple(_kind(plan_series.c[name]) for name in columns)
+    for level, columns in codec_series.LEVEL_COLUMNS.items()
+}
+_KPI_KINDS = tuple(_kind(plan_kpis.c[name]) for name in codec_series.KPI_COLUMNS)
+_EXPECTED = {"float": {float, type(None)}, "int": {int, type(None)}, "str": {str, type(None)}}
+
+
+def _normalized(kind: str, values: Sequence[Any]) -> Sequence[Any]:
+    """A column's values as the databases return them (only columns with other types are converted)."""
+    if set(map(type, values)) <= _EXPECTED[kind]:
+        return values
+    if kind == "float":
+        return [None if v is None else float(v) for v in values]
+    if kind == "int":
+        return [None if v is None else int(v) for v in values]
+    return [None if v is None else str(v) for v in values]
+
+
+def _hash_table(digest: Any, name: str, kinds: Sequence[str], rows: list[Row]) -> None:
+    digest.update(f"\x1e{name}\x1f{len(rows)}\x1f{len(kinds)}\x1e".encode())
+    if not rows:
+        return
+    if any(rows[i][0] > rows[i + 1][0] for i in range(len(rows) - 1)):
+        rows = sorted(rows, key=lambda r: r[0])  # seq order (the codec writes it so already)
+    for kind, values in zip(kinds, zip(*rows, strict=True), strict=True):
+        digest.update(orjson.dumps(_normalized(kind, values)))
+        digest.update(b"\x1f")
+
+
+def rows_digest(levels: Mapping[str, list[Row]], kpis: list[Row]) -> str:
+    """The digest of content rows: ``levels`` maps a level to tuples in ``LEVEL_COLUMNS[level]`` order,
+    ``kpis`` are tuples in ``KPI_COLUMNS`` order (as the codec encodes and the store reads them)."""
+    digest = hashlib.sha256(b"scpln rows digest 1")
+    for level in DIGEST_LEVELS:
+        _hash_table(digest, level, _LEVEL_KINDS[level], list(levels.get(level, ())))
+    _hash_table(digest, "plan_kpis", _KPI_KINDS, list(kpis))
+    return digest.hexdigest()
+
+
+def series_digest(rows: codec_series.SeriesRows) -> str:
+    """The rows digest of what the codec is about to write."""
+    return rows_digest(rows.levels, rows.kpis)
+
+
+def artifacts_digest(texts: Mapping[str, str]) -> str:
+    """The digest of the stored plan artifact texts (PSI documents and unknown names are not covered)."""
+    digest = hashlib.sha256(b"scpln artifacts digest 1")
+    for name in sorted(n for n in texts if n in PLAN_ARTIFACTS):
+        body = texts[name].encode("utf-8")
+        digest.update(f"\x1e{name}\x1f{len(body)}\x1e".encode())
+        digest.update(body)
+    return digest.hexdigest()
+
+
+def record(conn: Connection, version_id: str, *, rows: str | None, artifacts: str | None) -> None:
+    """Set both digests of a version (None clears one)."""
+    conn.execute(
+        update(plan_versions)
+        .where(plan_versions.c.version_id == version_id)
+        .values(rows_digest=rows, artifacts_digest=artifacts)
+    )
+
+
+def set_artifacts(conn: Connection, version_id: str, value: str | None) -> None:
+    conn.execute(
+        update(plan_versions).where(plan_versions.c.version_id == version_id).values(artifacts_digest=value)
+    )
+
+
+def set_rows(conn: Connection, version_id: str, value: str | None) -> None:
+    conn.execute(
+        update(plan_versions).where(plan_versions.c.version_id == version_id).values(rows_digest=value)
+    )
+
+
+def clear(conn: Connection, version_ids: Iterable[str]) -> None:
+    """Forget both digests: the versions' encodings changed in a way no digest vouches for."""
+    ids = list(version_ids)
+    if ids:
+        conn.execute(
+            update(plan_versions)
+            .where(plan_versions.c.version_id.in_(ids))
+            .values(rows_digest=None, artifacts_digest=None)
+        )
