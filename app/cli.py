@@ -711,8 +711,9 @@ def db_backup(
             "--method",
             help="SQLite only. 'online': the backup API in steps, writers keep going. 'file': "
             "checkpoint the WAL, hold the write lock and copy the file as bytes (much faster on big "
-            "databases; readers go on, writers wait for the copy, at most their 30 s busy timeout; "
-            "falls back to 'online' when writers never pause).",
+            "databases). Readers go on; writers wait for the copy and fail after their 30 s busy "
+            "timeout, so pause writers on big databases. Falls back to 'online' when writers never "
+            "pause.",
         ),
     ] = _BackupMethod.online,
     verify: Annotated[

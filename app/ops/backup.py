@@ -11,12 +11,14 @@ copy back:
   the write lock held and the WAL empty, no other connection can commit or checkpoint anything, so
   the main file alone is the whole committed database and stays unchanged while it is copied as
   plain bytes in large chunks (a CRC-32 of the bytes is taken as they are read, the copy is
-  fsynced). Readers are not blocked; a writer waits at most the copy time, which must stay under
-  its 30 s busy timeout (a 9 GB file copies in well under that on local disk). When a writer
-  commits between the checkpoint and the lock, the lock is released and the attempt repeated a few
-  times, then the online method is used instead. The lock is released on every path. The bytes are
-  read by a short-lived child process: closing a descriptor of the database file in this process
-  would drop the POSIX locks SQLite holds on it here, ours included.
+  fsynced). Readers are not blocked. A writer waits until the copy ends; with the application's
+  30 s busy timeout it fails ("database is locked") if the copy takes longer, which a file of
+  several GB can (a 9.2 GB file took 15 to 33 s on a shared test machine), so on big databases use
+  this method with writers paused, as the rollback does. When a writer commits between the
+  checkpoint and the lock, the lock is released and the attempt repeated a few times, then the
+  online method is used instead. The lock is released on every path. The bytes are read by a
+  short-lived child process: closing a descriptor of the database file in this process would drop
+  the POSIX locks SQLite holds on it here, ours included.
 - Verification ``full`` (the default): ``PRAGMA integrity_check`` on the copy, which must also hold
   the ``plan_versions`` table. Verification ``copy`` (method ``file`` only): the copy is read back
   after the fsync (normally from the page cache), its CRC-32 and size must equal those taken from the
@@ -319,9 +321,7 @@ def _file_copy(live: Path, target: Path, progress: CopyProgress | None) -> tuple
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
         return None
-    except sqlite3.Error as exc:
-        raise BackupError(f"file backup of {live} failed: {exc}") from exc
-    except OSError as exc:
+    except (sqlite3.Error, OSError) as exc:
         raise BackupError(f"file backup of {live} failed: {exc}") from exc
     finally:
         conn.close()
