@@ -28,12 +28,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import select, text  # noqa: E402
 
 from app import db  # noqa: E402
 from app.ops import rollback as rb  # noqa: E402
 from app.planning.pipeline import plan_input_set  # noqa: E402
 from app.planning.samplegen import generate_sample  # noqa: E402
+from app.storage import digests  # noqa: E402
 from app.storage.plans import PlanStore  # noqa: E402
 from app.storage.schema import plan_artifacts, plan_kpis, plan_series, plan_versions  # noqa: E402
 
@@ -67,6 +68,15 @@ def build(workdir: Path, versions: int) -> tuple[PlanStore, dict[str, Any]]:
                     {"vid": vid, "first": first, "i": i, "old_id": f'"version_id":"{first}"',
                      "new_id": f'"version_id":"{vid}"'},
                 )  # fmt: skip
+            # the copies' documents name their own version, so their artifacts digest is their own too
+            texts = dict(
+                conn.execute(
+                    select(plan_artifacts.c.name, plan_artifacts.c.json_text).where(
+                        plan_artifacts.c.version_id == vid
+                    )
+                ).all()
+            )
+            digests.set_artifacts(conn, vid, digests.artifacts_digest(texts))
         stripped = ids[1::2]
         for vid in stripped:  # half the versions lose every artifact
             conn.execute(plan_artifacts.delete().where(plan_artifacts.c.version_id == vid))

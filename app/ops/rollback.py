@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -31,6 +32,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -278,8 +280,13 @@ def rollback(
         return _leave_maintenance(engine)
 
     phase("pause", pause)
-    report.backup_path = phase("backup", lambda: _backup(engine, backup_dir))
-    report.snapshots = phase("snapshot", lambda: _snapshot(engine, resolve_path(tmp_dir), snapshot_versions))
+    snapshot = functools.partial(_snapshot, engine, resolve_path(tmp_dir), snapshot_versions)
+    with ThreadPoolExecutor(1, thread_name_prefix="scpln-snapshot") as side:
+        # The snapshot only reads (through the sqlite3 shell or COPY), so it is taken while the backup
+        # copies; it is recorded after the backup, as the runbook orders them.
+        early = side.submit(snapshot) if not state.done("backup") and not state.done("snapshot") else None
+        report.backup_path = phase("backup", lambda: _backup(engine, backup_dir))
+        report.snapshots = phase("snapshot", early.result if early else snapshot)
     outcome = phase("repair", lambda: _repair(store, state, step, jobs))
     report.versions_checked = outcome["checked"]
     report.repaired = list(outcome["repaired"])
@@ -313,7 +320,8 @@ def _rollback_plan(
     ]
     lines += [
         "pause plan intake, maintenance on (SQLite WAL checkpointed into the main file)",
-        "online backup to backup/plan_db_prerollback_<YYYYMMDDHHMM>.db (pg_dump on PostgreSQL), verified",
+        "backup to backup/plan_db_prerollback_<YYYYMMDDHHMM>.db (SQLite: file copy under the write lock, "
+        "verified against its checksum; pg_dump on PostgreSQL), with the snapshot taken meanwhile",
         f"snapshot the plan_series rows of the {n_snapshot} latest versions (CSV) and the RunRegistry (JSON)",
     ]
     versions = _ready_versions(store)
@@ -355,7 +363,14 @@ def _ready_versions(store: PlanStore) -> list[str]:
 
 
 def _backup(engine: Engine, backup_dir: str | Path) -> str:
-    return str(backup.backup_database(dest_dir=backup_dir, engine=engine, prefix="plan_db_prerollback"))
+    """The pre-rollback backup. Intake is paused by now, so on SQLite the file itself is copied under
+    the write lock and verified byte for byte against the checksum taken while copying (the runbook's
+    ``cp``, made safe); the roll-forward's check runs SQLite's integrity check on the live database."""
+    return str(
+        backup.backup_database(
+            dest_dir=backup_dir, engine=engine, prefix="plan_db_prerollback", method="file", verify="copy"
+        )
+    )
 
 
 def _snapshot(engine: Engine, tmp_dir: Path, n_versions: int) -> list[str]:
