@@ -7,59 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.planning.aggregate import plan_aggregate, rebalance_aggregate, trace_aggregate
-from app.planning.calendar import derive_calendar
 from app.planning.model import PlanInputs, PlanParams
-
-
-def make_inputs(
-    demand,
-    capacity,
-    sku_family=None,
-    shares=None,
-    on_hand=None,
-    safety_stock=None,
-    routing=None,
-    start_month=1,
-) -> PlanInputs:
-    """Plan inputs with one SKU per family unless told otherwise; periods are 2026 months."""
-    demand = np.asarray(demand, dtype=np.float64)
-    n_fam, n_per = demand.shape
-    fam = np.arange(n_fam) if sku_family is None else np.asarray(sku_family)
-    n_sku = len(fam)
-    cal = derive_calendar([f"2026-{m:02d}" for m in range(start_month, start_month + n_per)])
-    zeros = np.zeros(n_sku)
-    capacity = np.atleast_2d(np.asarray(capacity, dtype=np.float64))
-    return PlanInputs(
-        label="test",
-        calendar=cal,
-        families=[f"F{i}" for i in range(n_fam)],
-        demand=demand,
-        skus=[f"S{i:02d}" for i in range(n_sku)],
-        sku_family=fam,
-        sku_share=np.ones(n_sku) if shares is None else np.asarray(shares, dtype=np.float64),
-        workcenters=[f"W{i}" for i in range(capacity.shape[0])],
-        capacity=capacity,
-        routing=None if routing is None else np.asarray(routing, dtype=np.float64),
-        items=[f"S{i:02d}" for i in range(n_sku)],
-        item_lt=zeros,
-        item_lot=np.ones(n_sku),
-        item_moq=zeros,
-        item_safety_stock=zeros if safety_stock is None else np.asarray(safety_stock, dtype=np.float64),
-        item_max_lot=zeros,
-        item_unit_cost=zeros,
-        on_hand=zeros if on_hand is None else np.asarray(on_hand, dtype=np.float64),
-        scheduled_receipts=np.zeros((n_sku, cal.n_weeks)),
-        bom_parent=np.zeros(0, dtype=np.int64),
-        bom_child=np.zeros(0, dtype=np.int64),
-        bom_qty=np.zeros(0),
-        bom_scrap=np.zeros(0),
-    )
+from tests.unit.builders import family_inputs
 
 
 def test_spec_worked_example_scales_80_and_40_into_capacity_100():
     # need A 80, B 40 = 120 > 100: factor 100/120 -> 66.67/33.33 -> largest remainder 67/33;
     # backlog 13/7 is served first next month: need 20+13 = 33 and 10+7 = 17 fit in 100.
-    inputs = make_inputs([[80, 20], [40, 10]], [[100, 100]])
+    inputs = family_inputs([[80, 20], [40, 10]], [[100, 100]])
     agg = plan_aggregate(inputs, PlanParams())
     assert agg.supply[:, 0].tolist() == [67, 33]
     assert agg.backlog[:, 0].tolist() == [13, 7]
@@ -74,7 +29,7 @@ def test_need_nets_family_on_hand_and_builds_family_safety_stock():
     # one family of two SKUs: on hand 30 + 20 = 50, safety stock 5 + 5 = 10.
     # month 1: need = 100 + 10 - 50 = 60, close = 50 + 60 - 100 = 10 (the safety stock)
     # month 2: need = 40 + 10 - 10 = 40, close stays 10
-    inputs = make_inputs(
+    inputs = family_inputs(
         [[100, 40]],
         [[1000, 1000]],
         sku_family=[0, 0],
@@ -92,7 +47,7 @@ def test_need_nets_family_on_hand_and_builds_family_safety_stock():
 def test_prebuild_pulls_excess_into_the_previous_month():
     # k=1, capacity 100/100, demand 50/150: month 2 needs 150, 50 over capacity; month 1 has 50 free,
     # so month 1 supplies 50 + 50 (prebuild 50, close 50) and month 2 builds 150 - 50 = 100.
-    inputs = make_inputs([[50, 150]], [[100, 100]])
+    inputs = family_inputs([[50, 150]], [[100, 100]])
     agg = plan_aggregate(inputs, PlanParams(prebuild_months=1))
     assert agg.supply.tolist() == [[100, 100]]
     assert agg.prebuild.tolist() == [[50, 0]]
@@ -105,7 +60,7 @@ def test_prebuild_fills_the_latest_month_first_and_the_rest_becomes_backlog():
     # k=2, capacity 100 each, demand 60/90/200: free 40 (m1) and 10 (m2); month 3 is 100 over,
     # pulls 10 into m2 first, then 40 into m1; 50 stay unserved.
     # closes: m1 = 100 - 60 = 40, m2 = 40 + 100 - 90 = 50, m3 = 50 + 100 - 200 = -50 -> backlog 50
-    inputs = make_inputs([[60, 90, 200]], [[100, 100, 100]])
+    inputs = family_inputs([[60, 90, 200]], [[100, 100, 100]])
     trace = trace_aggregate(inputs, PlanParams(prebuild_months=2))
     agg = trace.result
     assert agg.supply.tolist() == [[100, 100, 100]]
@@ -118,7 +73,7 @@ def test_prebuild_fills_the_latest_month_first_and_the_rest_becomes_backlog():
 
 
 def test_without_prebuild_months_the_excess_is_backlog():
-    inputs = make_inputs([[60, 90, 200]], [[100, 100, 100]])
+    inputs = family_inputs([[60, 90, 200]], [[100, 100, 100]])
     agg = plan_aggregate(inputs, PlanParams(prebuild_months=0))
     assert agg.prebuild.tolist() == [[0, 0, 0]]
     assert agg.unserved_end.tolist() == [100]
@@ -127,7 +82,7 @@ def test_without_prebuild_months_the_excess_is_backlog():
 def test_routing_scales_by_the_tightest_workcenter():
     # A loads W0 1:1; B loads W0 1:1 and W1 2:1. need 40/40 -> W0 80 <= 100, W1 80 > 60:
     # factor min(100/80, 60/80) = 0.75 -> 30/30, loads W0 60 and W1 60; pooled total 160, used 120.
-    inputs = make_inputs([[40], [40]], [[100], [60]], routing=[[1, 0], [1, 2]])
+    inputs = family_inputs([[40], [40]], [[100], [60]], routing=[[1, 0], [1, 2]])
     agg = plan_aggregate(inputs, PlanParams())
     assert agg.supply.tolist() == [[30], [30]]
     assert agg.backlog.tolist() == [[10], [10]]
@@ -139,7 +94,7 @@ def test_a_rounded_up_unit_that_overloads_a_workcenter_is_taken_back():
     # A loads 1, B loads 5 per unit on one workcenter of 10.5; need A 9, B 1 -> load 14, factor 0.75:
     # quotas 6.75 / 0.75, total floor(7.5) = 7, largest remainder gives 6 / 1 -> load 6 + 5 = 11 > 10.5.
     # B's rounded-up unit is taken back (load 6) and the freed unit refilled to A (load 7).
-    inputs = make_inputs([[9], [1]], [[10.5]], routing=[[1], [5]])
+    inputs = family_inputs([[9], [1]], [[10.5]], routing=[[1], [5]])
     trace = trace_aggregate(inputs, PlanParams())
     assert trace.result.supply.tolist() == [[7], [0]]
     assert trace.load.tolist() == [[7]]
@@ -147,7 +102,7 @@ def test_a_rounded_up_unit_that_overloads_a_workcenter_is_taken_back():
 
 def test_dec1_mode_keeps_tenths():
     # need 10 / 5 over capacity 10: factor 2/3 -> 6.67 / 3.33 tenths-grid -> 6.7 / 3.3
-    inputs = make_inputs([[10], [5]], [[10]])
+    inputs = family_inputs([[10], [5]], [[10]])
     agg = plan_aggregate(inputs, PlanParams(round_mode="dec1"))
     assert agg.supply.dtype == np.float64
     assert agg.supply.tolist() == [[6.7], [3.3]]
@@ -155,7 +110,7 @@ def test_dec1_mode_keeps_tenths():
 
 
 def test_rebalance_recomputes_inventory_and_backlog_from_new_rows():
-    inputs = make_inputs([[10, 10]], [[100, 100]], on_hand=[5])
+    inputs = family_inputs([[10, 10]], [[100, 100]], on_hand=[5])
     agg = plan_aggregate(inputs, PlanParams())
     # new demand 20/10 with supply 5/10: positions 5 + 5 - 20 = -10, then -10 + 10 - 10 = -10
     new = rebalance_aggregate(inputs, agg, np.array([[20, 10]]), np.array([[5, 10]]), PlanParams())
@@ -197,7 +152,7 @@ def aggregate_cases(draw):
         round_mode=draw(st.sampled_from(["int", "dec1", "dec2", "none"])),
         prebuild_months=draw(st.integers(0, 2)),
     )
-    inputs = make_inputs(demand, capacity, on_hand=on_hand, safety_stock=safety, routing=routing)
+    inputs = family_inputs(demand, capacity, on_hand=on_hand, safety_stock=safety, routing=routing)
     return inputs, params
 
 

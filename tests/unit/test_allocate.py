@@ -13,108 +13,63 @@ from app.planning.allocate import (
     rollup,
     split_to_detail,
 )
-from app.planning.calendar import derive_calendar
-from app.planning.model import AggregateResult, PlanInputs, PlanParams
+from app.planning.model import PlanParams
+from tests.unit.builders import aggregate_result, family_inputs
 
 # February 2026 starts on a Sunday: buckets W05 (1 day), W06, W07, W08 (7 days), W09 (6 days) = 28.
 FEB_WEIGHTS = [1, 7, 7, 7, 6]
-
-
-def make_inputs(sku_family, shares, periods) -> PlanInputs:
-    """Inputs with the given SKU structure; only what allocation reads is meaningful."""
-    fam = np.asarray(sku_family, dtype=np.int64)
-    n_fam, n_sku = int(fam.max()) + 1, len(fam)
-    cal = derive_calendar(periods)
-    zeros = np.zeros(n_sku)
-    return PlanInputs(
-        label="test",
-        calendar=cal,
-        families=[f"F{i}" for i in range(n_fam)],
-        demand=np.zeros((n_fam, cal.n_periods)),
-        skus=[f"S{i:02d}" for i in range(n_sku)],
-        sku_family=fam,
-        sku_share=np.asarray(shares, dtype=np.float64),
-        workcenters=["W0"],
-        capacity=np.zeros((1, cal.n_periods)),
-        routing=None,
-        items=[f"S{i:02d}" for i in range(n_sku)],
-        item_lt=zeros,
-        item_lot=np.ones(n_sku),
-        item_moq=zeros,
-        item_safety_stock=zeros,
-        item_max_lot=zeros,
-        item_unit_cost=zeros,
-        on_hand=zeros,
-        scheduled_receipts=np.zeros((n_sku, cal.n_weeks)),
-        bom_parent=np.zeros(0, dtype=np.int64),
-        bom_child=np.zeros(0, dtype=np.int64),
-        bom_qty=np.zeros(0),
-        bom_scrap=np.zeros(0),
-    )
-
-
-def make_aggregate(demand, supply=None, backlog=None) -> AggregateResult:
-    demand = np.asarray(demand)
-    zero = np.zeros_like(demand)
-    return AggregateResult(
-        demand=demand,
-        supply=demand if supply is None else np.asarray(supply),
-        backlog=zero if backlog is None else np.asarray(backlog),
-        inventory_open=zero,
-        inventory_close=zero,
-        prebuild=zero,
-        capacity_total=np.zeros(demand.shape[1]),
-        capacity_used=np.zeros(demand.shape[1]),
-        unserved_end=zero[:, -1],
-    )
 
 
 def test_family_month_splits_by_mix_share_then_by_calendar_weight():
     # 100 over shares 0.6/0.4 -> 60/40.
     # S00: 60 over 1,7,7,7,6 (/28) -> 2.14, 15, 15, 15, 12.86 -> floors 59, spare unit to W09 -> 2,15,15,15,13
     # S01: 40 -> 1.43, 10, 10, 10, 8.57 -> floors 39, spare unit to W09 -> 1,10,10,10,9
-    inputs = make_inputs([0, 0], [0.6, 0.4], ["2026-02"])
-    alloc = allocate_to_weeks(inputs, make_aggregate([[100]]), PlanParams())
+    inputs = family_inputs(sku_family=[0, 0], shares=[0.6, 0.4], periods=["2026-02"])
+    alloc = allocate_to_weeks(inputs, aggregate_result([[100]]), PlanParams())
     assert [b.weight for b in inputs.calendar.buckets] == FEB_WEIGHTS
     assert alloc.demand.tolist() == [[2, 15, 15, 15, 13], [1, 10, 10, 10, 9]]
     assert alloc.demand.dtype == np.int64
 
 
 def test_equal_shares_give_the_spare_unit_to_the_lower_sku_code():
-    inputs = make_inputs([0, 0], [0.5, 0.5], ["2026-02"])
-    alloc = allocate_to_weeks(inputs, make_aggregate([[1]]), PlanParams())
+    inputs = family_inputs(sku_family=[0, 0], shares=[0.5, 0.5], periods=["2026-02"])
+    alloc = allocate_to_weeks(inputs, aggregate_result([[1]]), PlanParams())
     # 1 over two SKUs: 0.5/0.5 -> S00; then over S00's weeks 1,7,7,7,6: quotas .04,.25,.25,.25,.21 -> W06
     assert alloc.demand.tolist() == [[0, 1, 0, 0, 0], [0, 0, 0, 0, 0]]
 
 
 def test_split_week_appears_as_two_buckets_one_per_month():
     # ISO week 2026-W05 runs Mon 26 Jan - Sun 1 Feb: 6 days in January, 1 in February.
-    inputs = make_inputs([0], [1.0], ["2026-01", "2026-02"])
+    inputs = family_inputs(sku_family=[0], shares=[1.0], periods=["2026-01", "2026-02"])
     cal = inputs.calendar
     w05 = [i for i, b in enumerate(cal.buckets) if b.week == "2026-W05"]
     assert [(cal.buckets[i].period, cal.buckets[i].weight) for i in w05] == [("2026-01", 6), ("2026-02", 1)]
-    alloc = allocate_to_weeks(inputs, make_aggregate([[31, 28]]), PlanParams())
+    alloc = allocate_to_weeks(inputs, aggregate_result([[31, 28]]), PlanParams())
     # demand = days: every bucket gets its weight, so W05 gets 6 in January and 1 in February
     assert alloc.demand[0, w05].tolist() == [6, 1]
     assert alloc.demand[0].tolist() == [b.weight for b in cal.buckets]
 
 
 def test_split_week_demand_is_conserved_per_month():
-    inputs = make_inputs([0, 0, 1], [0.3, 0.7, 1.0], ["2026-01", "2026-02", "2026-03"])
-    agg = make_aggregate([[101, 57, 13], [7, 0, 99]])
+    inputs = family_inputs(
+        sku_family=[0, 0, 1], shares=[0.3, 0.7, 1.0], periods=["2026-01", "2026-02", "2026-03"]
+    )
+    agg = aggregate_result([[101, 57, 13], [7, 0, 99]])
     alloc = allocate_to_weeks(inputs, agg, PlanParams())
     assert rollup(DetailLayout.from_inputs(inputs), alloc.demand).tolist() == agg.demand.tolist()
 
 
 def test_supply_and_backlog_are_spread_like_demand():
-    inputs = make_inputs([0, 0], [0.6, 0.4], ["2026-02"])
-    alloc = allocate_to_weeks(inputs, make_aggregate([[100]], supply=[[100]], backlog=[[100]]), PlanParams())
+    inputs = family_inputs(sku_family=[0, 0], shares=[0.6, 0.4], periods=["2026-02"])
+    alloc = allocate_to_weeks(
+        inputs, aggregate_result([[100]], supply=[[100]], backlog=[[100]]), PlanParams()
+    )
     assert alloc.supply.tolist() == alloc.demand.tolist() == alloc.backlog.tolist()
 
 
 def test_a_bucket_of_another_month_is_zero():
-    inputs = make_inputs([0], [1.0], ["2026-01", "2026-02"])
-    alloc = allocate_to_weeks(inputs, make_aggregate([[31, 0]]), PlanParams())
+    inputs = family_inputs(sku_family=[0], shares=[1.0], periods=["2026-01", "2026-02"])
+    alloc = allocate_to_weeks(inputs, aggregate_result([[31, 0]]), PlanParams())
     feb = inputs.calendar.bucket_period_idx == 1
     assert alloc.demand[0, feb].sum() == 0
     assert alloc.demand[0, ~feb].sum() == 31
@@ -123,11 +78,11 @@ def test_a_bucket_of_another_month_is_zero():
 def test_locked_cell_keeps_its_value_and_the_rest_is_apportioned():
     # lock W06 at 40: the other 60 go over W05, W07, W08, W09 by 1,7,7,6 (/21):
     # 2.86, 20, 20, 17.14 -> floors 59, spare unit to W05 (.86) -> 3, 20, 20, 17
-    inputs = make_inputs([0], [1.0], ["2026-02"])
+    inputs = family_inputs(sku_family=[0], shares=[1.0], periods=["2026-02"])
     mask = np.array([[False, True, False, False, False]])
     values = np.array([[0, 40, 0, 0, 0]])
     alloc, residual = allocate_with_residual(
-        inputs, make_aggregate([[100]]), PlanParams(), {"demand": (mask, values)}
+        inputs, aggregate_result([[100]]), PlanParams(), {"demand": (mask, values)}
     )
     assert alloc.demand.tolist() == [[3, 40, 20, 20, 17]]
     assert residual["demand"].tolist() == [[0]]
@@ -135,22 +90,22 @@ def test_locked_cell_keeps_its_value_and_the_rest_is_apportioned():
 
 
 def test_locks_exceeding_the_total_leave_the_rest_at_zero_and_report_the_residual():
-    inputs = make_inputs([0], [1.0], ["2026-02"])
+    inputs = family_inputs(sku_family=[0], shares=[1.0], periods=["2026-02"])
     mask = np.array([[False, True, False, False, False]])
     values = np.array([[0, 120, 0, 0, 0]])
     alloc, residual = allocate_with_residual(
-        inputs, make_aggregate([[100]]), PlanParams(), {"demand": (mask, values)}
+        inputs, aggregate_result([[100]]), PlanParams(), {"demand": (mask, values)}
     )
     assert alloc.demand.tolist() == [[0, 120, 0, 0, 0]]
     assert residual["demand"].tolist() == [[-20]]  # aggregate 100 - detail 120
 
 
 def test_fully_locked_month_reports_what_it_cannot_place():
-    inputs = make_inputs([0], [1.0], ["2026-02"])
+    inputs = family_inputs(sku_family=[0], shares=[1.0], periods=["2026-02"])
     mask = np.ones((1, 5), dtype=bool)
     values = np.array([[10, 20, 20, 20, 20]])
     alloc, residual = allocate_with_residual(
-        inputs, make_aggregate([[100]]), PlanParams(), {"demand": (mask, values)}
+        inputs, aggregate_result([[100]]), PlanParams(), {"demand": (mask, values)}
     )
     assert alloc.demand.tolist() == values.tolist()
     assert residual["demand"].tolist() == [[10]]
@@ -159,19 +114,19 @@ def test_fully_locked_month_reports_what_it_cannot_place():
 def test_sku_with_every_bucket_locked_takes_no_more():
     # S00's February is locked at 10 in total; the other 90 all go to S01 (1,7,7,7,6 /28):
     # 3.21, 22.5, 22.5, 22.5, 19.29 -> floors 88; spare units to the .5 remainders W06 and W07
-    inputs = make_inputs([0, 0], [0.5, 0.5], ["2026-02"])
+    inputs = family_inputs(sku_family=[0, 0], shares=[0.5, 0.5], periods=["2026-02"])
     mask = np.array([[True] * 5, [False] * 5])
     values = np.array([[2, 2, 2, 2, 2], [0] * 5])
     alloc, residual = allocate_with_residual(
-        inputs, make_aggregate([[100]]), PlanParams(), {"demand": (mask, values)}
+        inputs, aggregate_result([[100]]), PlanParams(), {"demand": (mask, values)}
     )
     assert alloc.demand.tolist() == [[2, 2, 2, 2, 2], [3, 23, 23, 22, 19]]
     assert residual["demand"].tolist() == [[0]]
 
 
 def test_dec1_mode_splits_tenths_and_conserves_the_total():
-    inputs = make_inputs([0, 0, 0], [1, 1, 1], ["2026-02"])
-    alloc = allocate_to_weeks(inputs, make_aggregate([[1.0]]), PlanParams(round_mode="dec1"))
+    inputs = family_inputs(sku_family=[0, 0, 0], shares=[1, 1, 1], periods=["2026-02"])
+    alloc = allocate_to_weeks(inputs, aggregate_result([[1.0]]), PlanParams(round_mode="dec1"))
     assert alloc.demand.dtype == np.float64
     # 10 tenths over three equal SKUs: 3.33 each -> 4/3/3 tenths, the spare one to the lowest SKU code
     assert np.round(alloc.demand.sum(axis=1), 1).tolist() == [0.4, 0.3, 0.3]
@@ -180,7 +135,7 @@ def test_dec1_mode_splits_tenths_and_conserves_the_total():
 
 def test_split_to_detail_restricted_to_some_cells():
     # only W08 and W09 may take the 26: by 7 and 6 (/13) -> 14, 12
-    inputs = make_inputs([0], [1.0], ["2026-02"])
+    inputs = family_inputs(sku_family=[0], shares=[1.0], periods=["2026-02"])
     layout = DetailLayout.from_inputs(inputs)
     cells = np.array([False, False, False, True, True])
     detail, residual = split_to_detail(layout, np.array([[26]]), 0, cells=cells[None, :])
@@ -210,8 +165,8 @@ def allocation_cases(draw):
     totals = [np.array(draw(units)) for _ in range(3)]
     totals = [t if mode == "int" else t / scale for t in totals]
     return (
-        make_inputs(fam, shares, periods),
-        make_aggregate(*totals),
+        family_inputs(sku_family=fam, shares=shares, periods=periods),
+        aggregate_result(*totals),
         PlanParams(round_mode=mode),
         draw(st.randoms()),
     )

@@ -23,44 +23,11 @@ from app.planning.allocate import DetailLayout, allocate_to_weeks, rollup
 from app.planning.anchor import apply_anchor, boundary_summary, bucket_zones, week_zones
 from app.planning.calendar import derive_calendar
 from app.planning.documents import ANCHOR_LOG_ROW
-from app.planning.model import AllocationResult, PlanInputs, PlanParams
+from app.planning.model import AllocationResult, PlanParams
+from tests.unit.builders import family_inputs
 
 PERIODS = ["2026-01", "2026-02", "2026-03"]
 DAYS = [31, 28, 31]
-
-
-def make_inputs(demand, sku_family=(0,), shares=(1.0,), periods=PERIODS, capacity=100, **extra) -> PlanInputs:
-    demand = np.asarray(demand, dtype=np.float64)
-    fam = np.asarray(sku_family, dtype=np.int64)
-    n_sku = len(fam)
-    cal = derive_calendar(list(periods))
-    zeros = np.zeros(n_sku)
-    return PlanInputs(
-        label="test",
-        calendar=cal,
-        families=[f"F{i}" for i in range(demand.shape[0])],
-        demand=demand,
-        skus=[f"S{i:02d}" for i in range(n_sku)],
-        sku_family=fam,
-        sku_share=np.asarray(shares, dtype=np.float64),
-        workcenters=["W0"],
-        capacity=np.full((1, cal.n_periods), float(capacity)),
-        routing=None,
-        items=[f"S{i:02d}" for i in range(n_sku)],
-        item_lt=zeros,
-        item_lot=np.ones(n_sku),
-        item_moq=zeros,
-        item_safety_stock=zeros,
-        item_max_lot=zeros,
-        item_unit_cost=zeros,
-        on_hand=zeros,
-        scheduled_receipts=np.zeros((n_sku, cal.n_weeks)),
-        bom_parent=np.zeros(0, dtype=np.int64),
-        bom_child=np.zeros(0, dtype=np.int64),
-        bom_qty=np.zeros(0),
-        bom_scrap=np.zeros(0),
-        **extra,
-    )
 
 
 def params(policy="DET_near", carryover="none", window=7, **kw) -> PlanParams:
@@ -70,7 +37,7 @@ def params(policy="DET_near", carryover="none", window=7, **kw) -> PlanParams:
 
 
 def plan(p: PlanParams, **extra):
-    inputs = make_inputs([DAYS], **extra)
+    inputs = family_inputs([DAYS], 100, periods=PERIODS, **extra)
     agg = plan_aggregate(inputs, p)
     return inputs, agg, allocate_to_weeks(inputs, agg, p)
 
@@ -400,7 +367,7 @@ def anchor_cases(draw):
         carryover=draw(st.sampled_from(["none", "prev", "next", "both", "auto"])),
         round_mode=draw(st.sampled_from(["int", "dec1", "none"])),
     )
-    inputs = make_inputs(demand, sku_family=fam, shares=shares, capacity=draw(st.integers(50, 300)))
+    inputs = family_inputs(demand, draw(st.integers(50, 300)), sku_family=fam, shares=shares, periods=PERIODS)
     return inputs, p, draw(st.randoms())
 
 

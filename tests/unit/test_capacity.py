@@ -10,6 +10,7 @@ from app.planning.calendar import derive_calendar
 from app.planning.capacity import reconcile_capacity, weekly_capacity
 from app.planning.model import CapacityResult, PlanInputs, PlanParams
 from app.planning.mrp import run_mrp
+from tests.unit.builders import plan_inputs
 
 #: Feb 2027 is exactly four ISO weeks (W05-W08), so a monthly capacity of 400 is 100 per week.
 FEB = ["2027-02"]
@@ -27,38 +28,18 @@ def build_inputs(
 ) -> PlanInputs:
     """One family per finished good; item columns (lt, lot, moq, safety_stock, max_lot, on_hand) default
     to 0 (lot to 1); capacity defaults to 400 per month on one workcenter."""
-    n = n_fg + n_components
     calendar = derive_calendar(periods)
     capacity = np.array(monthly_capacity or [[400.0] * calendar.n_periods], dtype=np.float64)
-
-    def column(name: str, default: float = 0.0) -> np.ndarray:
-        return np.asarray(item_columns.get(name, [default] * n), dtype=np.float64)
-
-    edges = np.array(bom, dtype=np.float64).reshape(-1, 4)
-    return PlanInputs(
-        label="test",
-        calendar=calendar,
-        families=[f"F{i}" for i in range(n_fg)],
-        demand=np.zeros((n_fg, calendar.n_periods)),
+    return plan_inputs(
+        calendar,
         skus=[f"FG{i}" for i in range(n_fg)],
         sku_family=np.arange(n_fg, dtype=np.int64),
-        sku_share=np.ones(n_fg),
+        components=[f"C{j}" for j in range(n_components)],
         workcenters=[f"WC{w}" for w in range(capacity.shape[0])],
         capacity=capacity,
-        routing=None if routing is None else np.array(routing, dtype=np.float64),
-        items=[f"FG{i}" for i in range(n_fg)] + [f"C{j}" for j in range(n_components)],
-        item_lt=column("lt"),
-        item_lot=column("lot", 1.0),
-        item_moq=column("moq"),
-        item_safety_stock=column("safety_stock"),
-        item_max_lot=column("max_lot"),
-        item_unit_cost=column("unit_cost"),
-        on_hand=column("on_hand"),
-        scheduled_receipts=np.zeros((n, calendar.n_weeks)),
-        bom_parent=edges[:, 0].astype(np.int64),
-        bom_child=edges[:, 1].astype(np.int64),
-        bom_qty=edges[:, 2],
-        bom_scrap=edges[:, 3],
+        routing=routing,
+        bom=bom,
+        **item_columns,
     )
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,96 +11,26 @@ from app.planning.levels import compare_csv, compare_rows, detail_rollup, reconc
 from app.planning.model import (
     AggregateResult,
     AllocationResult,
-    Bucket,
     Calendar,
     CapacityResult,
     PlanInputs,
     PlanParams,
 )
-
-D = dt.date
-
-
-def three_week_calendar() -> Calendar:
-    """2026-W04 (all January), 2026-W05 split 6 days January / 1 day February, 2026-W06 (February)."""
-    buckets = [
-        Bucket("2026-01", "2026-W04", D(2026, 1, 19), D(2026, 1, 25), 7.0),
-        Bucket("2026-01", "2026-W05", D(2026, 1, 26), D(2026, 1, 31), 6.0),
-        Bucket("2026-02", "2026-W05", D(2026, 2, 1), D(2026, 2, 1), 1.0),
-        Bucket("2026-02", "2026-W06", D(2026, 2, 2), D(2026, 2, 8), 7.0),
-    ]
-    return Calendar(
-        ["2026-01", "2026-02"], [D(2026, 1, 19), D(2026, 2, 1)], [D(2026, 1, 31), D(2026, 2, 28)], buckets
-    )
+from tests.unit.builders import aggregate_result, capacity_result, plan_inputs, three_week_calendar
 
 
 def make_inputs(
     calendar: Calendar, families: list[str], sku_family: list[int], n_components: int = 0
 ) -> PlanInputs:
-    n_sku = len(sku_family)
-    skus = [f"SKU{i}" for i in range(n_sku)]
-    n_items = n_sku + n_components
-    zeros = np.zeros(n_items, dtype=np.int64)
-    return PlanInputs(
-        label="test",
-        calendar=calendar,
+    """SKUs ``SKU0, SKU1, ...`` in the given families, then components ``C0, C1, ...``; int quantities."""
+    return plan_inputs(
+        calendar,
         families=families,
-        demand=np.zeros((len(families), calendar.n_periods)),
-        skus=skus,
-        sku_family=np.asarray(sku_family, dtype=np.int64),
-        sku_share=np.ones(n_sku),
+        skus=[f"SKU{i}" for i in range(len(sku_family))],
+        sku_family=sku_family,
+        components=[f"C{i}" for i in range(n_components)],
         workcenters=["WC"],
-        capacity=np.zeros((1, calendar.n_periods)),
-        routing=None,
-        items=skus + [f"C{i}" for i in range(n_components)],
-        item_lt=zeros,
-        item_lot=np.ones(n_items, dtype=np.int64),
-        item_moq=zeros,
-        item_safety_stock=zeros,
-        item_max_lot=zeros,
-        item_unit_cost=np.zeros(n_items),
-        on_hand=zeros,
-        scheduled_receipts=np.zeros((n_items, calendar.n_weeks), dtype=np.int64),
-        bom_parent=np.zeros(0, dtype=np.int64),
-        bom_child=np.zeros(0, dtype=np.int64),
-        bom_qty=np.zeros(0),
-        bom_scrap=np.zeros(0),
-    )
-
-
-def make_cap(receipts: np.ndarray) -> CapacityResult:
-    n_items, n_weeks = receipts.shape
-    week = np.zeros(n_weeks, dtype=np.int64)
-    return CapacityResult(
-        planned_order_receipt_adj=receipts,
-        planned_order_release_adj=receipts,
-        on_hand_end_adj=np.zeros_like(receipts),
-        orders_adj=np.zeros_like(receipts),
-        capacity=week,
-        original_load=week,
-        adjusted_load=week,
-        prebuild_in=week,
-        spill_in=week,
-        spill_out=week,
-        unplaced=np.zeros(n_items, dtype=np.int64),
-        past_due_adj=np.zeros(n_items, dtype=bool),
-        zone=[None] * n_weeks,
-    )
-
-
-def make_agg(demand: list[list[int]], supply: list[list[int]], backlog: list[list[int]]) -> AggregateResult:
-    shape = np.asarray(demand).shape
-    zero = np.zeros(shape, dtype=np.int64)
-    return AggregateResult(
-        demand=np.asarray(demand, dtype=np.int64),
-        supply=np.asarray(supply, dtype=np.int64),
-        backlog=np.asarray(backlog, dtype=np.int64),
-        inventory_open=zero,
-        inventory_close=zero,
-        prebuild=zero,
-        capacity_total=np.zeros(shape[1]),
-        capacity_used=np.zeros(shape[1]),
-        unserved_end=np.zeros(shape[0], dtype=np.int64),
+        dtype=np.int64,
     )
 
 
@@ -123,8 +51,10 @@ def example() -> tuple[PlanInputs, AggregateResult, AllocationResult, CapacityRe
         supply=np.zeros((3, 4), dtype=np.int64),
         backlog=np.array([[0, 0, 0, 2], [0, 0, 0, 0], [0, 0, 0, 0]]),
     )
-    cap = make_cap(np.array([[20, 15, 0], [0, 0, 10], [5, 0, 3], [100, 100, 100]]))
-    agg = make_agg(demand=[[21, 13], [6, 4]], supply=[[33, 10], [5, 3]], backlog=[[0, 2], [0, 0]])
+    cap = capacity_result(np.array([[20, 15, 0], [0, 0, 10], [5, 0, 3], [100, 100, 100]]))
+    agg = aggregate_result(
+        demand=[[21, 13], [6, 4]], supply=[[33, 10], [5, 3]], backlog=[[0, 2], [0, 0]], dtype=np.int64
+    )
     return inputs, agg, alloc, cap
 
 
@@ -232,13 +162,15 @@ def test_rollup_conserves_every_unit_and_matches_an_aggregate_built_from_it(data
         return np.array(data.draw(st.lists(row, min_size=rows, max_size=rows)), dtype=np.int64)
 
     alloc = AllocationResult(cells(n_sku, 4), cells(n_sku, 4), cells(n_sku, 4))
-    cap = make_cap(cells(n_sku, 3))
+    cap = capacity_result(cells(n_sku, 3))
     det = detail_rollup(inputs, alloc, cap, PlanParams())
     assert det["demand"].sum() == alloc.demand.sum()
     assert det["backlog"].sum() == alloc.backlog.sum()
     assert det["supply"].sum() == cap.planned_order_receipt_adj.sum()
     assert det["supply"].dtype.kind == "i"
-    agg = make_agg(det["demand"].tolist(), det["supply"].tolist(), det["backlog"].tolist())
+    agg = aggregate_result(
+        det["demand"].tolist(), det["supply"].tolist(), det["backlog"].tolist(), dtype=np.int64
+    )
     doc = reconcile_levels(inputs, agg, alloc, cap, PlanParams())
     assert doc["summary"] == {"rows": n_fam * 2, "violations": 0, "max_abs_delta": 0}
     assert len(compare_rows(doc)) == 3 * n_fam * 2

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from app.planning.calendar import derive_calendar
 from app.planning.model import PlanInputs, PlanParams
 from app.planning.mrp import fg_gross_from_buckets, lead_time_weeks, low_level_codes, run_mrp
+from tests.unit.builders import plan_inputs
 
 #: Feb 2027 is four whole ISO weeks (W05-W08); March adds W09-W13 (W13 only 3 days): 9 weeks in all.
 PERIODS = ["2027-02", "2027-03"]
@@ -30,38 +31,21 @@ def build_inputs(
     (lot to 1). ``bom`` holds (parent, child, qty, scrap) by item index; ``scheduled`` (item, week) -> qty."""
     n = n_fg + n_components
     calendar = derive_calendar(PERIODS)
-
-    def column(name: str, default: float = 0.0) -> np.ndarray:
-        return np.asarray(item_columns.get(name, [default] * n), dtype=np.float64)
-
     sched = np.zeros((n, calendar.n_weeks))
     for (item, week), qty in (scheduled or {}).items():
         sched[item, week] = qty
-    edges = np.array(bom, dtype=np.float64).reshape(-1, 4)
-    return PlanInputs(
-        label="test",
-        calendar=calendar,
+    return plan_inputs(
+        calendar,
         families=["F"],
-        demand=np.zeros((1, calendar.n_periods)),
         skus=[f"FG{i}" for i in range(n_fg)],
         sku_family=np.zeros(n_fg, dtype=np.int64),
         sku_share=np.full(n_fg, 1.0 / n_fg),
+        components=[f"C{j}" for j in range(n_components)],
         workcenters=["WC"],
-        capacity=np.full((1, calendar.n_periods), 1e9),
-        routing=None,
-        items=[f"FG{i}" for i in range(n_fg)] + [f"C{j}" for j in range(n_components)],
-        item_lt=column("lt"),
-        item_lot=column("lot", 1.0),
-        item_moq=column("moq"),
-        item_safety_stock=column("safety_stock"),
-        item_max_lot=column("max_lot"),
-        item_unit_cost=column("unit_cost"),
-        on_hand=column("on_hand"),
+        capacity=1e9,
         scheduled_receipts=sched,
-        bom_parent=edges[:, 0].astype(np.int64),
-        bom_child=edges[:, 1].astype(np.int64),
-        bom_qty=edges[:, 2],
-        bom_scrap=edges[:, 3],
+        bom=bom,
+        **item_columns,
     )
 
 

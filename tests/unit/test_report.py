@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,16 +15,7 @@ from app.planning.documents import (
     report_rows_from_csv,
 )
 from app.planning.levels import reconcile_levels
-from app.planning.model import (
-    AggregateResult,
-    AllocationResult,
-    Bucket,
-    Calendar,
-    CapacityResult,
-    MrpResult,
-    PlanInputs,
-    PlanParams,
-)
+from app.planning.model import AllocationResult, Calendar, CapacityResult, MrpResult, PlanInputs, PlanParams
 from app.planning.report import (
     build_exceptions,
     compute_kpis,
@@ -38,21 +27,7 @@ from app.planning.report import (
     week_period_index,
     weekly_summary_rows,
 )
-
-D = dt.date
-
-
-def three_week_calendar() -> Calendar:
-    """2026-W04 (January), 2026-W05 split 6 days January / 1 day February, 2026-W06 (February)."""
-    buckets = [
-        Bucket("2026-01", "2026-W04", D(2026, 1, 19), D(2026, 1, 25), 7.0),
-        Bucket("2026-01", "2026-W05", D(2026, 1, 26), D(2026, 1, 31), 6.0),
-        Bucket("2026-02", "2026-W05", D(2026, 2, 1), D(2026, 2, 1), 1.0),
-        Bucket("2026-02", "2026-W06", D(2026, 2, 2), D(2026, 2, 8), 7.0),
-    ]
-    return Calendar(
-        ["2026-01", "2026-02"], [D(2026, 1, 19), D(2026, 2, 1)], [D(2026, 1, 31), D(2026, 2, 28)], buckets
-    )
+from tests.unit.builders import aggregate_result, capacity_result, plan_inputs, three_week_calendar
 
 
 def i64(values) -> np.ndarray:
@@ -68,71 +43,19 @@ def make_inputs(
     scheduled=None,
 ) -> PlanInputs:
     """One family F1 holding every SKU; components follow the SKUs in ``items``."""
-    items = list(skus) + list(components)
-    n = len(items)
-    zeros = i64(np.zeros(n))
-    return PlanInputs(
-        label="test",
-        calendar=calendar,
+    return plan_inputs(
+        calendar,
         families=["F1"],
-        demand=np.zeros((1, calendar.n_periods)),
-        skus=list(skus),
+        skus=skus,
         sku_family=i64(np.zeros(len(skus))),
         sku_share=np.full(len(skus), 1 / len(skus)),
+        components=components,
         workcenters=["WC"],
-        capacity=np.zeros((1, calendar.n_periods)),
-        routing=None,
-        items=items,
-        item_lt=zeros,
-        item_lot=i64(np.ones(n)),
-        item_moq=zeros,
-        item_safety_stock=zeros if safety_stock is None else i64(safety_stock),
-        item_max_lot=zeros,
-        item_unit_cost=np.zeros(n),
-        on_hand=zeros if on_hand is None else i64(on_hand),
-        scheduled_receipts=i64(np.zeros((n, calendar.n_weeks))) if scheduled is None else i64(scheduled),
-        bom_parent=i64([]),
-        bom_child=i64([]),
-        bom_qty=np.zeros(0),
-        bom_scrap=np.zeros(0),
+        dtype=np.int64,
+        on_hand=on_hand,
+        safety_stock=safety_stock,
+        scheduled_receipts=scheduled,
     )
-
-
-def make_cap(
-    receipts,
-    on_hand_end,
-    capacity,
-    adjusted_load,
-    orders=None,
-    past_due=None,
-    unplaced=None,
-    original_load=None,
-    spill_in=None,
-    spill_out=None,
-) -> CapacityResult:
-    receipts = np.asarray(receipts)
-    n_items, n_weeks = receipts.shape
-    week0 = i64(np.zeros(n_weeks))
-    return CapacityResult(
-        planned_order_receipt_adj=receipts,
-        planned_order_release_adj=receipts,
-        on_hand_end_adj=np.asarray(on_hand_end),
-        orders_adj=i64(np.zeros((n_items, n_weeks))) if orders is None else i64(orders),
-        capacity=np.asarray(capacity),
-        original_load=np.asarray(adjusted_load if original_load is None else original_load),
-        adjusted_load=np.asarray(adjusted_load),
-        prebuild_in=week0,
-        spill_in=week0 if spill_in is None else np.asarray(spill_in),
-        spill_out=week0 if spill_out is None else np.asarray(spill_out),
-        unplaced=i64(np.zeros(n_items)) if unplaced is None else i64(unplaced),
-        past_due_adj=np.zeros(n_items, dtype=bool) if past_due is None else np.asarray(past_due, dtype=bool),
-        zone=[None] * n_weeks,
-    )
-
-
-def make_agg(n_periods: int, unserved_end=(0,)) -> AggregateResult:
-    z = i64(np.zeros((1, n_periods)))
-    return AggregateResult(z, z, z, z, z, z, np.zeros(n_periods), np.zeros(n_periods), i64(unserved_end))
 
 
 def make_mrp(n_items: int, n_weeks: int, past_due_qty) -> MrpResult:
@@ -176,7 +99,7 @@ def plan() -> tuple[PlanInputs, AllocationResult, CapacityResult]:
         supply=i64(np.zeros((2, 4))),
         backlog=i64(np.zeros((2, 4))),
     )
-    cap = make_cap(
+    cap = capacity_result(
         receipts=i64([[0, 10, 10], [0, 8, 3]]),
         on_hand_end=i64([[-5, -3, -3], [-2, 3, 2]]),
         capacity=i64([20, 20, 10]),
@@ -272,7 +195,7 @@ def test_the_horizons_first_week_belongs_to_the_first_month_even_when_its_monday
 def test_kpis_without_demand_or_stock_are_neutral():
     inputs = make_inputs(three_week_calendar(), ["A1"])
     alloc = AllocationResult(*(i64(np.zeros((1, 4))) for _ in range(3)))
-    cap = make_cap(i64(np.zeros((1, 3))), i64(np.zeros((1, 3))), i64(np.zeros(3)), i64(np.zeros(3)))
+    cap = capacity_result(i64(np.zeros((1, 3))), i64(np.zeros((1, 3))), i64(np.zeros(3)), i64(np.zeros(3)))
     total = total_kpis(compute_kpis(inputs, alloc, None, cap, [], PlanParams()))
     assert total["fill_rate"] == 1
     assert total["inventory_turns"] == 0
@@ -284,7 +207,7 @@ def test_decimal_mode_totals_carry_no_float_noise():
     demand = np.array([[0.1, 0.0, 0.0, 0.0], [0.2, 0.0, 0.0, 0.0]])
     alloc = AllocationResult(demand, np.zeros_like(demand), np.zeros_like(demand))
     receipts = np.array([[0.1, 0.0, 0.0], [0.2, 0.0, 0.0]])
-    cap = make_cap(receipts, np.zeros((2, 3)), np.ones(3), receipts.sum(axis=0))
+    cap = capacity_result(receipts, np.zeros((2, 3)), np.ones(3), receipts.sum(axis=0))
     params = PlanParams(round_mode="dec2")
     total = total_kpis(compute_kpis(inputs, alloc, None, cap, [], params))
     # 0.1 + 0.2 is 0.30000000000000004 in binary floating point; the plan keeps 2 decimals.
@@ -392,14 +315,14 @@ def exception_case():
     Family F1 keeps 4 units unserved after 2026-02; the reconciliation row F1 2026-02 fails on supply.
     """
     inputs = make_inputs(three_week_calendar(), ["A1", "A2"], ["C1"], safety_stock=[3, 2, 0])
-    cap = make_cap(
+    cap = capacity_result(
         receipts=i64(np.zeros((3, 3))),
         on_hand_end=i64([[5, -2, -6], [1, 4, 4], [0, 0, 0]]),
         capacity=i64([20, 20, 10]),
         adjusted_load=i64([0, 18, 13]),
         past_due=[False, False, True],
     )
-    agg = make_agg(2, unserved_end=[4])
+    agg = aggregate_result(i64(np.zeros((1, 2))), unserved_end=[4])
     alloc = AllocationResult(*(i64(np.zeros((2, 4))) for _ in range(3)))
     mrp = make_mrp(3, 3, past_due_qty=[0, 0, 7])
     recon = reconcile_levels(inputs, agg, alloc, cap, PlanParams())
@@ -487,7 +410,7 @@ def test_fill_rate_is_a_ratio_and_nothing_is_served_beyond_what_is_owed(data):
     weekly = np.zeros((n_sku, n_w), dtype=np.int64)
     np.add.at(weekly.T, cal.bucket_week_idx, demand.T)
     on_hand_end = opening[:, None] + np.cumsum(scheduled + receipts - weekly, axis=1)
-    cap = make_cap(receipts, on_hand_end, ints((n_w,), 200), receipts.sum(axis=0))
+    cap = capacity_result(receipts, on_hand_end, ints((n_w,), 200), receipts.sum(axis=0))
     alloc = AllocationResult(demand, np.zeros_like(demand), np.zeros_like(demand))
 
     svc = fg_service(inputs, alloc, cap)
