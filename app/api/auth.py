@@ -1,7 +1,8 @@
 """Who may call what (SPEC 5.3): bearer tokens mapped to roles ``viewer < planner < approver < admin``.
 
 With no token configured at all (no ``SCPLN_API_TOKENS`` and no row in ``api_tokens``) every caller is
-admin: that is local use, and ``scpln serve`` then refuses to bind anything but loopback. Otherwise
+admin: that is local use, and ``scpln serve`` then refuses to bind anything but loopback. Should the last
+token be deleted while a server listens on another address, requests arriving there get 401. Otherwise
 every route that declares a role needs ``Authorization: Bearer <token>``: 401 without a valid token,
 403 when the token's role is too low. ``/healthz`` and ``/metrics`` declare none.
 
@@ -76,6 +77,12 @@ async def current_caller(
     except ValueError as exc:  # a malformed SCPLN_API_TOKENS: refuse everyone rather than guess
         raise AuthMisconfigured("the server's API token configuration is invalid", str(exc)) from None
     if not tokens.tokens_configured(store.engine, env):
+        if not _reached_over_loopback(request):
+            # tokens deleted while serving a non-loopback address: nobody is admin by default there
+            raise Unauthorized(
+                "no API tokens are configured and this server is reached on a non-loopback address; "
+                "create one with `scpln token create --role ROLE`"
+            )
         caller = Caller("admin", authenticated=False)
     else:
         if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
@@ -86,6 +93,20 @@ async def current_caller(
         caller = Caller(role, authenticated=True)
     request.state.caller = caller
     return caller
+
+
+def _reached_over_loopback(request: Request) -> bool:
+    """False only when the address the request came in on is a non-loopback IP address (the test
+    client's symbolic host names count as local)."""
+    server = request.scope.get("server")
+    if not server:
+        return True
+    host = str(server[0])
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return True
+    return is_loopback(host)
 
 
 def require(role: str):

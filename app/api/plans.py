@@ -12,6 +12,7 @@ import orjson
 from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from sqlalchemy import LargeBinary, cast, func, select
+from starlette.concurrency import run_in_threadpool
 
 from app.api import tables
 from app.api.auth import ADMIN, PLANNER, VIEWER, Store
@@ -210,14 +211,16 @@ TableFilters = Annotated[dict[str, str | None], Depends(_table_filters)]
 def _add_table_routes(name: str, spec: tables.TableSpec) -> None:
     filters = ", ".join(sorted(spec.filters))
 
-    async def page(  # three short indexed queries: served on the event loop, no thread hop
+    async def page(  # from rows: three short indexed queries on the event loop, no thread hop
         version_id: VersionId,
         store: Store,
         given: TableFilters,
         limit: Annotated[int, Query(ge=1, le=5000, description="Rows per page.")] = 500,
         offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     ) -> Any:
-        page = tables.read_page(store, version_id, name, given, limit, offset)
+        page = tables.read_rows_page(store, version_id, name, given, limit, offset)
+        if page is None:  # read from an artifact: parsing it may take a while, so not on the event loop
+            page = await run_in_threadpool(tables.read_page, store, version_id, name, given, limit, offset)
         # Rows are plain JSON values already: serialized once here, not validated again against the model.
         return Response(orjson.dumps(page.__dict__), media_type="application/json")
 

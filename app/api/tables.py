@@ -412,8 +412,23 @@ def _artifact_rows(store: PlanStore, spec: TableSpec, version_id: str, row_filte
 def read_page(
     store: PlanStore, version_id: str, table: str, filters: dict[str, str | None], limit: int, offset: int
 ) -> Page:
-    """One page of a plan table, from the encoding the storage mode reads. From rows this is three
-    short queries on one connection: status and pin, rows present and table size, the page."""
+    """One page of a plan table, from the encoding the storage mode reads."""
+    page = read_rows_page(store, version_id, table, filters, limit, offset)
+    if page is not None:
+        return page
+    spec = TABLES[table]
+    everything = _artifact_rows(store, spec, version_id, check_filters(spec, filters))
+    rows = [_in_shape_order(spec, r) for r in everything[offset : offset + limit]]
+    return Page(table, version_id, ARTIFACTS, len(everything), limit, offset, rows)
+
+
+def read_rows_page(
+    store: PlanStore, version_id: str, table: str, filters: dict[str, str | None], limit: int, offset: int
+) -> Page | None:
+    """The page from PlanRepository rows, or None when the storage mode reads this version from its
+    artifacts. Three short queries on one connection (status and pin, rows present and table size, the
+    page), cheap enough to run on the event loop; parsing an artifact is not, so it is left to
+    :func:`read_page`."""
     spec = TABLES[table]
     row_filters = check_filters(spec, filters)
     with store.engine.connect() as conn:
@@ -424,13 +439,10 @@ def read_page(
         mode = pin or settings.default_mode()
         # files mode never touches the PlanRepository tables, not even to look for rows
         has_rows, last = _rows_extent(conn, spec, version_id) if mode != "files" else (False, None)
-        source = choose_source(version_id, status, mode, has_rows)
-        if source == ROWS:
-            rows, total = _rows_page(conn, spec, version_id, row_filters, limit, offset, last)
-            return Page(table, version_id, source, total, limit, offset, rows)
-    everything = _artifact_rows(store, spec, version_id, row_filters)
-    rows = [_in_shape_order(spec, r) for r in everything[offset : offset + limit]]
-    return Page(table, version_id, source, len(everything), limit, offset, rows)
+        if choose_source(version_id, status, mode, has_rows) != ROWS:
+            return None
+        rows, total = _rows_page(conn, spec, version_id, row_filters, limit, offset, last)
+    return Page(table, version_id, ROWS, total, limit, offset, rows)
 
 
 def _in_shape_order(spec: TableSpec, row: dict[str, Any]) -> dict[str, Any]:

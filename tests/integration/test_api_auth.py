@@ -70,6 +70,18 @@ def test_without_tokens_everyone_is_admin(hub):
     assert hub.delete("/plans/v1").status_code == 200
 
 
+@pytest.mark.parametrize(("address", "status"), [("127.0.0.1", 200), ("::1", 200), ("10.20.30.40", 401)])
+def test_without_tokens_only_requests_on_a_loopback_address_are_served(hub, address, status):
+    # a server that was bound elsewhere while tokens existed, whose last token was then deleted
+    host = f"[{address}]" if ":" in address else address
+    with TestClient(hub.app, base_url=f"http://{host}:8000") as client:
+        response = client.get("/plans/v1")
+    assert response.status_code == status, response.text
+    if status == 401:
+        assert "non-loopback" in response.json()["error"] + response.json().get("detail", "")
+        assert client.get("/healthz").status_code == 200
+
+
 def test_with_tokens_a_request_without_a_valid_token_is_401(hub, env_tokens):
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic dXNlcjpwdw=="},
                     {"Authorization": f"Bearer {TOKENS['viewer']}x"}):  # fmt: skip
