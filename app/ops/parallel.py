@@ -5,15 +5,21 @@ database engine, and handing the results back in the versions' order so the call
 as it goes. Decoding and hashing a version is CPU work under the GIL, so threads would not help; the
 processes are started with ``spawn`` (no connection or lock of the parent is inherited). With one job, or
 a database only this process can see (SQLite in memory), everything runs here, in order.
+
+Work starts as soon as the map is entered, before the first result is asked for, so a caller can let
+the workers get ahead while it does something else (the rollback takes its backup meanwhile). Results
+waiting to be consumed are bounded by count and by size.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine
 
@@ -24,8 +30,20 @@ T = TypeVar("T")
 MAX_DEFAULT_JOBS = 4
 #: With the default number of jobs, fewer versions than this are done here (a pool costs a second).
 POOL_MIN_VERSIONS = 8
-#: Versions handed out ahead of the one being consumed, per process (bounds the memory held by results).
-AHEAD_PER_JOB = 2
+#: Finished results waiting to be consumed, at most: this many per process, and a quarter of the memory
+#: available when the map starts, capped at ``AHEAD_BYTES``.
+AHEAD_PER_JOB = 32
+AHEAD_BYTES = 2 * 2**30
+
+
+def ahead_bytes() -> int:
+    """The budget of finished results held in memory: a quarter of the available memory, at most
+    ``AHEAD_BYTES`` (and 256 MiB where the available memory cannot be read)."""
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 256 * 2**20
+    return max(64 * 2**20, min(AHEAD_BYTES, available // 4))
 
 
 def default_jobs() -> int:
@@ -41,35 +59,102 @@ def _shareable(engine: Engine) -> bool:
     return not (engine.dialect.name == "sqlite" and (not database or database == ":memory:"))
 
 
+class VersionMap(Generic[T]):
+    """``fn(url, version_id)`` for every version, iterated in ``version_ids`` order; use as a context
+    manager (the pool lives inside it). ``fn`` must be a module-level function (it is pickled by name).
+
+    ``jobs`` None: one process per core (at most ``MAX_DEFAULT_JOBS``) from ``POOL_MIN_VERSIONS``
+    versions on, else in this process. ``size`` tells the bytes a result holds; finished results not yet
+    consumed stay under :func:`ahead_bytes` and ``AHEAD_PER_JOB`` per process."""
+
+    def __init__(
+        self,
+        fn: Callable[[str, str], T],
+        engine: Engine,
+        version_ids: Sequence[str],
+        jobs: int | None = None,
+        size: Callable[[T], int] | None = None,
+    ):
+        if jobs is None:
+            jobs = default_jobs() if len(version_ids) >= POOL_MIN_VERSIONS else 1
+        self.fn, self.url, self.ids = fn, engine_url(engine), list(version_ids)
+        self.jobs = max(1, min(jobs, len(self.ids) or 1))
+        self.local = self.jobs == 1 or len(self.ids) < 2 or not _shareable(engine)
+        self.size = size or (lambda _r: 0)
+        self._pool: ProcessPoolExecutor | None = None
+        self._pending: deque[Future[Any]] = deque()
+        self._next = 0
+        self._changed = threading.Condition()
+        self._feeder: threading.Thread | None = None
+        self._closing = False
+        self._budget = ahead_bytes()
+
+    def __enter__(self) -> VersionMap[T]:
+        if not self.local:
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=context)
+            self._feeder = threading.Thread(target=self._feed, name="scpln-version-feeder", daemon=True)
+            self._feeder.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._pool is None:
+            return
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+        if self._feeder is not None:
+            self._feeder.join()
+        for future in self._pending:
+            future.cancel()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = None
+
+    def __iter__(self) -> Iterator[T]:
+        if self.local:
+            for vid in self.ids:
+                yield self.fn(self.url, vid)
+            return
+        while True:
+            with self._changed:
+                while not self._pending and self._next < len(self.ids) and not self._closing:
+                    self._changed.wait()
+                if not self._pending:
+                    return
+                future = self._pending.popleft()
+                self._changed.notify_all()
+            yield future.result()
+
+    def _notify(self, _done: Future[Any]) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def _feed(self) -> None:
+        """Submit work while fewer than ``jobs`` tasks run and the finished results waiting to be
+        consumed are within bounds; wake up whenever a task finishes or a result is taken."""
+        with self._changed:
+            while not self._closing and self._next < len(self.ids):
+                running = sum(1 for f in self._pending if not f.done())
+                finished = [
+                    f for f in self._pending if f.done() and not f.cancelled() and f.exception() is None
+                ]
+                held = sum(self.size(f.result()) for f in finished)
+                if running >= self.jobs or len(finished) >= self.jobs * AHEAD_PER_JOB or held >= self._budget:
+                    self._changed.wait()
+                    continue
+                future = self._pool.submit(self.fn, self.url, self.ids[self._next])
+                self._next += 1
+                self._pending.append(future)
+                future.add_done_callback(self._notify)
+                self._changed.notify_all()
+
+
 def map_versions(
     fn: Callable[[str, str], T], engine: Engine, version_ids: Sequence[str], jobs: int | None = None
 ) -> Iterator[T]:
-    """``fn(url, version_id)`` for every version, results yielded in ``version_ids`` order. ``fn`` must
-    be a module-level function (it is pickled by name). ``jobs`` None: one process per core (at most
-    ``MAX_DEFAULT_JOBS``) from ``POOL_MIN_VERSIONS`` versions on, else here. At most ``AHEAD_PER_JOB`` results per process
-    wait to be consumed, so large results (artifact texts) do not pile up."""
-    if jobs is None:
-        jobs = default_jobs() if len(version_ids) >= POOL_MIN_VERSIONS else 1
-    jobs = max(1, jobs)
-    url = engine_url(engine)
-    if jobs == 1 or len(version_ids) < 2 or not _shareable(engine):
-        for vid in version_ids:
-            yield fn(url, vid)
-        return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(version_ids)), mp_context=context) as pool:
-        pending: list[Future[Any]] = []
-        upcoming = iter(version_ids)
-        for vid in upcoming:
-            pending.append(pool.submit(fn, url, vid))
-            if len(pending) >= jobs * AHEAD_PER_JOB:
-                break
-        while pending:
-            result = pending.pop(0).result()
-            nxt = next(upcoming, None)
-            if nxt is not None:
-                pending.append(pool.submit(fn, url, nxt))
-            yield result
+    """:class:`VersionMap` as a plain generator, for callers that consume the results right away."""
+    with VersionMap(fn, engine, version_ids, jobs) as results:
+        yield from results
 
 
 def store_for(url: str):

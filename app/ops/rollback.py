@@ -21,17 +21,19 @@ its rows, overrides or events.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import functools
 import hashlib
+import itertools
 import json
 import os
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,7 +45,7 @@ from app.config import get_settings, resolve_path
 from app.db import get_engine, now_ms
 from app.errors import ScplnError
 from app.ops import backfill, backup, check, intake
-from app.ops.parallel import map_versions, store_for
+from app.ops.parallel import VersionMap, map_versions, store_for
 from app.planning.model import CORE_ARTIFACTS, PlanParams
 from app.storage import codec_artifacts, digests
 from app.storage import settings as st
@@ -281,13 +283,21 @@ def rollback(
 
     phase("pause", pause)
     snapshot = functools.partial(_snapshot, engine, resolve_path(tmp_dir), snapshot_versions)
-    with ThreadPoolExecutor(1, thread_name_prefix="scpln-snapshot") as side:
-        # The snapshot only reads (through the sqlite3 shell or COPY), so it is taken while the backup
-        # copies; it is recorded after the backup, as the runbook orders them.
-        early = side.submit(snapshot) if not state.done("backup") and not state.done("snapshot") else None
-        report.backup_path = phase("backup", lambda: _backup(engine, backup_dir))
-        report.snapshots = phase("snapshot", early.result if early else snapshot)
-    outcome = phase("repair", lambda: _repair(store, state, step, jobs))
+    with contextlib.ExitStack() as stack:
+        # Versions are read and assessed in worker processes from here on, while the backup copies and
+        # the snapshot is taken: both only read, and nothing is written before the backup is recorded.
+        assessments = None
+        if not state.done("repair"):
+            todo = _repair_todo(store, state)
+            assessments = stack.enter_context(
+                VersionMap(_assess_in_worker, engine, todo, jobs, size=_verdict_size)
+            )
+        with ThreadPoolExecutor(1, thread_name_prefix="scpln-snapshot") as side:
+            # The snapshot is recorded after the backup, as the runbook orders them.
+            early = side.submit(snapshot) if not state.done("backup") and not state.done("snapshot") else None
+            report.backup_path = phase("backup", lambda: _backup(engine, backup_dir))
+            report.snapshots = phase("snapshot", early.result if early else snapshot)
+        outcome = phase("repair", lambda: _repair(store, state, step, assessments))
     report.versions_checked = outcome["checked"]
     report.repaired = list(outcome["repaired"])
     report.kept_artifacts = dict(outcome["kept"])
@@ -452,7 +462,7 @@ def _assess(store: PlanStore, version_id: str) -> dict[str, Any]:
     ):
         # made from the same content as the rows and unchanged since: nothing to read or decode
         return {"action": "ok", "why": "artifacts match their certified digest"}
-    rows_ok, rows_why, expected, rows_digest = _rows_health(store, version_id)
+    rows_ok, rows_why, expected, rows_digest = _rows_health(store, version_id, rows_recorded)
     if rows_ok:
         # The rows' canonical texts against the stored texts: equal texts are equal documents, so a
         # whole version is judged without decoding its artifacts.
@@ -463,6 +473,8 @@ def _assess(store: PlanStore, version_id: str) -> dict[str, Any]:
                 "why": f"artifacts missing or different: {', '.join(differ)}",
                 "texts": expected,
                 "rows_digest": rows_digest,
+                # what the version's artifacts hash to once these texts are written
+                "artifacts_digest": digests.artifacts_digest({**stored, **expected}),
             }
         return {"action": "ok", "why": "artifacts equal the rows", "rows_digest": rows_digest}
     artifacts_why = _artifacts_problem(version_id, stored)
@@ -480,13 +492,18 @@ def _assess_in_worker(url: str, version_id: str) -> dict[str, Any]:
     return verdict
 
 
-def _rows_health(store: PlanStore, version_id: str) -> tuple[bool, str | None, dict[str, str] | None, str | None]:  # fmt: skip
+def _rows_health(store: PlanStore, version_id: str, recorded: str | None = None) -> tuple[bool, str | None, dict[str, str] | None, str | None]:  # fmt: skip
     """(healthy, why not — None when there are no rows at all, the rows' artifact texts, the digest of
-    the rows read)."""
+    the rows read). Rows that still hash to the digest ``recorded`` when they were written are as the
+    planner made them, so the plan identities are checked only on rows without one or that changed."""
     if not store.has_rows(version_id):
         return False, None, None, None
     try:
-        content, rows_digest = store.read_rows_and_digest(version_id)
+        # Rows with a recorded digest are decoded straight to text; they are checked against the
+        # plan identities (which need the rows as dicts) only when their digest does not match.
+        content, rows_digest = store.read_rows_and_digest(version_id, fragments=recorded is not None)
+        if content is not None and rows_digest != recorded and recorded is not None:
+            content, rows_digest = store.read_rows_and_digest(version_id)
     except Exception as exc:  # noqa: BLE001 - undecodable rows are unhealthy, not fatal
         return False, f"rows do not decode: {_short(exc)}", None, None
     if content is None:
@@ -494,7 +511,7 @@ def _rows_health(store: PlanStore, version_id: str) -> tuple[bool, str | None, d
     missing = [n for n in CORE_ARTIFACTS if n not in content.documents]
     if missing:
         return False, f"rows lack {', '.join(missing)}", None, None
-    problems = check.identity_problems(content)
+    problems = check.identity_problems(content) if rows_digest != recorded else []
     if problems:
         return False, f"rows break {problems[0][0]}: {_short(problems[0][1])}", None, None
     try:  # decoded rows have the declared shapes already; only the text is made here
@@ -523,39 +540,64 @@ def _short(exc: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _repair(store: PlanStore, state: _State, step: Progress, jobs: int | None = None) -> dict[str, Any]:
-    """Make every version readable from artifacts. Versions are assessed in ``jobs`` worker processes
-    (reading and decoding rows is the expensive part) and written here, each in its own transaction and
-    recorded in the state file, so a resumed run continues after the last one written."""
-    progress = state.data.setdefault(
+def _repair_state(state: _State) -> dict[str, Any]:
+    return state.data.setdefault(
         "repair", {"done": [], "proven": [], "repaired": [], "kept": {}, "needs_restore": {}}
     )
-    done = set(progress["done"])
+
+
+def _repair_todo(store: PlanStore, state: _State) -> list[str]:
+    """The ready versions the repair phase has not been through yet (all of them on a first run)."""
+    done = set(_repair_state(state)["done"])
+    return [vid for vid in _ready_versions(store) if vid not in done]
+
+
+def _verdict_size(verdict: dict[str, Any]) -> int:
+    return sum(len(text) for text in verdict.get("texts", {}).values())
+
+
+def _repair(store: PlanStore, state: _State, step: Progress, assessments: Iterable[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    """Make every version readable from artifacts. ``assessments`` are the verdicts of
+    :func:`_repair_todo`'s versions in order (made in worker processes: reading and decoding rows is
+    the expensive part); they are written here, each version in its own transaction and recorded in
+    the state file, so a resumed run continues after the last one written."""
+    progress = _repair_state(state)
     versions = _ready_versions(store)
-    todo = [vid for vid in versions if vid not in done]
+    already = len(progress["done"])
     written = 0
-    for i, verdict in enumerate(map_versions(_assess_in_worker, store.engine, todo, jobs)):
-        vid = verdict["version_id"]
-        step(f"repair {vid}", int(100 * (3 + (len(done) + i) / max(len(versions), 1)) / len(ROLLBACK_PHASES)))
-        if verdict["action"] == "repair":
-            with store.engine.begin() as conn:
-                for name, payload in verdict["texts"].items():
-                    _replace_artifact(conn, vid, name, payload)
-                store.certify(conn, vid, verdict["rows_digest"])  # the texts were made from these rows
-            progress["repaired"].append(vid)
-            written += 1
-            _crash_point(f"repair:{written}")
-        elif verdict["action"] == "ok" and verdict.get("rows_digest"):
-            with store.engine.begin() as conn:  # rows and artifacts were found equal: remember it
-                store.certify(conn, vid, verdict["rows_digest"])
-        elif verdict["action"] == "keep":
-            progress["kept"][vid] = verdict["why"]
-        elif verdict["action"] == "needs_restore":
-            progress["needs_restore"][vid] = verdict["why"]
-        if verdict["action"] != "needs_restore":
-            progress["proven"].append(vid)  # its artifacts were just read and found sound
-        progress["done"].append(vid)
-        state.save()
+
+    def late() -> Iterator[dict[str, Any]]:
+        # a job still running when intake was paused may have finished a version meanwhile
+        for vid in _repair_todo(store, state):
+            yield {**_assess(store, vid), "version_id": vid}
+
+    with store.engine.connect() as conn:
+        for i, verdict in enumerate(itertools.chain(assessments, late())):
+            vid = verdict["version_id"]
+            step(
+                f"repair {vid}", int(100 * (3 + (already + i) / max(len(versions), 1)) / len(ROLLBACK_PHASES))
+            )
+            if verdict["action"] == "repair":
+                with conn.begin():
+                    _replace_artifacts(conn, vid, verdict["texts"])
+                    # the texts were made from these rows: the two encodings are a certified pair
+                    digests.record(
+                        conn, vid, rows=verdict["rows_digest"], artifacts=verdict["artifacts_digest"]
+                    )
+                progress["repaired"].append(vid)
+                written += 1
+                _crash_point(f"repair:{written}")
+            elif verdict["action"] == "ok" and verdict.get("rows_digest"):
+                with conn.begin():  # rows and artifacts were found equal: remember it
+                    store.certify(conn, vid, verdict["rows_digest"])
+            elif verdict["action"] == "keep":
+                progress["kept"][vid] = verdict["why"]
+            elif verdict["action"] == "needs_restore":
+                progress["needs_restore"][vid] = verdict["why"]
+            if verdict["action"] != "needs_restore":
+                progress["proven"].append(vid)  # its artifacts were just read and found sound
+            progress["done"].append(vid)
+            state.save()
     return {
         "checked": len(progress["done"]),
         "repaired": progress["repaired"],
@@ -565,16 +607,16 @@ def _repair(store: PlanStore, state: _State, step: Progress, jobs: int | None = 
     }
 
 
-def _replace_artifact(conn: Connection, version_id: str, name: str, payload: str) -> None:
+def _replace_artifacts(conn: Connection, version_id: str, texts: dict[str, str]) -> None:
     conn.execute(
         plan_artifacts.delete().where(
-            plan_artifacts.c.version_id == version_id, plan_artifacts.c.name == name
+            plan_artifacts.c.version_id == version_id, plan_artifacts.c.name.in_(list(texts))
         )
     )
+    ts = now_ms()
     conn.execute(
-        plan_artifacts.insert().values(
-            version_id=version_id, name=name, json_text=payload, created_at=now_ms()
-        )
+        plan_artifacts.insert(),
+        [{"version_id": version_id, "name": n, "json_text": t, "created_at": ts} for n, t in texts.items()],
     )
 
 

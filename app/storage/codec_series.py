@@ -19,6 +19,7 @@ Hot paths work column-wise (``itemgetter``/``zip``/numpy) because a 10k-SKU plan
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -26,6 +27,7 @@ from operator import itemgetter
 from typing import Any, NoReturn
 
 import numpy as np
+import orjson
 
 from app.planning import documents as docs
 from app.planning.model import PSI_ARTIFACTS, SCHEMA_VERSION, PlanContent
@@ -388,10 +390,15 @@ def decode(
     overrides: Iterable[Row] = (),
     events: Iterable[Row] = (),
     approval: str | None = None,
+    fragments: bool = False,
 ) -> PlanContent:
     """Rebuild every document exactly from rows: ``series_rows`` maps a level to its row tuples in
     ``LEVEL_COLUMNS[level]`` order (any order of rows), ``kpi_rows`` are in ``KPI_COLUMNS`` order;
-    ``overrides``/``events`` are the PSI table rows in document order and ``approval`` the version's."""
+    ``overrides``/``events`` are the PSI table rows in document order and ``approval`` the version's.
+
+    ``fragments``: the row tables of the JSON documents are their canonical JSON text already
+    (``orjson.Fragment``), not lists of dicts. Such documents are only good for writing their text
+    (``documents.artifact_text`` gives the same text either way), which skips building a dict per row."""
     unknown = set(series_rows) - set(LEVEL_NAMES)
     if unknown:
         raise ValueError(f"plan_series of {version_id}: unknown level(s) {sorted(unknown)}")
@@ -405,7 +412,7 @@ def decode(
         if name == REPORT:
             documents[name] = _decode_report(levels["report"])
         else:
-            documents[name] = _decode_document(name, header, levels, kpis, leftovers)
+            documents[name] = _decode_document(name, header, levels, kpis, leftovers, fragments)
     _refuse_orphans(version_id, documents, levels, kpis)
     documents.update(
         _decode_psi(version_id, schema_version, levels["psi"], list(overrides), list(events), approval)
@@ -419,10 +426,12 @@ def _decode_document(
     levels: Mapping[str, list[Row]],
     kpis: list[Row],
     leftovers: str | None,
+    fragments: bool = False,
 ) -> dict[str, Any]:
     """A JSON artifact: the version's header, its tables from rows, then its stored leftover keys."""
     doc: dict[str, Any] = {**header, "params": json.loads(header["params"])}
-    doc.update({lv.table: _decode_level(lv, levels[lv.name]) for lv in DOCUMENT_LEVELS[name]})
+    table = _level_fragment if fragments else _decode_level
+    doc.update({lv.table: table(lv, levels[lv.name]) for lv in DOCUMENT_LEVELS[name]})
     if name == KPI_TABLE[0]:
         doc["kpis"] = _decode_kpis(kpis)
     if leftovers:
@@ -453,6 +462,53 @@ def _decode_level(level: Level, rows: list[Row]) -> list[dict[str, Any]]:
             if extra is not None:
                 row.update(json.loads(extra))
     return out
+
+
+def _level_fragment(level: Level, rows: list[Row]) -> orjson.Fragment:
+    """The canonical JSON text of ``_decode_level(level, rows)`` (an array of objects with sorted
+    keys), made column by column: each column's values are written by orjson once and cut into items,
+    then every row is one bytes template filled in. Rows with leftover keys are written whole."""
+    if not rows:
+        return orjson.Fragment(b"[]")
+    columns = list(zip(*rows, strict=True))
+    keys = level.keys
+    values = [_DECODERS[level.shape[k]](columns[1 + j]) for j, k in enumerate(keys)]
+    if level.week_at_period:
+        week, period = keys.index("week"), keys.index("period")
+        values[week] = list(map(str.removesuffix, values[week], map("@{}".format, values[period])))
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    parts, items = [], []
+    for j in order:
+        quoted, cut = _json_items(values[j], level.shape[keys[j]] in ("str", "str?"))
+        parts.append(orjson.dumps(keys[j]) + (b':"%s"' if quoted else b":%s"))
+        items.append(cut)
+    template = b"{" + b",".join(parts) + b"}"
+    texts = [template % item for item in zip(*items, strict=True)]
+    leftovers = columns[-1]
+    if leftovers.count(None) != len(leftovers):
+        for i, extra in enumerate(leftovers):
+            if extra is not None:
+                row = {k: values[j][i] for j, k in enumerate(keys)}
+                row.update(json.loads(extra))
+                texts[i] = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+    return orjson.Fragment(b"[" + b",".join(texts) + b"]")
+
+
+def _json_items(column: list[Any], text_kind: bool) -> tuple[bool, list[bytes]]:
+    """The JSON text of each value of a column as orjson writes it inside a document, and whether the
+    texts are plain strings given without their quotes. orjson writes the whole column once; numbers,
+    booleans and nulls never hold a comma, and strings without a quote, backslash or control character
+    are written verbatim between quotes, so the column's text is cut at the separators. ``text_kind``:
+    the column holds strings (or None); any other column holds numbers, booleans or None only."""
+    text = orjson.dumps(column)[1:-1]
+    if not text_kind:
+        return False, text.split(b",")
+    if None not in column and not any(map(_NEEDS_ESCAPE.search, column)):
+        return True, text[1:-1].split(b'","')
+    return False, [orjson.dumps(v) for v in column]
+
+
+_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f]')
 
 
 def _decode_kpis(kpi_rows: Iterable[Row]) -> list[dict[str, Any]]:

@@ -54,37 +54,48 @@ _LEVEL_KINDS = {
 }
 _KPI_KINDS = tuple(_kind(plan_kpis.c[name]) for name in codec_series.KPI_COLUMNS)
 _EXPECTED = {"float": {float, type(None)}, "int": {int, type(None)}, "str": {str, type(None)}}
+_CONVERT = {"float": float, "int": int, "str": str}
 
 
-def _normalized(kind: str, values: Sequence[Any]) -> Sequence[Any]:
-    """A column's values as the databases return them (only columns with other types are converted)."""
-    if set(map(type, values)) <= _EXPECTED[kind]:
-        return values
-    if kind == "float":
-        return [None if v is None else float(v) for v in values]
-    if kind == "int":
-        return [None if v is None else int(v) for v in values]
-    return [None if v is None else str(v) for v in values]
-
-
-def _hash_table(digest: Any, name: str, kinds: Sequence[str], rows: list[Row]) -> None:
-    digest.update(f"\x1e{name}\x1f{len(rows)}\x1f{len(kinds)}\x1e".encode())
+def canonical_rows(kinds: Sequence[str], rows: Sequence[Row]) -> Sequence[Row]:
+    """Rows with every value of the type the databases return for its column (DOUBLE → float,
+    BIGINT/BOOLEAN/INTEGER → int, text → str; None stays None), in ``seq`` order. Rows that already
+    are are returned as they came (what SQLite gives back), so hashing them costs no conversion."""
     if not rows:
-        return
+        return rows
     if any(rows[i][0] > rows[i + 1][0] for i in range(len(rows) - 1)):
-        rows = sorted(rows, key=lambda r: r[0])  # seq order (the codec writes it so already)
-    for kind, values in zip(kinds, zip(*rows, strict=True), strict=True):
-        digest.update(orjson.dumps(_normalized(kind, values)))
-        digest.update(b"\x1f")
+        rows = sorted(rows, key=lambda r: r[0])
+    columns = list(zip(*rows, strict=True))
+    wrong = [j for j, (kind, values) in enumerate(zip(kinds, columns, strict=True)) if not set(map(type, values)) <= _EXPECTED[kind]]  # fmt: skip
+    if not wrong:
+        return rows
+    for j in wrong:
+        convert = _CONVERT[kinds[j]]
+        columns[j] = [None if v is None else convert(v) for v in columns[j]]
+    return list(zip(*columns, strict=True))
 
 
-def rows_digest(levels: Mapping[str, list[Row]], kpis: list[Row]) -> str:
+def _hash_table(digest: Any, name: str, width: int, rows: Sequence[Row]) -> None:
+    digest.update(f"\x1e{name}\x1f{len(rows)}\x1f{width}\x1e".encode())
+    if rows:
+        digest.update(orjson.dumps(rows))
+
+
+def rows_digest(levels: Mapping[str, Sequence[Row]], kpis: Sequence[Row], *, canonical: bool = False) -> str:
     """The digest of content rows: ``levels`` maps a level to tuples in ``LEVEL_COLUMNS[level]`` order,
-    ``kpis`` are tuples in ``KPI_COLUMNS`` order (as the codec encodes and the store reads them)."""
-    digest = hashlib.sha256(b"scpln rows digest 1")
+    ``kpis`` are tuples in ``KPI_COLUMNS`` order (as the codec encodes and the store reads them).
+    ``canonical``: the caller vouches the rows are already as :func:`canonical_rows` makes them (rows
+    read back from SQLite in ``seq`` order are), which skips the type scan."""
+
+    def prepared(kinds: Sequence[str], rows: Sequence[Row]) -> Sequence[Row]:
+        return rows if canonical else canonical_rows(kinds, rows)
+
+    digest = hashlib.sha256(b"scpln rows digest 2")
     for level in DIGEST_LEVELS:
-        _hash_table(digest, level, _LEVEL_KINDS[level], list(levels.get(level, ())))
-    _hash_table(digest, "plan_kpis", _KPI_KINDS, list(kpis))
+        _hash_table(
+            digest, level, len(_LEVEL_KINDS[level]), prepared(_LEVEL_KINDS[level], levels.get(level, ()))
+        )
+    _hash_table(digest, "plan_kpis", len(_KPI_KINDS), prepared(_KPI_KINDS, kpis))
     return digest.hexdigest()
 
 

@@ -328,8 +328,12 @@ class PlanStore:
         """Decode the PlanRepository rows of a version, or None when it has none."""
         return self.read_rows_and_digest(version_id)[0]
 
-    def read_rows_and_digest(self, version_id: str) -> tuple[PlanContent | None, str | None]:
-        """The decoded rows of a version and the digest of the rows as read (None, None without rows)."""
+    def read_rows_and_digest(
+        self, version_id: str, *, fragments: bool = False
+    ) -> tuple[PlanContent | None, str | None]:
+        """The decoded rows of a version and the digest of the rows as read (None, None without rows).
+        ``fragments``: row tables as canonical JSON text, for writing artifacts only (see
+        ``codec_series.decode``)."""
         fetched = self._fetch_rows(version_id)
         if fetched is None:
             return None, None
@@ -337,15 +341,20 @@ class PlanStore:
         params = json.loads(head.params_json) if head.params_json else {}
         content = codec_series.decode(
             version_id, params, head.schema_version, levels, kpis,
-            overrides=overrides, events=events, approval=head.approval,
+            overrides=overrides, events=events, approval=head.approval, fragments=fragments,
         )  # fmt: skip
-        return content, digests.rows_digest(levels, kpis)
+        return content, self._digest_of_read(levels, kpis)
 
     def rows_digest_now(self, version_id: str) -> str | None:
         """The digest of the version's content rows as stored now (None when it has none); nothing is
         decoded."""
         fetched = self._fetch_rows(version_id, psi=False)
-        return None if fetched is None else digests.rows_digest(fetched[1], fetched[2])
+        return None if fetched is None else self._digest_of_read(fetched[1], fetched[2])
+
+    def _digest_of_read(self, levels: dict[str, list[tuple]], kpis: list[tuple]) -> str:
+        # SQLite hands rows back in seq order with the canonical types already (REAL, INTEGER, TEXT);
+        # PostgreSQL's BOOLEAN comes back as bool, so its rows are normalized first.
+        return digests.rows_digest(levels, kpis, canonical=self.dialect == "sqlite")
 
     def read_psi_documents(self, version_id: str) -> dict[str, Any]:
         """The PSI documents the PlanRepository holds for a version (none when it has no PSI state)."""
