@@ -40,6 +40,7 @@ the name is taken. Relative folders are taken from the repository root.
 from __future__ import annotations
 
 import datetime as dt
+import mmap
 import os
 import shutil
 import sqlite3
@@ -136,9 +137,13 @@ def list_backups(dest_dir: str | Path = "backup") -> list[dict[str, Any]]:
                 "path": str(path),
                 "size": stat.st_size,
                 "created_at": stat.st_mtime_ns // 10**6,
+                "_ns": stat.st_mtime_ns,
             }
         )
-    return sorted(found, key=lambda b: (b["created_at"], b["name"]), reverse=True)
+    found.sort(key=lambda b: (b["_ns"], b["name"]), reverse=True)  # backups a millisecond apart too
+    for entry in found:
+        del entry["_ns"]
+    return found
 
 
 def restore_database(
@@ -287,14 +292,16 @@ def verify_file_copy(path: str | Path, size: int, crc: int) -> str | None:
 
 
 def _file_checksum(path: Path) -> tuple[int, int]:
-    """(size, CRC-32) of the bytes of ``path``, read in large chunks."""
-    buffer = bytearray(FILE_CHUNK)
-    view = memoryview(buffer)
-    size = crc = 0
+    """(size, CRC-32) of the bytes of ``path``, checksummed through a memory map (no copy)."""
     with open(path, "rb", buffering=0) as handle:
-        while n := handle.readinto(buffer):
-            crc = zlib.crc32(view[:n], crc)
-            size += n
+        size = os.fstat(handle.fileno()).st_size
+        if not size:
+            return 0, 0
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped, memoryview(mapped) as view:
+            crc = 0
+            for start in range(0, size, FILE_CHUNK):
+                with view[start : start + FILE_CHUNK] as part:
+                    crc = zlib.crc32(part, crc)
     return size, crc
 
 
@@ -341,50 +348,45 @@ def _wal_size(wal: Path) -> int:
 
 
 #: Run by a child process (standard library only): copies argv[1] to the new file argv[2] in chunks
-#: of argv[3] bytes, fsyncs it and prints progress lines and finally "copied <bytes> <crc32>". A
-#: thread reads ahead into a few buffers while the main thread checksums and writes, so reading the
-#: source goes on while writes wait for the disk.
+#: of argv[3] bytes, fsyncs it and prints progress lines and finally "copied <bytes> <crc32>". The
+#: source is memory-mapped: each chunk is checksummed where it lies in the page cache and copied by the
+#: kernel (``copy_file_range``), or written from the mapping where the kernel cannot copy between the
+#: two files, so no byte passes through a buffer of this process.
 _CHUNK_COPIER = """
-import os, queue, sys, threading, zlib
+import mmap, os, sys, zlib
 source, target, chunk = sys.argv[1], sys.argv[2], int(sys.argv[3])
-empty, filled, failed = queue.Queue(), queue.Queue(), []
-for _ in range(4):
-    empty.put(bytearray(chunk))
-
-def read_ahead(src):
-    try:
-        while True:
-            buffer = empty.get()
-            n = src.readinto(buffer)
-            filled.put((buffer, n))
-            if not n:
-                return
-    except BaseException as exc:
-        failed.append(exc)
-        filled.put((None, 0))
-
 with open(source, "rb", buffering=0) as src, open(target, "xb", buffering=0) as dst:
-    if hasattr(os, "posix_fadvise"):
-        os.posix_fadvise(src.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
     total = os.fstat(src.fileno()).st_size
-    reader = threading.Thread(target=read_ahead, args=(src,), daemon=True)
-    reader.start()
+    mapped = mmap.mmap(src.fileno(), 0, access=mmap.ACCESS_READ) if total else None
+    if mapped is not None and hasattr(mapped, "madvise"):
+        mapped.madvise(mmap.MADV_SEQUENTIAL)
+    view = memoryview(mapped) if mapped is not None else memoryview(b"")
+    kernel_copy = hasattr(os, "copy_file_range")
     done = crc = 0
-    while True:
-        buffer, n = filled.get()
-        if not n:
-            break
-        with memoryview(buffer)[:n] as view:
-            crc = zlib.crc32(view, crc)
-            written = 0
-            while written < n:
-                written += dst.write(view[written:])
-        empty.put(buffer)
+    while done < total:
+        n = min(chunk, total - done)
+        part = view[done:done + n]
+        crc = zlib.crc32(part, crc)
+        copied = 0
+        while copied < n:
+            if kernel_copy:
+                try:
+                    step = os.copy_file_range(src.fileno(), dst.fileno(), n - copied, done + copied, done + copied)
+                except OSError:
+                    kernel_copy = False
+                    continue
+                if step == 0:
+                    raise OSError(f"{source} ended early at byte {done + copied}")
+            else:
+                os.lseek(dst.fileno(), done + copied, os.SEEK_SET)
+                step = dst.write(part[copied:])
+            copied += step
+        part.release()
         done += n
         print("progress", done, total, flush=True)
-    reader.join()
-    if failed:
-        raise failed[0]
+    view.release()
+    if mapped is not None:
+        mapped.close()
     os.fsync(dst.fileno())
 print("copied", done, crc, flush=True)
 """

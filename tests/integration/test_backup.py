@@ -95,9 +95,10 @@ def test_a_backup_taken_while_another_process_writes_plans_is_whole(
     assert all("base" in ids for ids in written)
     assert len(written[-1]) >= len(written[0])
     assert len({c.name for c in copies}) == 3, "a taken name is never overwritten"
-    assert [b["name"] for b in list_backups(tmp_path / "backup")] == sorted(
-        (c.name for c in copies), key=lambda n: (tmp_path / "backup" / n).stat().st_mtime_ns, reverse=True
-    )
+    listed = [b["name"] for b in list_backups(tmp_path / "backup")]
+    assert sorted(listed) == sorted(c.name for c in copies)
+    mtimes = [(tmp_path / "backup" / n).stat().st_mtime_ns for n in listed]  # newest first (ties by name)
+    assert mtimes == sorted(mtimes, reverse=True)
 
 
 def test_restore_brings_back_a_deleted_version_and_open_connections_see_it(
