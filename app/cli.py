@@ -422,6 +422,48 @@ def token_create(
     print(token)
 
 
+@token_app.command("list")
+def token_list() -> None:
+    """The stored API tokens: the first 12 hex digits of each hash, role, label and creation time."""
+    import datetime as dt
+
+    from app.storage.tokens import list_tokens
+
+    found = list_tokens(_store().engine)
+    if not found:
+        err.print("no stored tokens (SCPLN_API_TOKENS may still hold some)")
+    for t in found:
+        created = dt.datetime.fromtimestamp(t.created_at / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        print(f"{t.token_hash[:12]}  {t.role:<8}  {created}  {t.label or ''}".rstrip())
+
+
+@token_app.command("revoke")
+def token_revoke(
+    which: Annotated[
+        str,
+        typer.Argument(
+            help="The token itself, or the start of its hash as `scpln token list` shows it (8+ hex)."
+        ),
+    ],
+) -> None:
+    """Delete a stored token: requests with it get 401 from now on (UI sessions made with it end too)."""
+    from app.storage.tokens import hash_token, list_tokens, revoke_token
+
+    engine = _store().engine
+    hashes = [t.token_hash for t in list_tokens(engine)]
+    wanted = hash_token(which)
+    if wanted not in hashes:
+        prefix = which.strip().lower()
+        if len(prefix) < 8 or any(c not in "0123456789abcdef" for c in prefix):
+            _fail(f"no stored token matches {which!r} (give the token or 8+ hex digits of its hash)", 2)
+        matches = [h for h in hashes if h.startswith(prefix)]
+        if len(matches) != 1:
+            _fail(f"{len(matches)} stored tokens start with {prefix!r}; give more digits", 2)
+        wanted = matches[0]
+    revoke_token(engine, wanted)
+    err.print(f"revoked token {wanted[:12]}")
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind (non-loopback needs API tokens).")] = "127.0.0.1",
@@ -492,6 +534,12 @@ def worker(
             help="Lower the workers' CPU priority by this much (default SCPLN_WORKER_NICE, 10).",
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=65535, help="Serve this worker's plan-write and job metrics on 127.0.0.1:PORT/metrics."
+        ),
+    ] = None,
 ) -> None:
     """Run plan jobs from the queue until SIGTERM (running jobs finish) or SIGINT."""
     import logging
@@ -503,7 +551,12 @@ def worker(
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         run_worker(
-            workers, worker_type, shutdown_timeout, announce=lambda line: print(line, flush=True), nice=nice
+            workers,
+            worker_type,
+            shutdown_timeout,
+            announce=lambda line: print(line, flush=True),
+            nice=nice,
+            metrics_port=metrics_port,
         )
     except ValueError as exc:
         _fail(exc, 2)

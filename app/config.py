@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     scpln_input_dir: str = "samples/planning"
     jobs_enabled: bool = True
     registry_backend: Literal["memory", "db"] = "db"
-    runs_db_max_rows: int | None = None
+    runs_db_max_rows: int | None = Field(None, ge=1)
     scpln_queue_url: str | None = None
     scpln_api_tokens: str | None = None
     scpln_inprocess_worker: bool = True

@@ -75,3 +75,24 @@ def observe_plan_write(mode: str, seconds: float, error: str | None) -> None:
     else:
         PLAN_DB_WRITE_SECONDS.observe(seconds)
         PLANS_CREATED.labels(mode=mode).inc()
+
+
+#: What a standalone worker (``scpln worker --metrics-port``) exposes: the metrics of what happens in it —
+#: plan writes and job stages. The gauges describing the database come from the server's ``/metrics``.
+WORKER_REGISTRY = CollectorRegistry(auto_describe=True)
+for _metric in (
+    PLANS_CREATED,
+    PLAN_DB_WRITE,
+    PLAN_DB_WRITE_ERRORS,
+    PLAN_DB_WRITE_SECONDS,
+    JOB_DURATION_SECONDS,
+):
+    WORKER_REGISTRY.register(_metric)
+
+
+def serve_worker_metrics(port: int, host: str = "127.0.0.1") -> None:
+    """Serve ``WORKER_REGISTRY`` in the Prometheus text format on ``http://host:port/metrics`` (a
+    daemon thread of this process)."""
+    from prometheus_client import start_http_server
+
+    start_http_server(port, addr=host, registry=WORKER_REGISTRY)

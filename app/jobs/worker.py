@@ -28,10 +28,12 @@ from huey import Huey
 from huey import signals as huey_signals
 from huey.consumer import Consumer, Worker
 
+from app import metrics
 from app.config import get_settings
 from app.db import database_url, get_engine, init_db
 from app.jobs.queue import describe_queue, get_huey, reaper_seconds
 from app.jobs.tasks import reap_stale_jobs, release_job
+from app.storage.plans import observe_writes
 from app.storage.settings import intake_open
 
 log = logging.getLogger("scpln.jobs")
@@ -222,11 +224,16 @@ def run_worker(
     shutdown_timeout: float | None = None,
     announce: Callable[[str], None] | None = None,
     nice: int | None = None,
+    metrics_port: int | None = None,
 ) -> None:
     """Run a consumer in this process until SIGTERM (graceful) or SIGINT (immediate); ``nice`` (default
-    ``SCPLN_WORKER_NICE``) lowers the CPU priority of its workers."""
+    ``SCPLN_WORKER_NICE``) lowers the CPU priority of its workers; ``metrics_port`` serves this
+    worker's plan-write and job metrics on ``http://127.0.0.1:<port>/metrics``."""
     url = database_url()
     init_db(url)
+    observe_writes(metrics.observe_plan_write)
+    if metrics_port:
+        metrics.serve_worker_metrics(metrics_port)
     huey = get_huey()
     _hook_interrupts(huey)
     consumer = PlanConsumer(

@@ -113,8 +113,9 @@ def test_async_run_is_planned_by_a_separate_worker_process(hub, tmp_path):
     body = accepted.json()
     assert httpx.get(f"{base}/plans/async-1", timeout=30).json()["status"] == "running"
     log = open(tmp_path / "worker.log", "w")  # noqa: SIM115
-    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], cwd=ROOT, env=env, stdout=log,
-                              stderr=subprocess.STDOUT)  # fmt: skip
+    metrics_port = _free_port()
+    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--metrics-port", str(metrics_port)],
+                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         while httpx.get(f"{base}/plans/async-1", timeout=30).json()["status"] == "running":
@@ -124,6 +125,11 @@ def test_async_run_is_planned_by_a_separate_worker_process(hub, tmp_path):
         # planning runs at a lower CPU priority (SCPLN_WORKER_NICE, 10) than the process's main thread
         nice = _thread_nice_values(worker.pid)
         assert nice[worker.pid] == 0 and 10 in nice.values(), nice
+        # the worker's own metrics: the write it made and its job's stages
+        exposed = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).text
+        assert 'plans_created_total{mode="both"} 1.0' in exposed, exposed
+        assert "job_duration_seconds_count{stage=" in exposed
+        assert "plan_series_rows" not in exposed  # database gauges come from the server
     finally:
         _stop(worker)
         log.close()

@@ -170,6 +170,24 @@ def test_token_create_prints_the_token_once_and_stores_its_hash(tmp_path):
     assert bad.returncode == 2 and "role must be one of" in bad.stderr
 
 
+def test_tokens_are_listed_by_hash_prefix_and_revoked_by_prefix_or_token(tmp_path):
+    env = {"SCPLN_DB": str(tmp_path / "hub.db")}
+    first = _scpln("token", "create", "--role", "viewer", "--label", "kiosk", env=env).stdout.strip()
+    second = _scpln("token", "create", "--role", "admin", env=env).stdout.strip()
+    listed = _scpln("token", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.strip().splitlines()
+    assert [line.split()[1] for line in lines] == ["viewer", "admin"] and lines[0].endswith("kiosk")
+    assert tokens.hash_token(first)[:12] in listed.stdout and first not in listed.stdout
+    assert _scpln("token", "revoke", "abc", env=env).returncode == 2  # too short to be a hash prefix
+    revoked = _scpln("token", "revoke", tokens.hash_token(first)[:10], env=env)
+    assert revoked.returncode == 0, revoked.stderr
+    assert _scpln("token", "revoke", second, env=env).returncode == 0
+    engine = db.get_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    assert not tokens.stored_tokens_exist(engine)
+    db.dispose_engines(f"sqlite:///{tmp_path / 'hub.db'}")
+
+
 def test_serve_refuses_a_non_loopback_host_without_tokens(tmp_path):
     result = _scpln("serve", "--host", "0.0.0.0", "--port", "1", env={"SCPLN_DB": str(tmp_path / "hub.db")})
     assert result.returncode == 2
