@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from app.api.auth import Caller, require
 from app.api.schemas import VERSION_ID_PATTERN, ErrorBody, StorageMode
+from app.jobs import service as jobs_service
 from app.storage import overrides
 
 router = APIRouter(tags=["psi"])
@@ -157,6 +158,7 @@ class PsiTransition(BaseModel):
 class ReconcileResult(BaseModel):
     version_id: str = Field(description="The new child version.")
     parent_version_id: str
+    run_id: str = Field(description="The RunRegistry record of the re-plan (GET /runs/{run_id}).")
     status_url: str
 
 
@@ -297,7 +299,13 @@ def reconcile_psi(
     storage: Annotated[StorageMode | None, Query(description="Storage mode of the child version.")] = None,
 ) -> Any:
     body = body or ReconcileBody()
-    child = overrides.reconcile(
+    done = jobs_service.reconcile_psi(
         version_id, caller.actor, body.note, input_dir=body.input_dir, storage=storage
     )
-    return {"version_id": child, "parent_version_id": version_id, "status_url": f"/plans/{child}"}
+    child = done["version_id"]
+    return {
+        "version_id": child,
+        "parent_version_id": version_id,
+        "run_id": done["run_id"],
+        "status_url": f"/plans/{child}",
+    }

@@ -32,6 +32,7 @@ from app.jobs.tasks import (
     fail_version_if_running,
     request_from_payload,
     request_payload,
+    worker_identity,
 )
 from app.planning.pipeline import check_version_id, new_version_id
 from app.run_registry import new_run_id
@@ -282,6 +283,55 @@ def start_inprocess_worker(workers: int = 1):
     return start(workers)
 
 
+def reconcile_psi(
+    version_id: str,
+    actor: str,
+    note: str | None = None,
+    *,
+    input_dir: str | None = None,
+    storage: str | None = None,
+) -> dict[str, Any]:
+    """PSI reconcile (a re-plan of the version with its PSI state as locks, stored as a child version)
+    with the bookkeeping of every plan execution: a RunRegistry record with the child version, its
+    timings and KPI summary, or the error. Returns ``{version_id, run_id}``; raises what reconcile raised."""
+    from app.run_registry import REGISTRY
+    from app.storage import overrides
+
+    run_id = new_run_id()
+    started = now_ms()
+    base = {"trigger": "psi-reconcile", "parent_version_id": version_id, "worker": worker_identity()}
+    REGISTRY.put(
+        {"run_id": run_id, "status": "running", "created_at": started, "started_at": started, "summary": base}
+    )
+    done: dict[str, Any] = {}
+
+    def on_written(content: Any, write: Any) -> None:
+        final = content.documents["plan_final.json"]
+        done["kpis"] = {k["metric"]: k["value"] for k in final["kpis"] if k["bucket_type"] == "total"}
+        done["write_seconds"] = round(write.seconds, 6)
+        done["storage"] = {"mode": write.mode, "artifacts": write.artifacts, "series_rows": write.series_rows}
+
+    try:
+        child = overrides.reconcile(
+            version_id, actor, note, input_dir=input_dir, storage=storage, on_written=on_written
+        )
+    except Exception as exc:
+        REGISTRY.put(
+            {"run_id": run_id, "status": "failed", "finished_at": now_ms(), "summary": base,
+             "error": dump_error(error_document(exc))}
+        )  # fmt: skip
+        raise
+    timings = {
+        "write_seconds": done.pop("write_seconds"),
+        "total_seconds": round((now_ms() - started) / 1000, 3),
+    }
+    REGISTRY.put(
+        {"run_id": run_id, "plan_version_id": child, "status": "succeeded", "finished_at": now_ms(),
+         "summary": {**base, **done, "timings": timings}}
+    )  # fmt: skip
+    return {"version_id": child, "run_id": run_id}
+
+
 __all__ = [
     "JOB_STATUSES",
     "cancel_job",
@@ -289,6 +339,7 @@ __all__ = [
     "get_job",
     "job_counts",
     "list_jobs",
+    "reconcile_psi",
     "retry_job",
     "run_plan_now",
     "start_inprocess_worker",

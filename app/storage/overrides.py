@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,11 +35,11 @@ from app.errors import EncodingMissing, IntakePaused, PlanNotFound, ScplnError
 from app.planning import documents as docs
 from app.planning.apportion import apportion_one
 from app.planning.inputs import load_input_set
-from app.planning.model import PlanInputs, PlanParams
+from app.planning.model import PlanContent, PlanInputs, PlanParams
 from app.planning.pipeline import new_version_id, run_pipeline
 from app.storage import codec_series
 from app.storage.codec_series import PSI_OVERRIDES, PSI_STATE
-from app.storage.plans import PlanStore, link_override_events, read_psi_rows, set_approval
+from app.storage.plans import PlanStore, WriteResult, link_override_events, read_psi_rows, set_approval
 from app.storage.schema import (
     plan_artifacts,
     plan_override_events,
@@ -823,11 +823,13 @@ def reconcile(
     input_dir: str | None = None,
     storage: str | None = None,
     store: PlanStore | None = None,
+    on_written: Callable[[PlanContent, WriteResult], None] | None = None,
 ) -> str:
     """Re-plan the version's input set with its PSI state as detail locks and store the result as a new
     child version (``parent_version_id``); the parent records a ``reconcile`` event in the same
     transaction. Returns the child's version id. 409 when the input set is not known, 503 when plan
-    intake is paused; ``InputError`` when the input set no longer validates."""
+    intake is paused; ``InputError`` when the input set no longer validates. ``on_written`` is called
+    with the child's content and write result once it is stored (the RunRegistry record)."""
     store = store or PlanStore()
     if not intake_open(store.engine):
         raise IntakePaused("plan intake paused")
@@ -849,7 +851,7 @@ def reconcile(
         editor.record("reconcile", None, None, child_version_id=child_id, locked_cells=locked_cells)
         _save_state(conn, parent, parent_state)
 
-    store.write_version(
+    written = store.write_version(
         content,
         mode=child_mode,
         input_label=version.input_label,
@@ -857,4 +859,6 @@ def reconcile(
         parent_version_id=version_id,
         before_commit=record_on_parent,
     )
+    if on_written is not None:
+        on_written(content, written)
     return child_id

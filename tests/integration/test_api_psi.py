@@ -105,6 +105,14 @@ def test_reconcile_answers_201_with_the_child_version(client: TestClient) -> Non
     assert response.status_code == 201
     child = response.json()["version_id"]
     assert client.get(f"/plans/{child}").json()["parent_version_id"] == "v1"
+    run = client.get(f"/runs/{response.json()['run_id']}").json()  # a plan execution, in the RunRegistry
+    assert (run["status"], run["plan_version_id"], run["summary"]["trigger"]) == (
+        "succeeded",
+        child,
+        "psi-reconcile",
+    )
+    assert run["summary"]["parent_version_id"] == "v1" and "fill_rate" in run["summary"]["kpis"]
+    assert run["summary"]["timings"]["total_seconds"] > 0
     detail = client.get(f"/plans/{child}/detail", params={"sku": key["sku"], "week": key["week"]}).json()[
         "rows"
     ]
