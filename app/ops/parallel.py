@@ -65,7 +65,8 @@ class VersionMap(Generic[T]):
 
     ``jobs`` None: one process per core (at most ``MAX_DEFAULT_JOBS``) from ``POOL_MIN_VERSIONS``
     versions on, else in this process. ``size`` tells the bytes a result holds; finished results not yet
-    consumed stay under :func:`ahead_bytes` and ``AHEAD_PER_JOB`` per process."""
+    consumed stay under :func:`ahead_bytes` and ``AHEAD_PER_JOB`` per process. ``initializer`` runs
+    with ``initargs`` in each worker process as it starts (never here)."""
 
     def __init__(
         self,
@@ -74,6 +75,8 @@ class VersionMap(Generic[T]):
         version_ids: Sequence[str],
         jobs: int | None = None,
         size: Callable[[T], int] | None = None,
+        initializer: Callable[..., None] | None = None,
+        initargs: tuple[Any, ...] = (),
     ):
         if jobs is None:
             jobs = default_jobs() if len(version_ids) >= POOL_MIN_VERSIONS else 1
@@ -81,6 +84,7 @@ class VersionMap(Generic[T]):
         self.jobs = max(1, min(jobs, len(self.ids) or 1))
         self.local = self.jobs == 1 or len(self.ids) < 2 or not _shareable(engine)
         self.size = size or (lambda _r: 0)
+        self.initializer, self.initargs = initializer, initargs
         self._pool: ProcessPoolExecutor | None = None
         self._pending: deque[Future[Any]] = deque()
         self._next = 0
@@ -92,7 +96,12 @@ class VersionMap(Generic[T]):
     def __enter__(self) -> VersionMap[T]:
         if not self.local:
             context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=context)
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.jobs,
+                mp_context=context,
+                initializer=self.initializer,
+                initargs=self.initargs,
+            )
             self._feeder = threading.Thread(target=self._feed, name="scpln-version-feeder", daemon=True)
             self._feeder.start()
         return self

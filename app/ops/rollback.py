@@ -28,6 +28,7 @@ import functools
 import hashlib
 import itertools
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -285,18 +286,24 @@ def rollback(
     snapshot = functools.partial(_snapshot, engine, resolve_path(tmp_dir), snapshot_versions)
     with contextlib.ExitStack() as stack:
         # Versions are read and assessed in worker processes from here on, while the backup copies and
-        # the snapshot is taken: both only read, and nothing is written before the backup is recorded.
+        # the snapshot is taken: both only read, and nothing is written before the backup is recorded
+        # (until then the verdicts bring their texts here; afterwards the workers write them).
         assessments = None
+        may_write = multiprocessing.get_context("spawn").Event()
         if not state.done("repair"):
             todo = _repair_todo(store, state)
             assessments = stack.enter_context(
-                VersionMap(_assess_in_worker, engine, todo, jobs, size=_verdict_size)
-            )
+                VersionMap(
+                    _repair_in_worker, engine, todo, jobs, size=_verdict_size,
+                    initializer=_repair_worker_start, initargs=(may_write,),
+                )
+            )  # fmt: skip
         with ThreadPoolExecutor(1, thread_name_prefix="scpln-snapshot") as side:
             # The snapshot is recorded after the backup, as the runbook orders them.
             early = side.submit(snapshot) if not state.done("backup") and not state.done("snapshot") else None
             report.backup_path = phase("backup", lambda: _backup(engine, backup_dir))
             report.snapshots = phase("snapshot", early.result if early else snapshot)
+        may_write.set()  # the workers write what they repair from now on
         outcome = phase("repair", lambda: _repair(store, state, step, assessments))
     report.versions_checked = outcome["checked"]
     report.repaired = list(outcome["repaired"])
@@ -492,6 +499,36 @@ def _assess_in_worker(url: str, version_id: str) -> dict[str, Any]:
     return verdict
 
 
+#: In a repair worker process: set once the rollback may write (its backup is recorded).
+_MAY_WRITE: Any = None
+
+
+def _repair_worker_start(may_write: Any) -> None:
+    global _MAY_WRITE
+    _MAY_WRITE = may_write
+
+
+def _repair_in_worker(url: str, version_id: str) -> dict[str, Any]:
+    """Assess a version in a repair worker and, once the rollback may write, write its repaired
+    artifacts right here (the texts then need not travel to the parent). Before that, the verdict
+    carries the texts and the parent writes them after the backup."""
+    store = store_for(url)
+    verdict = _assess(store, version_id)
+    verdict["version_id"] = version_id
+    if verdict["action"] == "repair" and _MAY_WRITE is not None and _MAY_WRITE.is_set():
+        with store.engine.begin() as conn:
+            _write_repair(conn, version_id, verdict)
+        del verdict["texts"]
+        verdict["written"] = True
+    return verdict
+
+
+def _write_repair(conn: Connection, version_id: str, verdict: dict[str, Any]) -> None:
+    """The repaired artifacts and, since they were made from these rows, the certified digest pair."""
+    _replace_artifacts(conn, version_id, verdict["texts"])
+    digests.record(conn, version_id, rows=verdict["rows_digest"], artifacts=verdict["artifacts_digest"])
+
+
 def _rows_health(store: PlanStore, version_id: str, recorded: str | None = None) -> tuple[bool, str | None, dict[str, str] | None, str | None]:  # fmt: skip
     """(healthy, why not — None when there are no rows at all, the rows' artifact texts, the digest of
     the rows read). Rows that still hash to the digest ``recorded`` when they were written are as the
@@ -578,12 +615,9 @@ def _repair(store: PlanStore, state: _State, step: Progress, assessments: Iterab
                 f"repair {vid}", int(100 * (3 + (already + i) / max(len(versions), 1)) / len(ROLLBACK_PHASES))
             )
             if verdict["action"] == "repair":
-                with conn.begin():
-                    _replace_artifacts(conn, vid, verdict["texts"])
-                    # the texts were made from these rows: the two encodings are a certified pair
-                    digests.record(
-                        conn, vid, rows=verdict["rows_digest"], artifacts=verdict["artifacts_digest"]
-                    )
+                if not verdict.get("written"):  # assessed before the backup was recorded
+                    with conn.begin():
+                        _write_repair(conn, vid, verdict)
                 progress["repaired"].append(vid)
                 written += 1
                 _crash_point(f"repair:{written}")

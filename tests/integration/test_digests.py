@@ -3,6 +3,7 @@ stored (SQLite and PostgreSQL), and what lets db check and the rollback skip dec
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy import select, text
 from app import db
 from app.ops import backfill
 from app.ops.check import check_database
-from app.ops.rollback import rollback
+from app.ops.rollback import content_checksums, rollback
 from app.planning.model import PLAN_ARTIFACTS
 from app.service import PlanRequest, run_plan
 from app.storage import digests, overrides
@@ -160,3 +161,32 @@ def test_worker_processes_give_the_same_report(sqlite_url: str, jobs: int) -> No
     assert report.versions_checked == 3
     assert {p.version_id for p in report.problems} == {"p2"}
     assert "aggregate" in report.as_text()
+
+
+def test_a_rollback_with_worker_processes_repairs_and_certifies(sqlite_url: str, tmp_path: Path) -> None:
+    store = open_store(sqlite_url)
+    for vid in ("w1", "w2", "w3", "w4"):
+        plan(store, vid, "both")
+    before = content_checksums(store.engine)
+    with store.engine.begin() as conn:
+        conn.execute(plan_artifacts.delete().where(plan_artifacts.c.version_id.in_(["w2", "w4"])))
+    report = rollback(
+        store.engine,
+        state_file=tmp_path / "s.json",
+        backup_dir=tmp_path / "b",
+        tmp_dir=tmp_path / "t",
+        jobs=2,
+    )
+    assert report.ok and report.repaired == ["w2", "w4"] and report.versions_checked == 4
+    for vid in ("w2", "w4"):  # written by a worker once the backup was recorded, or here before that
+        rows, artifacts = store.stored_digests(vid)
+        assert rows == store.rows_digest_now(vid)
+        assert artifacts == digests.artifacts_digest(stored_texts(store, vid))
+    assert content_checksums(store.engine) == {
+        **before,
+        report.verify_version: content_checksums(store.engine)[report.verify_version],
+    }
+    with sqlite3.connect(report.backup_path) as backup:  # the backup holds the database before the repair
+        assert backup.execute("SELECT COUNT(*) FROM plan_artifacts WHERE version_id = 'w2'").fetchone() == (
+            0,
+        )
