@@ -150,7 +150,9 @@ def section(facts: dict[str, Any], back: dict[str, Any], forward: dict[str, Any]
             f"| {name} | {r['total']:.1f} | {r['total'] / facts['versions']:.2f} "
             f"| {facts['rows'] / r['total']:,.0f} | {r['cpu']:.0f} | {slow} |"
         )
-    lines += ["", *back.get("notes", []), MARK_END]
+    for note in back.get("notes", []):
+        lines += ["", note]
+    lines += ["", MARK_END]
     return "\n".join(lines)
 
 
