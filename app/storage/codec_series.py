@@ -446,15 +446,22 @@ def _in_seq_order(level: str, rows: Iterable[Row]) -> list[Row]:
     return ordered
 
 
-def _decode_level(level: Level, rows: list[Row]) -> list[dict[str, Any]]:
-    if not rows:
-        return []
+def _level_values(level: Level, rows: list[Row]) -> tuple[list[tuple[Any, ...]], list[list[Any]]]:
+    """A level's row tuples as columns, and the decoded values of each row key (in shape order)."""
     columns = list(zip(*rows, strict=True))
     keys = level.keys
     values = [_DECODERS[level.shape[k]](columns[1 + j]) for j, k in enumerate(keys)]
     if level.week_at_period:
         week, period = keys.index("week"), keys.index("period")
         values[week] = list(map(str.removesuffix, values[week], map("@{}".format, values[period])))
+    return columns, values
+
+
+def _decode_level(level: Level, rows: list[Row]) -> list[dict[str, Any]]:
+    if not rows:
+        return []
+    columns, values = _level_values(level, rows)
+    keys = level.keys
     out = list(map(dict, map(zip, repeat(keys), zip(*values, strict=True))))
     leftovers = columns[-1]
     if leftovers.count(None) != len(leftovers):
@@ -470,12 +477,8 @@ def _level_fragment(level: Level, rows: list[Row]) -> orjson.Fragment:
     then every row is one bytes template filled in. Rows with leftover keys are written whole."""
     if not rows:
         return orjson.Fragment(b"[]")
-    columns = list(zip(*rows, strict=True))
+    columns, values = _level_values(level, rows)
     keys = level.keys
-    values = [_DECODERS[level.shape[k]](columns[1 + j]) for j, k in enumerate(keys)]
-    if level.week_at_period:
-        week, period = keys.index("week"), keys.index("period")
-        values[week] = list(map(str.removesuffix, values[week], map("@{}".format, values[period])))
     order = sorted(range(len(keys)), key=keys.__getitem__)
     parts, items = [], []
     for j in order:
