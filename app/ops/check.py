@@ -38,7 +38,7 @@ from app.planning.model import CORE_ARTIFACTS, PSI_ARTIFACTS, PlanContent
 from app.storage import codec_artifacts, digests
 from app.storage.codec_series import KNOWN_DOCUMENTS
 from app.storage.plans import PlanStore
-from app.storage.schema import plan_artifacts, plan_series, plan_versions
+from app.storage.schema import plan_series, plan_versions
 from app.storage.settings import get_value, set_value
 
 LAST_CHECK = "last_check"
@@ -270,7 +270,8 @@ def check_version(store: PlanStore, info: Mapping[str, Any], deep: bool = False)
         problems.append(Problem(vid, kind, detail, encoding))
 
     levels = _level_counts(store.engine, vid)
-    texts = _artifact_texts(store.engine, vid)
+    with store.engine.connect() as conn:  # as UTF-8 bytes: hashed as they are, decoded only if needed
+        blobs = digests.stored_artifact_bytes(conn, vid)
     if mode in ("db", "both"):
         if not levels:
             problem("missing_rows", f"storage mode {mode} but no PlanRepository rows", "rows")
@@ -278,11 +279,12 @@ def check_version(store: PlanStore, info: Mapping[str, Any], deep: bool = False)
             for detail in _level_gaps(levels, _meta_labels(store.engine, vid)):
                 problem("missing_level", detail, "rows")
     if mode in ("files", "both"):
-        missing = [n for n in CORE_ARTIFACTS if n not in texts]
+        missing = [n for n in CORE_ARTIFACTS if n not in blobs]
         if missing:
             problem("missing_artifact", f"storage mode {mode} but no {', '.join(missing)}", "artifacts")
-    if not deep and not problems and levels and texts and _certified_pair_holds(store, info, texts):
+    if not deep and not problems and levels and blobs and _certified_pair_holds(store, info, blobs):
         return problems
+    texts = {name: body.decode("utf-8") for name, body in blobs.items()}
 
     rows_content = None
     if levels:
@@ -318,20 +320,21 @@ def check_version(store: PlanStore, info: Mapping[str, Any], deep: bool = False)
     return problems
 
 
-def _certified_pair_holds(store: PlanStore, info: Mapping[str, Any], texts: Mapping[str, str]) -> bool:
+def _certified_pair_holds(store: PlanStore, info: Mapping[str, Any], blobs: Mapping[str, bytes]) -> bool:
     """True when the version has a certified digest pair, both encodings still hash to it, and the
-    PSI documents (which no digest covers) are the same in both."""
+    PSI documents (which no digest covers) are the same in both. ``blobs``: the stored artifacts as
+    UTF-8 bytes."""
     rows_digest, artifacts_digest = info.get("rows_digest"), info.get("artifacts_digest")
-    if not rows_digest or not artifacts_digest or digests.artifacts_digest(texts) != artifacts_digest:
+    if not rows_digest or not artifacts_digest or digests.artifacts_digest(blobs) != artifacts_digest:
         return False
     if store.rows_digest_now(info["version_id"]) != rows_digest:
         return False
     psi = store.read_psi_documents(info["version_id"])
     for name in PSI_ARTIFACTS:
         held = psi.get(name)
-        if (held is None) != (name not in texts):
+        if (held is None) != (name not in blobs):
             return False
-        if held is not None and docs.artifact_text(name, held) != texts[name]:
+        if held is not None and docs.artifact_text(name, held).encode("utf-8") != blobs[name]:
             return False
     return True
 
@@ -361,14 +364,6 @@ def _level_gaps(counts: Mapping[str, int], documents: set[str]) -> list[str]:
     if counts.get("mrp") and counts.get("mrp_final") and counts["mrp"] != counts["mrp_final"]:
         gaps.append(f"levels mrp and mrp_final differ in rows ({counts['mrp']} vs {counts['mrp_final']})")
     return gaps
-
-
-def _artifact_texts(engine: Engine, vid: str) -> dict[str, str]:
-    query = select(plan_artifacts.c.name, plan_artifacts.c.json_text).where(
-        plan_artifacts.c.version_id == vid
-    )
-    with engine.connect() as conn:
-        return {name: body for name, body in conn.execute(query)}
 
 
 def _decode_artifacts(

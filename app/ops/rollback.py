@@ -446,29 +446,23 @@ def _registry_records(engine: Engine) -> list[dict[str, Any]]:
     return DbRunBackend(engine).list(None, 0)
 
 
-def _artifact_texts(engine: Engine, version_id: str) -> dict[str, str]:
-    query = select(plan_artifacts.c.name, plan_artifacts.c.json_text).where(
-        plan_artifacts.c.version_id == version_id
-    )
-    with engine.connect() as conn:
-        return {name: text for name, text in conn.execute(query)}
-
-
 def _assess(store: PlanStore, version_id: str) -> dict[str, Any]:
     """What the repair phase does with one version, and why: ``ok`` (artifacts still hash to the
     version's certified digest, or hold what its healthy rows hold, or there are no rows and the
     artifacts are sound), ``repair`` (with the texts to write), ``keep`` (rows unhealthy, artifacts
     sound) or ``needs_restore``. ``rows_digest`` is set when healthy rows were read."""
-    stored = _artifact_texts(store.engine, version_id)
+    with store.engine.connect() as conn:  # as UTF-8 bytes: hashed as they are, decoded only if needed
+        blobs = digests.stored_artifact_bytes(conn, version_id)
     rows_recorded, artifacts_recorded = store.stored_digests(version_id)
     if (
         rows_recorded
         and artifacts_recorded
-        and all(n in stored for n in CORE_ARTIFACTS)
-        and digests.artifacts_digest(stored) == artifacts_recorded
+        and all(n in blobs for n in CORE_ARTIFACTS)
+        and digests.artifacts_digest(blobs) == artifacts_recorded
     ):
         # made from the same content as the rows and unchanged since: nothing to read or decode
         return {"action": "ok", "why": "artifacts match their certified digest"}
+    stored = {name: body.decode("utf-8") for name, body in blobs.items()}
     rows_ok, rows_why, expected, rows_digest = _rows_health(store, version_id, rows_recorded)
     if rows_ok:
         # The rows' canonical texts against the stored texts: equal texts are equal documents, so a

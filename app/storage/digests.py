@@ -28,11 +28,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Boolean, Connection, Double, Integer, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Connection,
+    Double,
+    Integer,
+    LargeBinary,
+    cast,
+    func,
+    literal_column,
+    select,
+    update,
+)
 
 from app.planning.model import PLAN_ARTIFACTS
 from app.storage import codec_series
-from app.storage.schema import plan_kpis, plan_series, plan_versions
+from app.storage.schema import plan_artifacts, plan_kpis, plan_series, plan_versions
 
 #: Levels the rows digest covers, in the order they are hashed (PSI markers change with PSI edits).
 DIGEST_LEVELS = tuple(level for level in codec_series.LEVEL_COLUMNS if level != "psi")
@@ -104,14 +116,27 @@ def series_digest(rows: codec_series.SeriesRows) -> str:
     return rows_digest(rows.levels, rows.kpis)
 
 
-def artifacts_digest(texts: Mapping[str, str]) -> str:
-    """The digest of the stored plan artifact texts (PSI documents and unknown names are not covered)."""
+def artifacts_digest(texts: Mapping[str, str | bytes]) -> str:
+    """The digest of the stored plan artifact texts, given as text or as their UTF-8 bytes (PSI
+    documents and unknown names are not covered)."""
     digest = hashlib.sha256(b"scpln artifacts digest 1")
     for name in sorted(n for n in texts if n in PLAN_ARTIFACTS):
-        body = texts[name].encode("utf-8")
+        text = texts[name]
+        body = text if isinstance(text, bytes) else text.encode("utf-8")
         digest.update(f"\x1e{name}\x1f{len(body)}\x1e".encode())
         digest.update(body)
     return digest.hexdigest()
+
+
+def stored_artifact_bytes(conn: Connection, version_id: str) -> dict[str, bytes]:
+    """The version's stored artifacts as UTF-8 bytes, straight from the database (hashing them needs no
+    round trip through Python text)."""
+    if conn.dialect.name == "postgresql":
+        body = func.convert_to(plan_artifacts.c.json_text, literal_column("'UTF8'"))
+    else:
+        body = cast(plan_artifacts.c.json_text, LargeBinary)
+    query = select(plan_artifacts.c.name, body).where(plan_artifacts.c.version_id == version_id)
+    return {name: bytes(value) for name, value in conn.execute(query)}
 
 
 def record(conn: Connection, version_id: str, *, rows: str | None, artifacts: str | None) -> None:
