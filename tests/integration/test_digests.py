@@ -81,8 +81,8 @@ def test_a_changed_value_breaks_the_certified_pair_and_the_check_names_it(sqlite
     assert "sku_week.json" in report.as_text()
 
 
-def test_a_certified_version_is_checked_without_decoding(sqlite_url: str, monkeypatch) -> None:
-    store = open_store(sqlite_url)
+def test_a_certified_version_is_checked_without_decoding(db_url: str, monkeypatch) -> None:
+    store = open_store(db_url)
     plan(store, "v", "both")
     assert check_database(store.engine).ok
 
