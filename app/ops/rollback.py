@@ -590,8 +590,10 @@ def _verdict_size(verdict: dict[str, Any]) -> int:
 def _repair(store: PlanStore, state: _State, step: Progress, assessments: Iterable[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
     """Make every version readable from artifacts. ``assessments`` are the verdicts of
     :func:`_repair_todo`'s versions in order (made in worker processes: reading and decoding rows is
-    the expensive part); they are written here, each version in its own transaction and recorded in
-    the state file, so a resumed run continues after the last one written."""
+    the expensive part). A repair is written in its own transaction — by the worker that made it once
+    the backup is recorded, else here — and every version is recorded in the state file in order, so a
+    resumed run continues after the last one recorded (a version written but not yet recorded is then
+    found whole and left alone)."""
     progress = _repair_state(state)
     versions = _ready_versions(store)
     already = len(progress["done"])
