@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.planning.samplegen import generate_sample  # noqa: E402
+from bench.pages import write_section  # noqa: E402
 
 MARK_BEGIN = "<!-- bench:api:begin -->"
 MARK_END = "<!-- bench:api:end -->"
@@ -232,16 +233,6 @@ def render(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write(page: Path, section: str) -> None:
-    text = page.read_text(encoding="utf-8") if page.exists() else "# Benchmarks\n"
-    if MARK_BEGIN in text:
-        head, rest = text.split(MARK_BEGIN, 1)
-        text = head + section + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    page.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", type=Path, default=ROOT / "bench" / "out")
@@ -253,7 +244,7 @@ def main() -> None:
     section = render(results)
     print(section)
     if args.write:
-        write(args.write, section)
+        write_section(args.write, MARK_BEGIN, MARK_END, section)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from app.planning.inputs import load_input_set  # noqa: E402
 from app.planning.model import PlanParams  # noqa: E402
 from app.planning.pipeline import run_pipeline, run_stages  # noqa: E402
 from app.planning.samplegen import generate_sample  # noqa: E402
+from bench.pages import write_section  # noqa: E402
 
 SIZES = {
     "1k": dict(families=10, skus_per_family=100, components=300, bom_depth=3),
@@ -95,17 +96,6 @@ def render(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write(page: Path, section: str) -> None:
-    text = page.read_text(encoding="utf-8") if page.exists() else "# Benchmarks\n\n## Engine\n\n"
-    if MARK_BEGIN in text:
-        head, rest = text.split(MARK_BEGIN, 1)
-        tail = rest.split(MARK_END, 1)[1]
-        text = head + section + tail
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    page.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sizes", default="1k,10k", help="comma-separated: 1k,10k")
@@ -120,7 +110,7 @@ def main() -> None:
     section = render(results)
     print(section)
     if args.write:
-        write(args.write, section)
+        write_section(args.write, MARK_BEGIN, MARK_END, section)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from app.planning.samplegen import generate_sample  # noqa: E402
 from app.storage import digests  # noqa: E402
 from app.storage.plans import PlanStore  # noqa: E402
 from app.storage.schema import plan_artifacts, plan_kpis, plan_series, plan_versions  # noqa: E402
+from bench.pages import write_section  # noqa: E402
 
 SIZE = dict(families=10, skus_per_family=100, components=300, bom_depth=3)
 MARK_BEGIN = "<!-- bench:rollback:begin -->"
@@ -156,17 +157,6 @@ def section(facts: dict[str, Any], back: dict[str, Any], forward: dict[str, Any]
     return "\n".join(lines)
 
 
-def write_section(page: Path, body: str) -> None:
-    """Replace this benchmark's marked section of the page, or append it; other sections stay."""
-    content = page.read_text(encoding="utf-8") if page.exists() else "# Benchmarks\n"
-    if MARK_BEGIN in content and MARK_END in content:
-        head, rest = content.split(MARK_BEGIN, 1)
-        content = head + body + rest.split(MARK_END, 1)[1]
-    else:
-        content = content.rstrip() + "\n\n" + body + "\n"
-    page.write_text(content, encoding="utf-8")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--versions", type=int, default=100, help="versions to store (default 100)")
@@ -202,7 +192,7 @@ def main() -> None:
     body = section(facts, back, forward)
     print(body)
     if args.write:
-        write_section(args.write, body)
+        write_section(args.write, MARK_BEGIN, MARK_END, body)
 
 
 if __name__ == "__main__":

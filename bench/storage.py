@@ -41,6 +41,7 @@ from app.planning.samplegen import generate_sample  # noqa: E402
 from app.storage import codec_artifacts, codec_series  # noqa: E402
 from app.storage.plans import PlanStore  # noqa: E402
 from app.storage.schema import plan_versions  # noqa: E402
+from bench.pages import write_section  # noqa: E402
 
 SIZES = {
     "1k": dict(families=10, skus_per_family=100, components=300, bom_depth=3),
@@ -211,17 +212,6 @@ def render(size: str, plan_s: float, results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_section(page: Path, section: str) -> None:
-    """Replace this benchmark's marked section of the page, or append it; other sections stay."""
-    text = page.read_text(encoding="utf-8") if page.exists() else "# Benchmarks\n"
-    if MARK_BEGIN in text and MARK_END in text:
-        head, rest = text.split(MARK_BEGIN, 1)
-        text = head + section + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    page.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", choices=sorted(SIZES), default="10k")
@@ -247,7 +237,7 @@ def main() -> None:
     section = render(args.size, plan_s, results)
     print(section)
     if args.write:
-        write_section(args.write, section)
+        write_section(args.write, MARK_BEGIN, MARK_END, section)
 
 
 if __name__ == "__main__":

@@ -154,12 +154,6 @@ def set_artifacts(conn: Connection, version_id: str, value: str | None) -> None:
     )
 
 
-def set_rows(conn: Connection, version_id: str, value: str | None) -> None:
-    conn.execute(
-        update(plan_versions).where(plan_versions.c.version_id == version_id).values(rows_digest=value)
-    )
-
-
 def clear(conn: Connection, version_ids: Iterable[str]) -> None:
     """Forget both digests: the versions' encodings changed in a way no digest vouches for."""
     ids = list(version_ids)

@@ -5,12 +5,7 @@ Real ``scpln worker`` processes on the default SQLite queue (the file next to th
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -21,43 +16,13 @@ from app.jobs.service import get_job, list_jobs, run_plan_now, submit_plan
 from app.service import PlanRequest
 from app.storage import settings as st
 from app.storage.plans import PlanStore
-from tests.conftest import ROOT, SAMPLE
+from tests.conftest import SAMPLE
+from tests.e2e.workers import WorkerProcess
 
 UNSET = (
     "JOBS_ENABLED", "PLAN_STORAGE_MODE", "SCPLN_QUEUE_URL", "SCPLN_QUEUE_NAME", "REGISTRY_BACKEND",
     "RUNS_DB_MAX_ROWS", "SCPLN_JOB_STALE_SECONDS",
 )  # fmt: skip
-
-
-class WorkerProcess:
-    """``scpln worker`` in its own process, its output in files."""
-
-    def __init__(self, env: dict[str, str], folder: Path, label: str):
-        self.out, self.err = folder / f"{label}.out", folder / f"{label}.err"
-        clean = {k: v for k, v in os.environ.items() if k not in UNSET}
-        with self.out.open("w") as out, self.err.open("w") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "worker", "--workers", "2"],
-                cwd=ROOT, env={**clean, **env}, stdout=out, stderr=err,
-            )  # fmt: skip
-
-    def wait_for(self, text: str, stream: str = "err", timeout: float = 60) -> None:
-        path = self.err if stream == "err" else self.out
-        deadline = time.monotonic() + timeout
-        while text not in path.read_text():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"worker never said {text!r}:\n{self.err.read_text()}")
-            time.sleep(0.05)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
 
 
 @pytest.fixture
@@ -98,7 +63,7 @@ def test_jobs_queued_before_a_pause_survive_a_worker_restart_and_run_after_resum
     with pytest.raises(IntakePaused):
         submit_plan(PlanRequest())
     monkeypatch.delenv("JOBS_ENABLED")
-    disabled = WorkerProcess({**hub, "JOBS_ENABLED": "0"}, tmp_path, "disabled")
+    disabled = WorkerProcess({**hub, "JOBS_ENABLED": "0"}, tmp_path, "disabled", unset=UNSET)
     try:
         disabled.wait_for("intake paused")
         time.sleep(1.0)  # a paused worker keeps polling the flag and takes nothing
@@ -116,7 +81,7 @@ def test_jobs_queued_before_a_pause_survive_a_worker_restart_and_run_after_resum
         run_plan_now(PlanRequest())
     assert list_jobs()[1] == 3
 
-    restarted = WorkerProcess(hub, tmp_path, "restarted")
+    restarted = WorkerProcess(hub, tmp_path, "restarted", unset=UNSET)
     try:
         restarted.wait_for("intake paused")
         assert_untouched(queued)

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -25,43 +22,11 @@ from app.planning.samplegen import generate_sample
 from app.run_registry import REGISTRY
 from app.service import PlanRequest
 from app.storage.plans import PlanStore
-from tests.conftest import ROOT, SAMPLE
+from tests.conftest import SAMPLE
+from tests.e2e.workers import WorkerProcess
 
 REDIS_URL = os.environ.get("SCPLN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 UNSET = ("JOBS_ENABLED", "PLAN_STORAGE_MODE", "RUNS_DB_MAX_ROWS", "SCPLN_JOB_STALE_SECONDS")
-
-
-class WorkerProcess:
-    """``scpln worker`` in its own process, its output in files."""
-
-    def __init__(self, env: dict[str, str], folder: Path, label: str, workers: int = 2):
-        self.out, self.err = folder / f"{label}.out", folder / f"{label}.err"
-        clean = {k: v for k, v in os.environ.items() if k not in UNSET}
-        with self.out.open("w") as out, self.err.open("w") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "worker", "--workers", str(workers)],
-                cwd=ROOT, env={**clean, **env}, stdout=out, stderr=err,
-            )  # fmt: skip
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while "worker ready" not in self.out.read_text():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"worker did not start:\n{self.err.read_text()}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @pytest.fixture
@@ -115,7 +80,7 @@ def finished(job_id: str) -> dict | None:
 
 
 def test_twenty_async_plans_on_two_workers_each_complete_exactly_once(redis_queue, tmp_path):
-    workers = [WorkerProcess(redis_queue, tmp_path, label) for label in ("a", "b")]
+    workers = [WorkerProcess(redis_queue, tmp_path, label, unset=UNSET) for label in ("a", "b")]
     try:
         for w in workers:
             w.wait_ready()
@@ -147,7 +112,7 @@ def test_a_worker_killed_mid_write_leaves_no_half_version_and_the_other_worker_r
     big = generate_sample(
         tmp_path / "big", families=6, skus_per_family=10, components=60, bom_depth=3, months=24, seed=1
     )
-    workers = [WorkerProcess(env, tmp_path, label, workers=1) for label in ("a", "b")]
+    workers = [WorkerProcess(env, tmp_path, label, unset=UNSET, workers=1) for label in ("a", "b")]
     try:
         for w in workers:
             w.wait_ready()

@@ -79,6 +79,15 @@ def test_runs_db_max_rows_trims_the_oldest_after_each_put(registry, monkeypatch)
     assert [r["run_id"] for r in registry.list()] == ["r-4", "r-3", "r-2"]
 
 
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_runs_db_max_rows_below_one_is_refused_with_its_name(registry, monkeypatch, value):
+    with monkeypatch.context() as bad:
+        bad.setenv("RUNS_DB_MAX_ROWS", value)  # 0 would delete every record, the new one too
+        with pytest.raises(ValueError, match="runs_db_max_rows"):
+            registry.put({"run_id": "r-x", "status": "succeeded"})
+    assert registry.get("r-x") is None
+
+
 def test_the_backend_follows_the_current_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("SCPLN_DB", str(tmp_path / "scpln.db"))
     monkeypatch.setenv("REGISTRY_BACKEND", "memory")
