@@ -609,7 +609,9 @@ def rollback_cmd(
     jobs: Annotated[
         int | None,
         typer.Option(
-            "--jobs", min=1, help="Processes reading and checking versions (default: one per core)."
+            "--jobs",
+            min=1,
+            help="Processes reading, checking and repairing versions (default: one per core, at most 4, plus one).",
         ),
     ] = None,
 ) -> None:

@@ -14,12 +14,15 @@ marked section of the benchmarks page. Target: each under 60 s for 100 versions.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import io
+import json
 import os
 import platform
 import pstats
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -95,6 +98,43 @@ def build(workdir: Path, versions: int) -> tuple[PlanStore, dict[str, Any]]:
     return store, facts
 
 
+def reuse_or_build(workdir: Path, versions: int, keep: bool) -> tuple[PlanStore, dict[str, Any]]:
+    """``build``, or with ``keep`` a copy of the database an earlier run kept (same version count)."""
+    pristine, facts_file = workdir / "pristine.db", workdir / "pristine.json"
+    for leftover in ("scpln.db", "scpln.db-wal", "scpln.db-shm", "rb.json", "rf.json", "backup", "tmp"):
+        path = workdir / leftover
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    if keep and pristine.is_file() and facts_file.is_file():
+        facts = json.loads(facts_file.read_text())
+        if facts["versions"] == versions:
+            shutil.copyfile(pristine, workdir / "scpln.db")
+            _settle(pristine)
+            url = f"sqlite:///{workdir / 'scpln.db'}"
+            return PlanStore(db.get_engine(url)), facts
+    store, facts = build(workdir, versions)
+    if keep:
+        url = store.engine.url.render_as_string(hide_password=False)
+        with store.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.dispose_engines(url)
+        shutil.copyfile(workdir / "scpln.db", pristine)
+        _settle(pristine)
+        facts_file.write_text(json.dumps(facts))
+        store = PlanStore(db.get_engine(url))
+    return store, facts
+
+
+def _settle(kept: Path) -> None:
+    """Write every dirty page to disk and drop the kept copy from the page cache, so the timed commands
+    start as after a fresh build: the working database cached, no writeback pending."""
+    os.sync()
+    fd = os.open(kept, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 def timed_phases(fn, profile: bool, **kwargs) -> tuple[Any, float, dict[str, float], str, float]:
     """Run ``fn`` with a progress hook that times each phase; optionally under cProfile. Also returns
     the CPU seconds it used, its worker processes included."""
@@ -106,6 +146,7 @@ def timed_phases(fn, profile: bool, **kwargs) -> tuple[Any, float, dict[str, flo
             marks.append((name, time.perf_counter()))
 
     profiler = cProfile.Profile() if profile else None
+    print("cpu split before:", _cpu_split(), flush=True)
     cpu_before = _cpu_seconds()
     started = time.perf_counter()
     if profiler:
@@ -115,6 +156,7 @@ def timed_phases(fn, profile: bool, **kwargs) -> tuple[Any, float, dict[str, flo
         profiler.disable()
     total = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_before
+    print("cpu split:", _cpu_split(), flush=True)
     ends = [t for _, t in marks[1:]] + [started + total]
     phases = {name: end - t for (name, t), end in zip(marks, ends, strict=True) if name != "done"}
     top = ""
@@ -129,6 +171,18 @@ def _cpu_seconds() -> float:
     """User and system CPU time of this process and its finished children (the worker processes)."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _cpu_split() -> dict[str, float]:
+    """User and system CPU so far of this process and of its finished children, and the machine's steal."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    with open("/proc/stat") as stat:
+        steal = int(stat.readline().split()[8]) / os.sysconf("SC_CLK_TCK")
+    return {
+        "self_user": round(own.ru_utime, 1), "self_sys": round(own.ru_stime, 1),
+        "children_user": round(children.ru_utime, 1), "children_sys": round(children.ru_stime, 1),
+        "steal": round(steal, 1),
+    }  # fmt: skip
 
 
 def section(facts: dict[str, Any], back: dict[str, Any], forward: dict[str, Any]) -> str:
@@ -163,12 +217,23 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="print the top functions of each command")
     ap.add_argument("--note", action="append", default=[], help="a line added under the table")
     ap.add_argument("--write", type=Path, help="benchmarks page to update")
+    ap.add_argument("--jobs", type=int, help="worker processes of both commands (default: theirs)")
+    ap.add_argument(
+        "--keep",
+        type=Path,
+        help="work in this folder and keep the built database there (as pristine.db); a later run with the "
+        "same folder and version count starts from a copy of it instead of building again",
+    )
     args = ap.parse_args()
     for name in ("PLAN_STORAGE_MODE", "JOBS_ENABLED", "SCPLN_INPUT_DIR", "REGISTRY_BACKEND"):
         os.environ.pop(name, None)
-    with tempfile.TemporaryDirectory(prefix="scpln-bench-rollback-") as tmp:
-        workdir = Path(tmp)
-        store, facts = build(workdir, args.versions)
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            workdir = args.keep.resolve()
+            workdir.mkdir(parents=True, exist_ok=True)
+        else:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="scpln-bench-rollback-")))
+        store, facts = reuse_or_build(workdir, args.versions, keep=bool(args.keep))
         print(f"setup: {facts}", flush=True)
         os.environ["SCPLN_DB"] = str(workdir / "scpln.db")  # the RunRegistry snapshot reads the same file
         paths = {
@@ -177,13 +242,13 @@ def main() -> None:
             "tmp_dir": workdir / "tmp",
         }
         report, total, phases, top, cpu = timed_phases(
-            rb.rollback, args.profile, engine=store.engine, **paths
+            rb.rollback, args.profile, engine=store.engine, jobs=args.jobs, **paths
         )
         assert len(report.repaired) == facts["stripped"], report.as_text()
         back = {"total": total, "phases": phases, "cpu": cpu, "notes": args.note}
         print(report.as_text(), "\nphases:", {k: round(v, 2) for k, v in phases.items()}, top, flush=True)
         report, total, phases, top, cpu = timed_phases(
-            rb.rollforward, args.profile, engine=store.engine, state_file=workdir / "rf.json"
+            rb.rollforward, args.profile, engine=store.engine, state_file=workdir / "rf.json", jobs=args.jobs
         )
         assert report.ok, report.message
         forward = {"total": total, "phases": phases, "cpu": cpu}

@@ -46,7 +46,7 @@ from app.config import get_settings, resolve_path
 from app.db import get_engine, now_ms
 from app.errors import ScplnError
 from app.ops import backfill, backup, check, intake
-from app.ops.parallel import VersionMap, map_versions, store_for
+from app.ops.parallel import POOL_MIN_VERSIONS, VersionMap, default_jobs, map_versions, store_for
 from app.planning.model import CORE_ARTIFACTS, PlanParams
 from app.storage import codec_artifacts, digests
 from app.storage import settings as st
@@ -259,7 +259,8 @@ def rollback(
     jobs: int | None = None,
 ) -> OpsReport:
     """Fall back from the PlanRepository to ``plan_artifacts`` (the whole seed runbook §4). ``jobs``:
-    processes assessing versions (default: one per core, at most four).
+    processes assessing and repairing versions (default: one per core, at most four, plus one; see
+    :func:`repair_jobs`).
 
     Relative paths are taken from the repository root, like ``SCPLN_DB``. Raises ``RollbackFailed``
     when verification fails; intake then stays paused and the state file lets a later run resume.
@@ -294,7 +295,7 @@ def rollback(
             todo = _repair_todo(store, state)
             assessments = stack.enter_context(
                 VersionMap(
-                    _repair_in_worker, engine, todo, jobs, size=_verdict_size,
+                    _repair_in_worker, engine, todo, repair_jobs(jobs, len(todo)), size=_verdict_size,
                     initializer=_repair_worker_start, initargs=(may_write,),
                 )
             )  # fmt: skip
@@ -463,7 +464,9 @@ def _assess(store: PlanStore, version_id: str) -> dict[str, Any]:
         # made from the same content as the rows and unchanged since: nothing to read or decode
         return {"action": "ok", "why": "artifacts match their certified digest"}
     stored = {name: body.decode("utf-8") for name, body in blobs.items()}
-    rows_ok, rows_why, expected, rows_digest = _rows_health(store, version_id, rows_recorded)
+    rows_ok, rows_why, expected, rows_digest = _rows_health(
+        store, version_id, rows_recorded, artifacts_recorded, stored
+    )
     if rows_ok:
         # The rows' canonical texts against the stored texts: equal texts are equal documents, so a
         # whole version is judged without decoding its artifacts.
@@ -497,9 +500,26 @@ def _assess_in_worker(url: str, version_id: str) -> dict[str, Any]:
 _MAY_WRITE: Any = None
 
 
+def repair_jobs(jobs: int | None, versions: int) -> int | None:
+    """The repair's worker processes: ``jobs`` when given, else one more than the default (one per
+    core, at most four): a worker that commits a repair waits on the disk (its WAL write and checkpoint)
+    and the extra one keeps the cores busy meanwhile. None (the map decides) for a few versions."""
+    if jobs is not None or versions < POOL_MIN_VERSIONS:
+        return jobs
+    return default_jobs() + 1
+
+
+#: How much a repair worker process lowers its CPU priority: while the backup is being copied and
+#: verified, the copier and this process (both on the rollback's critical path) come first, and the
+#: workers take the rest of the cores.
+REPAIR_WORKER_NICE = 5
+
+
 def _repair_worker_start(may_write: Any) -> None:
     global _MAY_WRITE
     _MAY_WRITE = may_write
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(REPAIR_WORKER_NICE)
 
 
 def _repair_in_worker(url: str, version_id: str) -> dict[str, Any]:
@@ -523,22 +543,37 @@ def _write_repair(conn: Connection, version_id: str, verdict: dict[str, Any]) ->
     digests.record(conn, version_id, rows=verdict["rows_digest"], artifacts=verdict["artifacts_digest"])
 
 
-def _rows_health(store: PlanStore, version_id: str, recorded: str | None = None) -> tuple[bool, str | None, dict[str, str] | None, str | None]:  # fmt: skip
+def _rows_health(
+    store: PlanStore,
+    version_id: str,
+    recorded: str | None = None,
+    artifacts_recorded: str | None = None,
+    stored: dict[str, str] | None = None,
+) -> tuple[bool, str | None, dict[str, str] | None, str | None]:
     """(healthy, why not — None when there are no rows at all, the rows' artifact texts, the digest of
-    the rows read). Rows that still hash to the digest ``recorded`` when they were written are as the
-    planner made them, so the plan identities are checked only on rows without one or that changed."""
+    the rows read). Rows with a recorded digest are decoded straight to text. When those texts, over the
+    ``stored`` ones, hash to the version's certified ``artifacts_recorded`` digest, they are the very
+    artifacts certified equal to the rows, so the rows still hold that content: their own digest is not
+    recomputed. Otherwise rows that still hash to ``recorded`` are as the planner made them; only rows
+    without a digest, or that changed, are checked against the plan identities (as dicts)."""
     if not store.has_rows(version_id):
         return False, None, None, None
     try:
-        # Rows with a recorded digest are decoded straight to text; they are checked against the
-        # plan identities (which need the rows as dicts) only when their digest does not match.
-        content, rows_digest = store.read_rows_and_digest(version_id, fragments=recorded is not None)
-        if content is not None and rows_digest != recorded and recorded is not None:
-            content, rows_digest = store.read_rows_and_digest(version_id)
+        read = store.read_rows_as_read(version_id, fragments=recorded is not None)
+        if read is None:
+            return False, None, None, None
+        if recorded is not None and artifacts_recorded is not None:
+            texts = _texts_if_whole(read.content)
+            if (
+                texts is not None
+                and digests.artifacts_digest({**(stored or {}), **texts}) == artifacts_recorded
+            ):
+                return True, None, texts, recorded
+        if recorded is not None and read.digest != recorded:
+            read = store.read_rows_as_read(version_id)
+        content, rows_digest = read.content, read.digest
     except Exception as exc:  # noqa: BLE001 - undecodable rows are unhealthy, not fatal
         return False, f"rows do not decode: {_short(exc)}", None, None
-    if content is None:
-        return False, None, None, None
     missing = [n for n in CORE_ARTIFACTS if n not in content.documents]
     if missing:
         return False, f"rows lack {', '.join(missing)}", None, None
@@ -549,6 +584,16 @@ def _rows_health(store: PlanStore, version_id: str, recorded: str | None = None)
         return True, None, codec_artifacts.encode(content, validated=True), rows_digest
     except (ValueError, TypeError) as exc:
         return False, f"rows do not encode: {_short(exc)}", None, None
+
+
+def _texts_if_whole(content: Any) -> dict[str, str] | None:
+    """The artifact texts of decoded rows holding every core document, else None."""
+    if any(n not in content.documents for n in CORE_ARTIFACTS):
+        return None
+    try:
+        return codec_artifacts.encode(content, validated=True)
+    except (ValueError, TypeError):
+        return None
 
 
 def _artifacts_problem(version_id: str, stored: dict[str, str]) -> str | None:

@@ -19,7 +19,6 @@ Hot paths work column-wise (``itemgetter``/``zip``/numpy) because a 10k-SKU plan
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -477,24 +476,65 @@ def _level_fragment(level: Level, rows: list[Row]) -> orjson.Fragment:
     then every row is one bytes template filled in. Rows with leftover keys are written whole."""
     if not rows:
         return orjson.Fragment(b"[]")
-    columns, values = _level_values(level, rows)
+    columns = list(zip(*rows, strict=True))
     keys = level.keys
     order = sorted(range(len(keys)), key=keys.__getitem__)
+    values: list[Any] = [None] * len(keys)
     parts, items = [], []
     for j in order:
-        quoted, cut = _json_items(values[j], level.shape[keys[j]] in ("str", "str?"))
+        shape = level.shape[keys[j]]
+        cut = _integral_items(columns[1 + j]) if shape in ("num", "int") else None
+        quoted = False
+        if cut is None:
+            if values[j] is None:
+                values[j] = _level_column(level, keys[j], columns, values)
+            quoted, cut = _json_items(values[j], shape in ("str", "str?"))
         parts.append(orjson.dumps(keys[j]) + (b':"%s"' if quoted else b":%s"))
         items.append(cut)
     template = b"{" + b",".join(parts) + b"}"
     texts = [template % item for item in zip(*items, strict=True)]
     leftovers = columns[-1]
     if leftovers.count(None) != len(leftovers):
+        values = [v if v is not None else _level_column(level, k, columns, values) for k, v in zip(keys, values, strict=True)]  # fmt: skip
         for i, extra in enumerate(leftovers):
             if extra is not None:
                 row = {k: values[j][i] for j, k in enumerate(keys)}
                 row.update(json.loads(extra))
                 texts[i] = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
     return orjson.Fragment(b"[" + b",".join(texts) + b"]")
+
+
+def _level_column(level: Level, key: str, columns: list[tuple[Any, ...]], values: list[Any]) -> list[Any]:
+    """The decoded values of one row key of a level (``_level_values`` for a single key)."""
+    keys = level.keys
+    j = keys.index(key)
+    decoded = _DECODERS[level.shape[key]](columns[1 + j])
+    if level.week_at_period and key == "week":
+        period = keys.index("period")
+        periods = (
+            values[period]
+            if values[period] is not None
+            else _DECODERS[level.shape["period"]](columns[1 + period])
+        )
+        decoded = list(map(str.removesuffix, decoded, map("@{}".format, periods)))
+    return decoded
+
+
+#: Integers below this size are exact as doubles, so a whole-valued double is written as that integer.
+_EXACT_INT = 2.0**53
+
+
+def _integral_items(column: Sequence[Any]) -> list[bytes] | None:
+    """The JSON text of each value of a number column whose values are all whole (the number rule
+    writes them as integers), made in one pass by numpy and orjson; None when the column holds a
+    fraction, a None, a non-number or a value beyond 2**53 (the general path handles those)."""
+    try:
+        values = np.asarray(column, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if values.ndim != 1 or not (values == np.floor(values)).all() or not (np.abs(values) < _EXACT_INT).all():
+        return None
+    return orjson.dumps(values.astype(np.int64), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
 
 
 def _json_items(column: list[Any], text_kind: bool) -> tuple[bool, list[bytes]]:
@@ -506,12 +546,11 @@ def _json_items(column: list[Any], text_kind: bool) -> tuple[bool, list[bytes]]:
     text = orjson.dumps(column)[1:-1]
     if not text_kind:
         return False, text.split(b",")
-    if None not in column and not any(map(_NEEDS_ESCAPE.search, column)):
+    # orjson escapes a quote, a backslash and every control character with a backslash, so a column
+    # whose text holds none was written verbatim
+    if None not in column and b"\\" not in text:
         return True, text[1:-1].split(b'","')
     return False, [orjson.dumps(v) for v in column]
-
-
-_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f]')
 
 
 def _decode_kpis(kpi_rows: Iterable[Row]) -> list[dict[str, Any]]:

@@ -190,3 +190,45 @@ def test_a_rollback_with_worker_processes_repairs_and_certifies(sqlite_url: str,
         assert backup.execute("SELECT COUNT(*) FROM plan_artifacts WHERE version_id = 'w2'").fetchone() == (
             0,
         )
+
+
+def test_a_stripped_certified_version_is_repaired_from_texts_that_match_its_artifacts_digest(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The texts made from the rows hash to the certified artifacts digest, so the rows' own digest is
+    not needed; rows changed since certification make texts that do not, and are then judged in full."""
+    store = open_store(sqlite_url)
+    for vid in ("s1", "s2", "s3"):
+        plan(store, vid, "both")
+    certified = {vid: store.stored_digests(vid) for vid in ("s1", "s2", "s3")}
+    texts_before = stored_texts(store, "s1")
+    with store.engine.begin() as conn:
+        conn.execute(plan_artifacts.delete().where(plan_artifacts.c.version_id.in_(["s1", "s2"])))
+        # s2's rows change after certification: one detail quantity no longer adds up to its family
+        conn.execute(
+            text(
+                "UPDATE plan_series SET supply = supply + 7 WHERE version_id = 's2' AND level = 'det' "
+                "AND seq = (SELECT MIN(seq) FROM plan_series WHERE version_id = 's2' AND level = 'det' "
+                "AND supply > 0)"
+            )
+        )
+    monkeypatch.setattr("app.storage.plans.RowsRead.digest", property(_refuse_digest_of_s1))
+    report = rollback(
+        store.engine,
+        state_file=tmp_path / "s.json",
+        backup_dir=tmp_path / "b",
+        tmp_dir=tmp_path / "t",
+        jobs=1,
+    )
+    assert report.repaired == ["s1"], report.as_text()
+    assert stored_texts(store, "s1") == texts_before, "the repaired texts are the certified ones"
+    assert store.stored_digests("s1") == certified["s1"], "the certified pair stands"
+    assert "s2" in report.needs_restore and "rows break" in report.needs_restore["s2"]
+    assert not report.ok
+
+
+def _refuse_digest_of_s1(read: object) -> str:
+    content = read.content  # type: ignore[attr-defined]
+    if content is not None and content.version_id == "s1":
+        raise AssertionError("the rows digest of s1 was computed although its texts proved its rows")
+    return digests.rows_digest(read._levels, read._kpis, canonical=read._canonical)  # type: ignore[attr-defined]
