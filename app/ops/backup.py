@@ -370,12 +370,12 @@ def _wal_size(wal: Path) -> int:
 
 
 #: Run by a child process (standard library only): copies argv[1] to the new file argv[2] in chunks
-#: of argv[3] bytes, fsyncs it and prints progress lines and finally "copied <bytes> <crc32>". Each chunk
-#: is read from the page cache into one page-aligned buffer, checksummed there and written with
-#: ``O_DIRECT``: straight from the buffer to the disk, so the copy neither costs the kernel a second
-#: page-cache copy of the database nor pushes the database out of the cache. Where the file system
-#: refuses ``O_DIRECT`` (tmpfs, some network file systems), or for a tail that is not a whole number of
-#: blocks, the writes go through the page cache.
+#: of argv[3] bytes, fsyncs it and prints progress lines and finally "copied <bytes> <crc32>". The
+#: source is memory-mapped: each chunk is checksummed where it lies in the page cache and written from
+#: there with ``O_DIRECT``, straight to the disk, so no byte is copied through this process and the copy
+#: neither costs the kernel a second page-cache copy of the database nor pushes the database out of the
+#: cache. Where the file system refuses ``O_DIRECT`` (tmpfs, some network file systems), or for a tail
+#: that is not a whole number of blocks, the writes go through the page cache.
 _CHUNK_COPIER = """
 import fcntl, mmap, os, sys, zlib
 source, target, chunk = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -387,19 +387,23 @@ try:
 except OSError:
     dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     direct = False
+
+def buffered():
+    fcntl.fcntl(dst, fcntl.F_SETFL, fcntl.fcntl(dst, fcntl.F_GETFL) & ~os.O_DIRECT)
+    return False
+
 total = os.fstat(src).st_size
-buffer = mmap.mmap(-1, chunk)
-view = memoryview(buffer)
+mapped = mmap.mmap(src, 0, access=mmap.ACCESS_READ) if total else None
+if mapped is not None and hasattr(mapped, "madvise"):
+    mapped.madvise(mmap.MADV_SEQUENTIAL)
+view = memoryview(mapped) if mapped is not None else memoryview(b"")
 done = crc = 0
 while done < total:
-    n = os.preadv(src, [view[:min(chunk, total - done)]], done)
-    if n == 0:
-        raise OSError(f"{source} ended early at byte {done}")
-    part = view[:n]
+    n = min(chunk, total - done)
+    part = view[done:done + n]
     crc = zlib.crc32(part, crc)
     if direct and n % BLOCK:
-        fcntl.fcntl(dst, fcntl.F_SETFL, fcntl.fcntl(dst, fcntl.F_GETFL) & ~os.O_DIRECT)
-        direct = False
+        direct = buffered()
     written = 0
     while written < n:
         try:
@@ -407,18 +411,20 @@ while done < total:
         except OSError:
             if not direct:
                 raise
-            fcntl.fcntl(dst, fcntl.F_SETFL, fcntl.fcntl(dst, fcntl.F_GETFL) & ~os.O_DIRECT)
-            direct = False
+            direct = buffered()
             continue
+        if step == 0:
+            raise OSError(f"no progress writing {target} at byte {done + written}")
         written += step
     part.release()
     done += n
     print("progress", done, total, flush=True)
 os.fsync(dst)
 os.close(dst)
-os.close(src)
 view.release()
-buffer.close()
+if mapped is not None:
+    mapped.close()
+os.close(src)
 print("copied", done, crc, flush=True)
 """
 
