@@ -50,6 +50,7 @@ import sys
 import time
 import zlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ BACKUP_SUFFIXES = (".db", ".dump")
 METHODS = ("online", "file")
 VERIFICATIONS = ("full", "copy")
 #: Bytes per read and write of the file method and of its read-back.
-FILE_CHUNK = 16 * 1024 * 1024
+FILE_CHUNK = 64 * 1024 * 1024
 #: Checkpoint-then-lock attempts of the file method before it falls back to the online method.
 FILE_LOCK_ATTEMPTS = 3
 
@@ -293,35 +294,52 @@ def verify_file_copy(path: str | Path, size: int, crc: int) -> str | None:
 
 
 def _file_checksum(path: Path) -> tuple[int, int]:
-    """(size, CRC-32) of the bytes of ``path`` as the disk holds them: read with ``O_DIRECT`` into one
-    page-aligned buffer where the file system allows it, else read normally after asking the kernel to
-    drop the file's clean cached pages (so a just-fsynced copy is read from the disk, not from memory)."""
+    """(size, CRC-32) of the bytes of ``path`` as the disk holds them: read with ``O_DIRECT`` into two
+    page-aligned buffers where the file system allows it, else read normally after asking the kernel to
+    drop the file's clean cached pages (so a just-fsynced copy is read from the disk, not from memory).
+    A reader thread fills one buffer while the other is checksummed."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECT", 0))
-        aligned = hasattr(os, "O_DIRECT")
+        direct = hasattr(os, "O_DIRECT")
     except OSError:
         fd = os.open(path, os.O_RDONLY)
-        aligned = False
+        direct = False
+    if not direct and hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+    def read(view: memoryview, offset: int) -> int:
+        nonlocal direct
+        while True:
+            try:
+                return os.preadv(fd, [view], offset)
+            except OSError:
+                if not direct:
+                    raise
+                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+                direct = False
+
+    crc = done = 0
     try:
-        size = os.fstat(fd).st_size
-        if not aligned and hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        crc = done = 0
-        with mmap.mmap(-1, FILE_CHUNK) as buffer, memoryview(buffer) as view:
-            while done < size:
-                try:
-                    n = os.preadv(fd, [view], done)
-                except OSError:
-                    if not aligned:
-                        raise
-                    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
-                    aligned = False
-                    continue
+        with (
+            mmap.mmap(-1, FILE_CHUNK) as first,
+            mmap.mmap(-1, FILE_CHUNK) as second,
+            memoryview(first) as one,
+            memoryview(second) as other,
+            ThreadPoolExecutor(1, thread_name_prefix="scpln-readback") as reader,
+        ):
+            views = (one, other)
+            pending = reader.submit(read, views[0], 0)
+            turn = 0
+            while True:
+                n = pending.result()
                 if n == 0:
                     break
-                with view[:n] as part:
+                pending = reader.submit(read, views[1 - turn], done + n)
+                with views[turn][:n] as part:
                     crc = zlib.crc32(part, crc)
                 done += n
+                turn = 1 - turn
+            pending.result()
     finally:
         os.close(fd)
     return done, crc
@@ -378,6 +396,7 @@ def _wal_size(wal: Path) -> int:
 #: that is not a whole number of blocks, the writes go through the page cache.
 _CHUNK_COPIER = """
 import fcntl, mmap, os, sys, zlib
+from concurrent.futures import ThreadPoolExecutor
 source, target, chunk = sys.argv[1], sys.argv[2], int(sys.argv[3])
 BLOCK = 4096
 src = os.open(source, os.O_RDONLY)
@@ -392,33 +411,45 @@ def buffered():
     fcntl.fcntl(dst, fcntl.F_SETFL, fcntl.fcntl(dst, fcntl.F_GETFL) & ~os.O_DIRECT)
     return False
 
-total = os.fstat(src).st_size
-mapped = mmap.mmap(src, 0, access=mmap.ACCESS_READ) if total else None
-if mapped is not None and hasattr(mapped, "madvise"):
-    mapped.madvise(mmap.MADV_SEQUENTIAL)
-view = memoryview(mapped) if mapped is not None else memoryview(b"")
-done = crc = 0
-while done < total:
-    n = min(chunk, total - done)
-    part = view[done:done + n]
-    crc = zlib.crc32(part, crc)
+def write(part, offset):
+    # in the writer thread, one chunk at a time, while the next chunk is checksummed
+    global direct
+    n = len(part)
     if direct and n % BLOCK:
         direct = buffered()
     written = 0
     while written < n:
         try:
-            step = os.pwrite(dst, part[written:], done + written)
+            step = os.pwrite(dst, part[written:], offset + written)
         except OSError:
             if not direct:
                 raise
             direct = buffered()
             continue
         if step == 0:
-            raise OSError(f"no progress writing {target} at byte {done + written}")
+            raise OSError(f"no progress writing {target} at byte {offset + written}")
         written += step
     part.release()
-    done += n
-    print("progress", done, total, flush=True)
+
+total = os.fstat(src).st_size
+mapped = mmap.mmap(src, 0, access=mmap.ACCESS_READ) if total else None
+if mapped is not None and hasattr(mapped, "madvise"):
+    mapped.madvise(mmap.MADV_SEQUENTIAL)
+view = memoryview(mapped) if mapped is not None else memoryview(b"")
+done = crc = 0
+with ThreadPoolExecutor(1) as writer:
+    pending = None
+    while done < total:
+        n = min(chunk, total - done)
+        part = view[done:done + n]
+        crc = zlib.crc32(part, crc)
+        if pending is not None:
+            pending.result()
+        pending = writer.submit(write, part, done)
+        done += n
+        print("progress", done, total, flush=True)
+    if pending is not None:
+        pending.result()
 os.fsync(dst)
 os.close(dst)
 view.release()

@@ -551,24 +551,26 @@ def _rows_health(
     stored: dict[str, str] | None = None,
 ) -> tuple[bool, str | None, dict[str, str] | None, str | None]:
     """(healthy, why not — None when there are no rows at all, the rows' artifact texts, the digest of
-    the rows read). Rows with a recorded digest are decoded straight to text. When those texts, over the
-    ``stored`` ones, hash to the version's certified ``artifacts_recorded`` digest, they are the very
-    artifacts certified equal to the rows, so the rows still hold that content: their own digest is not
-    recomputed. Otherwise rows that still hash to ``recorded`` are as the planner made them; only rows
-    without a digest, or that changed, are checked against the plan identities (as dicts)."""
+    the rows read). Rows with a recorded digest are decoded straight to text (by the C writer where the
+    store can). When those texts, over the ``stored`` ones, hash to the version's certified
+    ``artifacts_recorded`` digest, they are the very artifacts certified equal to the rows, so the rows
+    still hold that content: their own digest is not needed. Otherwise the rows are read again: rows
+    that still hash to ``recorded`` are as the planner made them; only rows without a digest, or that
+    changed, are checked against the plan identities (as dicts)."""
     if not store.has_rows(version_id):
         return False, None, None, None
     try:
-        read = store.read_rows_as_read(version_id, fragments=recorded is not None)
-        if read is None:
-            return False, None, None, None
         if recorded is not None and artifacts_recorded is not None:
-            texts = _texts_if_whole(read.content)
+            quick = store.read_rows_as_text(version_id)
+            texts = _texts_if_whole(quick) if quick is not None else None
             if (
                 texts is not None
                 and digests.artifacts_digest({**(stored or {}), **texts}) == artifacts_recorded
             ):
                 return True, None, texts, recorded
+        read = store.read_rows_as_read(version_id, fragments=recorded is not None)
+        if read is None:
+            return False, None, None, None
         if recorded is not None and read.digest != recorded:
             read = store.read_rows_as_read(version_id)
         content, rows_digest = read.content, read.digest

@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app.db import get_engine, now_ms
+from app.db import get_engine, now_ms, sqlite_path
 from app.errors import EncodingMissing, PlanNotFound, StorageError, VersionConflict
 from app.planning import derive
 from app.planning.model import DERIVED_ARTIFACTS, PlanContent
-from app.storage import codec_artifacts, codec_series, digests
+from app.storage import codec_artifacts, codec_series, digests, rowtext
 from app.storage.schema import (
     plan_artifacts,
     plan_kpis,
@@ -75,6 +75,11 @@ class WriteResult:
     series_rows: int
     kpi_rows: int
     seconds: float
+
+
+#: The levels :meth:`PlanStore.read_rows_as_text` has the C writer make on SQLite: the tables of the
+#: JSON documents (report.csv's rows make CSV, not JSON).
+TEXT_LEVELS = tuple(lv.name for lv in codec_series.LEVELS if lv.document.endswith(".json"))
 
 
 class RowsRead:
@@ -368,6 +373,25 @@ class PlanStore:
         )  # fmt: skip
         return RowsRead(content, levels, kpis, canonical=self.dialect == "sqlite")
 
+    def read_rows_as_text(self, version_id: str) -> PlanContent | None:
+        """The version's rows decoded for writing artifacts only: every row table is its canonical JSON
+        text (``fragments``). On SQLite the tables of the JSON documents are written by the C writer
+        where it can (``app.storage.rowtext``), the rest decoded row by row; None when the version has
+        no rows. The rows are not checked against their digest here: the caller checks the texts."""
+        made: dict[str, tuple[Any, int]] = {}
+        path = sqlite_path(self.engine.url.render_as_string(hide_password=False))
+        if path is not None:
+            made = rowtext.level_texts(path, version_id, TEXT_LEVELS)
+        fetched = self._fetch_rows(version_id, skip=made)
+        if fetched is None:
+            return None
+        head, levels, kpis, overrides, events = fetched
+        params = json.loads(head.params_json) if head.params_json else {}
+        return codec_series.decode(
+            version_id, params, head.schema_version, levels, kpis,
+            overrides=overrides, events=events, approval=head.approval, fragments=True, premade=made,
+        )  # fmt: skip
+
     def rows_digest_now(self, version_id: str) -> str | None:
         """The digest of the version's content rows as stored now (None when it has none); nothing is
         decoded."""
@@ -411,9 +435,10 @@ class PlanStore:
             raise PlanNotFound(f"plan version {version_id!r} does not exist")
         return found[0], found[1]
 
-    def _fetch_rows(self, version_id: str, psi: bool = True) -> tuple[Any, dict[str, list[tuple]], list[tuple], list, list] | None:  # fmt: skip
+    def _fetch_rows(self, version_id: str, psi: bool = True, skip: Collection[str] = ()) -> tuple[Any, dict[str, list[tuple]], list[tuple], list, list] | None:  # fmt: skip
         """The catalogue head and the raw rows of a version, one level at a time in ``LEVEL_COLUMNS``
-        order, straight from the DBAPI cursor (None when it has no rows)."""
+        order, straight from the DBAPI cursor (None when it has no rows); levels in ``skip`` are not
+        read."""
         with self.engine.connect() as conn:
             head = conn.execute(
                 select(
@@ -425,6 +450,8 @@ class PlanStore:
             levels: dict[str, list[tuple]] = {}
             raw = _cursor(conn)
             for level, columns in codec_series.LEVEL_COLUMNS.items():
+                if level in skip:
+                    continue
                 raw.execute(
                     f"SELECT {', '.join(columns)} FROM plan_series WHERE version_id = {self._ph} "
                     f"AND level = {self._ph} ORDER BY seq",

@@ -1,0 +1,125 @@
+"""The C writer of level texts (app.storage.rowtext): byte for byte the codec's text where it makes a
+level, and the level left to row-by-row decoding wherever a value falls outside its simple cases."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from plan_strategies import plan_contents
+from sqlalchemy import text
+
+from app import db
+from app.planning.model import PlanContent
+from app.service import PlanRequest, run_plan
+from app.storage import codec_artifacts, codec_series, rowtext
+from app.storage.plans import TEXT_LEVELS, PlanStore
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "samples" / "planning"
+LEVELS = {level.name: level for level in codec_series.LEVELS}
+LARGE = {"aggregate", "det", "mrp", "mrp_final"}
+
+
+def open_store(path: Path) -> PlanStore:
+    url = f"sqlite:///{path}"
+    db.init_db(url)
+    return PlanStore(db.get_engine(url))
+
+
+def row_by_row(path: Path, version_id: str, name: str) -> bytes:
+    """The codec's canonical text of one level, from rows read with the sqlite3 module."""
+    query = (
+        f"SELECT {', '.join(codec_series.LEVEL_COLUMNS[name])} FROM plan_series "
+        "WHERE version_id = ? AND level = ? ORDER BY seq"
+    )
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(query, (version_id, name)).fetchall()
+    return orjson.dumps(codec_series._level_fragment(LEVELS[name], rows))
+
+
+def texts_of(content: PlanContent) -> dict[str, str]:
+    return codec_artifacts.encode(content, validated=True)
+
+
+def planned(path: Path, version_id: str) -> PlanStore:
+    store = open_store(path)
+    run_plan(PlanRequest(input_dir=str(SAMPLE), version_id=version_id), storage="db", store=store)
+    return store
+
+
+def test_the_c_writer_is_built() -> None:
+    assert rowtext.built(), "app/storage/_rowtext.c was not compiled (gcc and SQLite's headers are needed)"
+
+
+def test_every_json_level_of_a_real_plan_is_made_and_equals_the_row_by_row_text(tmp_path: Path) -> None:
+    path = tmp_path / "hub.db"
+    store = planned(path, "c1")
+    made = rowtext.level_texts(path, "c1", TEXT_LEVELS)
+    assert LARGE <= set(made), "the large tables take the fast path"
+    for name, (fragment, count) in made.items():
+        assert orjson.dumps(fragment) == row_by_row(path, "c1", name), name
+        with sqlite3.connect(path) as conn:
+            (expected,) = conn.execute(
+                "SELECT COUNT(*) FROM plan_series WHERE version_id = 'c1' AND level = ?", (name,)
+            ).fetchone()
+        assert count == expected
+    assert texts_of(store.read_rows_as_text("c1")) == texts_of(store.read_rows("c1"))
+
+
+@pytest.mark.parametrize(
+    ("change", "level"),
+    [
+        ("UPDATE plan_series SET demand = demand + 0.25 WHERE level = 'det' AND seq = 1", "det"),
+        ("UPDATE plan_series SET item_key = 'say \"hi\"' WHERE level = 'mrp' AND seq = 0", "mrp"),
+        ("UPDATE plan_series SET item_key = 'back\\slash' WHERE level = 'mrp' AND seq = 0", "mrp"),
+        ("UPDATE plan_series SET item_key = 'tab' || char(9) || 'here' WHERE level = 'mrp' AND seq = 0", "mrp"),
+        ("UPDATE plan_series SET extra_json = '{\"note\": 1}' WHERE level = 'mrp_final' AND seq = 2", "mrp_final"),
+        ("UPDATE plan_series SET gross_req = NULL WHERE level = 'mrp' AND seq = 3", "mrp"),
+        ("UPDATE plan_series SET gross_req = 9007199254740994.0 WHERE level = 'mrp' AND seq = 3", "mrp"),
+    ],
+)  # fmt: skip
+def test_values_outside_the_simple_cases_leave_the_level_to_row_by_row_decoding(
+    tmp_path: Path, change: str, level: str
+) -> None:
+    path = tmp_path / "hub.db"
+    store = planned(path, "c2")
+    with store.engine.begin() as conn:
+        conn.execute(text(change + " AND version_id = 'c2'"))
+    made = rowtext.level_texts(path, "c2", TEXT_LEVELS)
+    assert level not in made
+    assert LARGE - {level} <= set(made)
+    assert texts_of(store.read_rows_as_text("c2")) == texts_of(store.read_rows("c2"))
+
+
+def test_a_gap_in_seq_is_not_made_and_the_rows_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "hub.db"
+    store = planned(path, "c3")
+    with store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM plan_series WHERE version_id = 'c3' AND level = 'det' AND seq = 4"))
+    assert "det" not in rowtext.level_texts(path, "c3", ["det"])
+    with pytest.raises(ValueError, match="seq"):
+        store.read_rows_as_text("c3")
+
+
+def test_without_a_database_file_nothing_is_made(tmp_path: Path) -> None:
+    assert rowtext.level_texts(tmp_path / "missing" / "hub.db", "v", TEXT_LEVELS) == {}
+    assert not (tmp_path / "missing").exists(), "nothing is created"
+
+
+_ids = itertools.count()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=plan_contents())
+def test_random_plans_read_as_text_give_the_codec_s_artifacts(tmp_path: Path, content: PlanContent) -> None:
+    """Whatever the values (unicode, escapes, fractions, nulls, empty tables), the texts made with the C
+    writer's levels equal the codec's: each level is either made exactly or left to the codec."""
+    store = open_store(tmp_path / "random.db")
+    version_id = f"r{next(_ids)}"
+    store.write_version(PlanContent(version_id, content.params, content.documents), mode="db")
+    assert texts_of(store.read_rows_as_text(version_id)) == texts_of(store.read_rows(version_id))
