@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed-stamp
 
 .PHONY: run test lint bench soak install clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml app/storage/_rowtext.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -11,6 +11,10 @@
  * Kinds: 'n' number, 'N' number or null, 'i' integer, 'b' boolean (0 is false), 's' string, 'S' string
  * or null. `week`/`period`: the columns of a week stored as "<week>@<period>" (the suffix is cut), or -1.
  *
+ * rows_json(path, version_id, level, sql) returns (text, rows) with the text orjson writes for the list
+ * of row tuples (the rows digest hashes it: app.storage.digests), or None for a level outside its simple
+ * cases (a fraction or a double beyond 1e16, -0.0, a string JSON must escape, a blob).
+ *
  * The connection is opened through the same libsqlite3 the interpreter's sqlite3 module uses, so its
  * file locks are shared with the process's other connections. The work runs without the GIL.
  */
@@ -209,8 +213,126 @@ finish:
     return status;
 }
 
+/* Every column of every row as orjson writes a list of row tuples: [[v,v,...],...]. Whole doubles
+ * below 1e16 are written as "<integer>.0"; any other double, a blob or a string JSON must escape makes
+ * the level not simple. */
+static int put_cell(Buffer *b, sqlite3_stmt *stmt, int column)
+{
+    switch (sqlite3_column_type(stmt, column)) {
+    case SQLITE_NULL:
+        return put(b, "null", 4);
+    case SQLITE_INTEGER:
+        return put_integer(b, sqlite3_column_int64(stmt, column));
+    case SQLITE_FLOAT: {
+        double value = sqlite3_column_double(stmt, column);
+        if (!(value == floor(value)) || !(fabs(value) < 1e16) || (value == 0 && signbit(value)))
+            return NOT_SIMPLE;
+        int done = put_integer(b, (long long)value);
+        return done == OK ? put(b, ".0", 2) : done;
+    }
+    case SQLITE_TEXT: {
+        const unsigned char *text = sqlite3_column_text(stmt, column);
+        int n = sqlite3_column_bytes(stmt, column);
+        if (text == NULL)
+            return NO_MEMORY;
+        for (int i = 0; i < n; i++)
+            if (text[i] == '"' || text[i] == '\\' || text[i] < 0x20)
+                return NOT_SIMPLE;
+        if (put(b, "\"", 1) != OK || put(b, text, (size_t)n) != OK || put(b, "\"", 1) != OK)
+            return NO_MEMORY;
+        return OK;
+    }
+    default:
+        return NOT_SIMPLE;
+    }
+}
+
+static int run_rows(const char *path, const char *version_id, const char *level, const char *sql, Buffer *out,
+                    long long *rows)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+    int status = NOT_SIMPLE;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
+        goto finish;
+    sqlite3_busy_timeout(db, 30000);
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK)
+        goto finish;
+    if (sqlite3_bind_text(stmt, 1, version_id, -1, SQLITE_STATIC) != SQLITE_OK
+        || sqlite3_bind_text(stmt, 2, level, -1, SQLITE_STATIC) != SQLITE_OK)
+        goto finish;
+    int width = sqlite3_column_count(stmt);
+    long long row = 0;
+    int rc;
+    if (put(out, "[", 1) != OK) {
+        status = NO_MEMORY;
+        goto finish;
+    }
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        int done = put(out, row ? ",[" : "[", row ? 2 : 1);
+        for (int column = 0; done == OK && column < width; column++) {
+            if (column)
+                done = put(out, ",", 1);
+            if (done == OK)
+                done = put_cell(out, stmt, column);
+        }
+        if (done == OK)
+            done = put(out, "]", 1);
+        if (done != OK) {
+            status = done;
+            goto finish;
+        }
+        row++;
+    }
+    if (rc != SQLITE_DONE)
+        goto finish;
+    if (put(out, "]", 1) != OK) {
+        status = NO_MEMORY;
+        goto finish;
+    }
+    *rows = row;
+    status = OK;
+finish:
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return status;
+}
+
+static PyObject *finish_text(int status, Buffer *out, long long rows)
+{
+    PyObject *result = NULL;
+    if (status == OK) {
+        PyObject *text = PyBytes_FromStringAndSize(out->data, (Py_ssize_t)out->len);
+        if (text != NULL)
+            result = Py_BuildValue("(NL)", text, rows);
+    } else if (status == NO_MEMORY) {
+        PyErr_NoMemory();
+    } else {
+        result = Py_NewRef(Py_None);
+    }
+    free(out->data);
+    out->data = NULL;
+    return result;
+}
+
+static PyObject *rows_json(PyObject *self, PyObject *args)
+{
+    const char *path, *version_id, *level, *sql;
+    Buffer out = {NULL, 0, 0};
+    long long rows = 0;
+    int status;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "ssss", &path, &version_id, &level, &sql))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    status = run_rows(path, version_id, level, sql, &out, &rows);
+    Py_END_ALLOW_THREADS
+    return finish_text(status, &out, rows);
+}
+
 static PyObject *level_text(PyObject *self, PyObject *args)
 {
+    (void)self;
     Job job;
     PyObject *columns, *literals, *result = NULL;
     Buffer out = {NULL, 0, 0};
@@ -246,16 +368,7 @@ static PyObject *level_text(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     status = run(&job, &out, &rows);
     Py_END_ALLOW_THREADS
-    if (status == OK) {
-        PyObject *text = PyBytes_FromStringAndSize(out.data, (Py_ssize_t)out.len);
-        if (text != NULL) {
-            result = Py_BuildValue("(NL)", text, rows);
-        }
-    } else if (status == NO_MEMORY) {
-        PyErr_NoMemory();
-    } else {
-        result = Py_NewRef(Py_None);
-    }
+    result = finish_text(status, &out, rows);
 cleanup:
     free(out.data);
     PyMem_Free(job.columns);
@@ -267,11 +380,13 @@ cleanup:
 static PyMethodDef methods[] = {
     {"level_text", level_text, METH_VARARGS,
      "level_text(path, version_id, level, sql, kinds, columns, literals, week, period) -> (bytes, rows) | None"},
+    {"rows_json", rows_json, METH_VARARGS, "rows_json(path, version_id, level, sql) -> (bytes, rows) | None"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_rowtext", "The canonical JSON text of plan_series levels, written in C.", -1, methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__rowtext(void)

@@ -394,9 +394,17 @@ class PlanStore:
 
     def rows_digest_now(self, version_id: str) -> str | None:
         """The digest of the version's content rows as stored now (None when it has none); nothing is
-        decoded."""
-        fetched = self._fetch_rows(version_id, psi=False)
-        return None if fetched is None else self._digest_of_read(fetched[1], fetched[2])
+        decoded. On SQLite the C writer gives the hashed text of the levels it can
+        (``app.storage.rowtext``); the rest are read row by row."""
+        made: dict[str, tuple[bytes, int]] = {}
+        path = sqlite_path(self.engine.url.render_as_string(hide_password=False))
+        if path is not None:
+            made = rowtext.rows_texts(path, version_id, digests.DIGEST_LEVELS)
+        fetched = self._fetch_rows(version_id, psi=False, skip=made)
+        if fetched is None and not any(count for _, count in made.values()):
+            return None
+        levels, kpis = (fetched[1], fetched[2]) if fetched is not None else ({}, [])
+        return digests.rows_digest(levels, kpis, canonical=self.dialect == "sqlite", texts=made)
 
     def _digest_of_read(self, levels: dict[str, list[tuple]], kpis: list[tuple]) -> str:
         return RowsRead(None, levels, kpis, canonical=self.dialect == "sqlite").digest

@@ -12,6 +12,10 @@ the simple cases (whole numbers below 2**53, strings without a character JSON es
 the row shape allows them, ``seq`` exactly 0..n-1, no leftover keys) and leaves out any other level —
 or all of them where the C module was not built. Callers decode those the usual way. The rollback, its
 caller, also checks the texts against the version's certified artifacts digest before writing them.
+
+:func:`rows_texts` does the same for the rows digest: the text orjson writes for a level's list of row
+tuples, which is what ``app.storage.digests`` hashes, so ``db check`` rehashes a version's rows without a
+Python object per value.
 """
 
 from __future__ import annotations
@@ -44,10 +48,7 @@ def _plan(name: str) -> tuple[str, str, tuple[int, ...], tuple[bytes, ...], int,
     """The query and the field list of a level: (sql, kinds, columns, literals, week, period)."""
     level: Level = _LEVELS[name]
     keys = level.keys
-    sql = (
-        f"SELECT {', '.join(LEVEL_COLUMNS[name])} FROM plan_series "
-        "WHERE version_id = ? AND level = ? ORDER BY seq"
-    )
+    sql = _rows_sql(name)
     order = sorted(range(len(keys)), key=keys.__getitem__)
     kinds = "".join(_KIND[level.shape[keys[j]]] for j in order)
     columns = tuple(1 + j for j in order)
@@ -72,3 +73,25 @@ def level_texts(path: str | Path, version_id: str, levels: Iterable[str]) -> dic
             text, rows = result
             made[name] = (orjson.Fragment(text), rows)
     return made
+
+
+def rows_texts(path: str | Path, version_id: str, levels: Iterable[str]) -> dict[str, tuple[bytes, int]]:
+    """``{level: (the text orjson writes for its list of row tuples, row count)}``, rows in
+    ``LEVEL_COLUMNS`` order and ``seq`` order as the plan store reads them, for those of ``levels``
+    the C writer could make (the rows digest hashes these texts); the others are left out."""
+    if _rowtext is None:
+        return {}
+    made: dict[str, tuple[bytes, int]] = {}
+    for name in levels:
+        result = _rowtext.rows_json(str(path), version_id, name, _rows_sql(name))
+        if result is not None:
+            made[name] = result
+    return made
+
+
+@functools.cache
+def _rows_sql(name: str) -> str:
+    return (
+        f"SELECT {', '.join(LEVEL_COLUMNS[name])} FROM plan_series "
+        "WHERE version_id = ? AND level = ? ORDER BY seq"
+    )
