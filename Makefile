@@ -21,11 +21,11 @@ run: $(STAMP)
 
 ## Lint, then the whole test suite.
 test: $(STAMP)
-	$(BIN)/ruff check app tests bench scripts
+	$(BIN)/ruff check app tests bench scripts setup.py
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check app tests bench scripts
+	$(BIN)/ruff check app tests bench scripts setup.py
 	$(BIN)/ruff format --check app tests bench scripts
 
 ## Benchmarks (engine, storage, API, rollback); figures go to docs/benchmarks.md.

@@ -149,68 +149,69 @@ typedef struct {
     int week, period;
 } Job;
 
-static int run(const Job *job, Buffer *out, long long *rows)
+/* Writes one row; returns OK, NOT_SIMPLE or NO_MEMORY. */
+typedef int (*RowWriter)(Buffer *out, sqlite3_stmt *stmt, long long row, const void *context);
+
+/* Runs `sql` bound to (version_id, level) on a new connection to `path` and writes "[" row "," row ... "]". */
+static int write_rows(const char *path, const char *version_id, const char *level, const char *sql,
+                      RowWriter write_row, const void *context, Buffer *out, long long *rows)
 {
     sqlite3 *db = NULL;
     sqlite3_stmt *stmt = NULL;
     int status = NOT_SIMPLE;
-    if (sqlite3_open_v2(job->path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
         goto finish;
     sqlite3_busy_timeout(db, 30000);
-    if (sqlite3_prepare_v2(db, job->sql, -1, &stmt, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK
+        || sqlite3_bind_text(stmt, 1, version_id, -1, SQLITE_STATIC) != SQLITE_OK
+        || sqlite3_bind_text(stmt, 2, level, -1, SQLITE_STATIC) != SQLITE_OK)
         goto finish;
-    if (sqlite3_bind_text(stmt, 1, job->version_id, -1, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 2, job->level, -1, SQLITE_STATIC) != SQLITE_OK)
+    if ((status = put(out, "[", 1)) != OK)
         goto finish;
-    int last = sqlite3_column_count(stmt) - 1;
-    for (Py_ssize_t i = 0; i < job->fields; i++)
-        if (job->columns[i] < 1 || job->columns[i] >= last)
-            goto finish;
-    if (job->week >= last || job->period >= last)
-        goto finish;
-    if (put(out, "[", 1) != OK) {
-        status = NO_MEMORY;
-        goto finish;
-    }
     long long row = 0;
     int rc;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (sqlite3_column_type(stmt, 0) != SQLITE_INTEGER || sqlite3_column_int64(stmt, 0) != row)
-            goto finish; /* seq is not 0..n-1 */
-        if (sqlite3_column_type(stmt, last) != SQLITE_NULL)
-            goto finish; /* leftover keys */
-        if (row && put(out, ",", 1) != OK) {
-            status = NO_MEMORY;
+        if ((row && (status = put(out, ",", 1)) != OK) || (status = write_row(out, stmt, row, context)) != OK)
             goto finish;
-        }
-        for (Py_ssize_t i = 0; i < job->fields; i++) {
-            int column = job->columns[i];
-            int done = put(out, job->literals[i], (size_t)job->literal_sizes[i]);
-            if (done == OK)
-                done = put_value(out, stmt, column, job->kinds[i], column == job->week ? job->period : -1);
-            if (done != OK) {
-                status = done;
-                goto finish;
-            }
-        }
-        if (put(out, job->literals[job->fields], (size_t)job->literal_sizes[job->fields]) != OK) {
-            status = NO_MEMORY;
-            goto finish;
-        }
         row++;
     }
+    status = NOT_SIMPLE;
     if (rc != SQLITE_DONE)
         goto finish;
-    if (put(out, "]", 1) != OK) {
-        status = NO_MEMORY;
+    if ((status = put(out, "]", 1)) != OK)
         goto finish;
-    }
     *rows = row;
-    status = OK;
 finish:
     sqlite3_finalize(stmt);
     sqlite3_close(db);
     return status;
+}
+
+/* A row as a JSON object (level_text). */
+static int write_object(Buffer *out, sqlite3_stmt *stmt, long long row, const void *context)
+{
+    const Job *job = context;
+    int last = sqlite3_column_count(stmt) - 1;
+    if (row == 0) {
+        for (Py_ssize_t i = 0; i < job->fields; i++)
+            if (job->columns[i] < 1 || job->columns[i] >= last)
+                return NOT_SIMPLE;
+        if (job->week >= last || job->period >= last)
+            return NOT_SIMPLE;
+    }
+    if (sqlite3_column_type(stmt, 0) != SQLITE_INTEGER || sqlite3_column_int64(stmt, 0) != row)
+        return NOT_SIMPLE; /* seq is not 0..n-1 */
+    if (sqlite3_column_type(stmt, last) != SQLITE_NULL)
+        return NOT_SIMPLE; /* leftover keys */
+    for (Py_ssize_t i = 0; i < job->fields; i++) {
+        int column = job->columns[i];
+        int done = put(out, job->literals[i], (size_t)job->literal_sizes[i]);
+        if (done == OK)
+            done = put_value(out, stmt, column, job->kinds[i], column == job->week ? job->period : -1);
+        if (done != OK)
+            return done;
+    }
+    return put(out, job->literals[job->fields], (size_t)job->literal_sizes[job->fields]);
 }
 
 /* Every column of every row as orjson writes a list of row tuples: [[v,v,...],...]. Whole doubles
@@ -230,72 +231,27 @@ static int put_cell(Buffer *b, sqlite3_stmt *stmt, int column)
         int done = put_integer(b, (long long)value);
         return done == OK ? put(b, ".0", 2) : done;
     }
-    case SQLITE_TEXT: {
-        const unsigned char *text = sqlite3_column_text(stmt, column);
-        int n = sqlite3_column_bytes(stmt, column);
-        if (text == NULL)
-            return NO_MEMORY;
-        for (int i = 0; i < n; i++)
-            if (text[i] == '"' || text[i] == '\\' || text[i] < 0x20)
-                return NOT_SIMPLE;
-        if (put(b, "\"", 1) != OK || put(b, text, (size_t)n) != OK || put(b, "\"", 1) != OK)
-            return NO_MEMORY;
-        return OK;
-    }
+    case SQLITE_TEXT:
+        return put_string(b, stmt, column, SQLITE_TEXT, -1);
     default:
         return NOT_SIMPLE;
     }
 }
 
-static int run_rows(const char *path, const char *version_id, const char *level, const char *sql, Buffer *out,
-                    long long *rows)
+/* A row as a JSON array of its columns (rows_json). */
+static int write_tuple(Buffer *out, sqlite3_stmt *stmt, long long row, const void *context)
 {
-    sqlite3 *db = NULL;
-    sqlite3_stmt *stmt = NULL;
-    int status = NOT_SIMPLE;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
-        goto finish;
-    sqlite3_busy_timeout(db, 30000);
-    if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK)
-        goto finish;
-    if (sqlite3_bind_text(stmt, 1, version_id, -1, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 2, level, -1, SQLITE_STATIC) != SQLITE_OK)
-        goto finish;
+    (void)row;
+    (void)context;
     int width = sqlite3_column_count(stmt);
-    long long row = 0;
-    int rc;
-    if (put(out, "[", 1) != OK) {
-        status = NO_MEMORY;
-        goto finish;
-    }
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        int done = put(out, row ? ",[" : "[", row ? 2 : 1);
-        for (int column = 0; done == OK && column < width; column++) {
-            if (column)
-                done = put(out, ",", 1);
-            if (done == OK)
-                done = put_cell(out, stmt, column);
-        }
+    int done = put(out, "[", 1);
+    for (int column = 0; done == OK && column < width; column++) {
+        if (column)
+            done = put(out, ",", 1);
         if (done == OK)
-            done = put(out, "]", 1);
-        if (done != OK) {
-            status = done;
-            goto finish;
-        }
-        row++;
+            done = put_cell(out, stmt, column);
     }
-    if (rc != SQLITE_DONE)
-        goto finish;
-    if (put(out, "]", 1) != OK) {
-        status = NO_MEMORY;
-        goto finish;
-    }
-    *rows = row;
-    status = OK;
-finish:
-    sqlite3_finalize(stmt);
-    sqlite3_close(db);
-    return status;
+    return done == OK ? put(out, "]", 1) : done;
 }
 
 static PyObject *finish_text(int status, Buffer *out, long long rows)
@@ -325,7 +281,7 @@ static PyObject *rows_json(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "ssss", &path, &version_id, &level, &sql))
         return NULL;
     Py_BEGIN_ALLOW_THREADS
-    status = run_rows(path, version_id, level, sql, &out, &rows);
+    status = write_rows(path, version_id, level, sql, write_tuple, NULL, &out, &rows);
     Py_END_ALLOW_THREADS
     return finish_text(status, &out, rows);
 }
@@ -366,7 +322,7 @@ static PyObject *level_text(PyObject *self, PyObject *args)
         job.literals[i] = bytes;
     }
     Py_BEGIN_ALLOW_THREADS
-    status = run(&job, &out, &rows);
+    status = write_rows(job.path, job.version_id, job.level, job.sql, write_object, &job, &out, &rows);
     Py_END_ALLOW_THREADS
     result = finish_text(status, &out, rows);
 cleanup:

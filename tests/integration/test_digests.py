@@ -32,6 +32,17 @@ def plan(store: PlanStore, version_id: str, mode: str) -> None:
     run_plan(PlanRequest(input_dir=str(SAMPLE), version_id=version_id), storage=mode, store=store)
 
 
+def rollback_in(store: PlanStore, tmp_path: Path, jobs: int = 1):
+    """A rollback of ``store`` with its state, backup and snapshots under ``tmp_path``."""
+    return rollback(
+        store.engine,
+        state_file=tmp_path / "s.json",
+        backup_dir=tmp_path / "b",
+        tmp_dir=tmp_path / "t",
+        jobs=jobs,
+    )
+
+
 def stored_texts(store: PlanStore, version_id: str) -> dict[str, str]:
     query = select(plan_artifacts.c.name, plan_artifacts.c.json_text).where(
         plan_artifacts.c.version_id == version_id
@@ -130,13 +141,7 @@ def test_legacy_writes_clear_and_backfill_and_repair_certify(sqlite_url: str, tm
 
     with store.engine.begin() as conn:
         conn.execute(plan_artifacts.delete().where(plan_artifacts.c.version_id == "repaired"))
-    report = rollback(
-        store.engine,
-        state_file=tmp_path / "s.json",
-        backup_dir=tmp_path / "b",
-        tmp_dir=tmp_path / "t",
-        jobs=1,
-    )
+    report = rollback_in(store, tmp_path)
     assert report.repaired == ["repaired"]
     rows, artifacts = store.stored_digests("repaired")
     assert rows == store.rows_digest_now("repaired")
@@ -170,13 +175,7 @@ def test_a_rollback_with_worker_processes_repairs_and_certifies(sqlite_url: str,
     before = content_checksums(store.engine)
     with store.engine.begin() as conn:
         conn.execute(plan_artifacts.delete().where(plan_artifacts.c.version_id.in_(["w2", "w4"])))
-    report = rollback(
-        store.engine,
-        state_file=tmp_path / "s.json",
-        backup_dir=tmp_path / "b",
-        tmp_dir=tmp_path / "t",
-        jobs=2,
-    )
+    report = rollback_in(store, tmp_path, jobs=2)
     assert report.ok and report.repaired == ["w2", "w4"] and report.versions_checked == 4
     for vid in ("w2", "w4"):  # written by a worker once the backup was recorded, or here before that
         rows, artifacts = store.stored_digests(vid)
@@ -213,13 +212,7 @@ def test_a_stripped_certified_version_is_repaired_from_texts_that_match_its_arti
             )
         )
     monkeypatch.setattr("app.storage.plans.RowsRead.digest", property(_refuse_digest_of_s1))
-    report = rollback(
-        store.engine,
-        state_file=tmp_path / "s.json",
-        backup_dir=tmp_path / "b",
-        tmp_dir=tmp_path / "t",
-        jobs=1,
-    )
+    report = rollback_in(store, tmp_path)
     assert report.repaired == ["s1"], report.as_text()
     assert stored_texts(store, "s1") == texts_before, "the repaired texts are the certified ones"
     assert store.stored_digests("s1") == certified["s1"], "the certified pair stands"
