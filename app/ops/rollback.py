@@ -568,12 +568,11 @@ def _rows_health(
                 and digests.artifacts_digest({**(stored or {}), **texts}) == artifacts_recorded
             ):
                 return True, None, texts, recorded
-        read = store.read_rows_as_read(version_id, fragments=recorded is not None)
-        if read is None:
+        content, rows_digest = store.read_rows_and_digest(version_id, fragments=recorded is not None)
+        if content is not None and rows_digest != recorded and recorded is not None:
+            content, rows_digest = store.read_rows_and_digest(version_id)
+        if content is None:
             return False, None, None, None
-        if recorded is not None and read.digest != recorded:
-            read = store.read_rows_as_read(version_id)
-        content, rows_digest = read.content, read.digest
     except Exception as exc:  # noqa: BLE001 - undecodable rows are unhealthy, not fatal
         return False, f"rows do not decode: {_short(exc)}", None, None
     missing = [n for n in CORE_ARTIFACTS if n not in content.documents]

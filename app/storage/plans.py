@@ -82,23 +82,6 @@ class WriteResult:
 TEXT_LEVELS = tuple(lv.name for lv in codec_series.LEVELS if lv.document.endswith(".json"))
 
 
-class RowsRead:
-    """A version's rows as read: their decoded content and, on first use, the digest of the rows."""
-
-    def __init__(self, content: Any, levels: dict[str, list[tuple]], kpis: list[tuple], *, canonical: bool):
-        self.content = content
-        self._levels, self._kpis, self._canonical = levels, kpis, canonical
-        self._digest: str | None = None
-
-    @property
-    def digest(self) -> str:
-        # SQLite hands rows back in seq order with the canonical types already (REAL, INTEGER, TEXT);
-        # PostgreSQL's BOOLEAN comes back as bool, so its rows are normalized first.
-        if self._digest is None:
-            self._digest = digests.rows_digest(self._levels, self._kpis, canonical=self._canonical)
-        return self._digest
-
-
 class PlanStore:
     """Plan versions in one database. Cheap to create; holds only the engine."""
 
@@ -356,22 +339,16 @@ class PlanStore:
         """The decoded rows of a version and the digest of the rows as read (None, None without rows).
         ``fragments``: row tables as canonical JSON text, for writing artifacts only (see
         ``codec_series.decode``)."""
-        read = self.read_rows_as_read(version_id, fragments=fragments)
-        return (None, None) if read is None else (read.content, read.digest)
-
-    def read_rows_as_read(self, version_id: str, *, fragments: bool = False) -> RowsRead | None:
-        """Like :meth:`read_rows_and_digest`, but the digest of the rows read is only computed when
-        asked for (``RowsRead.digest``); None when the version has no rows."""
         fetched = self._fetch_rows(version_id)
         if fetched is None:
-            return None
+            return None, None
         head, levels, kpis, overrides, events = fetched
         params = json.loads(head.params_json) if head.params_json else {}
         content = codec_series.decode(
             version_id, params, head.schema_version, levels, kpis,
             overrides=overrides, events=events, approval=head.approval, fragments=fragments,
         )  # fmt: skip
-        return RowsRead(content, levels, kpis, canonical=self.dialect == "sqlite")
+        return content, self._digest_of_read(levels, kpis)
 
     def read_rows_as_text(self, version_id: str) -> PlanContent | None:
         """The version's rows decoded for writing artifacts only: every row table is its canonical JSON
@@ -407,7 +384,9 @@ class PlanStore:
         return digests.rows_digest(levels, kpis, canonical=self.dialect == "sqlite", texts=made)
 
     def _digest_of_read(self, levels: dict[str, list[tuple]], kpis: list[tuple]) -> str:
-        return RowsRead(None, levels, kpis, canonical=self.dialect == "sqlite").digest
+        # SQLite hands rows back in seq order with the canonical types already (REAL, INTEGER, TEXT);
+        # PostgreSQL's BOOLEAN comes back as bool, so its rows are normalized first.
+        return digests.rows_digest(levels, kpis, canonical=self.dialect == "sqlite")
 
     def read_psi_documents(self, version_id: str) -> dict[str, Any]:
         """The PSI documents the PlanRepository holds for a version (none when it has no PSI state)."""

@@ -211,17 +211,17 @@ def test_a_stripped_certified_version_is_repaired_from_texts_that_match_its_arti
                 "AND supply > 0)"
             )
         )
-    monkeypatch.setattr("app.storage.plans.RowsRead.digest", property(_refuse_digest_of_s1))
+    read_rows = PlanStore.read_rows_and_digest
+
+    def refuse_s1(self: PlanStore, version_id: str, **kwargs: object):
+        if version_id == "s1":
+            raise AssertionError("s1's rows were decoded although its texts proved them")
+        return read_rows(self, version_id, **kwargs)
+
+    monkeypatch.setattr(PlanStore, "read_rows_and_digest", refuse_s1)
     report = rollback_in(store, tmp_path)
     assert report.repaired == ["s1"], report.as_text()
     assert stored_texts(store, "s1") == texts_before, "the repaired texts are the certified ones"
     assert store.stored_digests("s1") == certified["s1"], "the certified pair stands"
     assert "s2" in report.needs_restore and "rows break" in report.needs_restore["s2"]
     assert not report.ok
-
-
-def _refuse_digest_of_s1(read: object) -> str:
-    content = read.content  # type: ignore[attr-defined]
-    if content is not None and content.version_id == "s1":
-        raise AssertionError("the rows digest of s1 was computed although its texts proved its rows")
-    return digests.rows_digest(read._levels, read._kpis, canonical=read._canonical)  # type: ignore[attr-defined]
