@@ -174,3 +174,24 @@ def test_random_plans_have_the_same_rows_digest_either_way(tmp_path: Path, conte
     store.write_version(PlanContent(version_id, content.params, content.documents), mode="db")
     assert store.rows_digest_now(version_id) == python_rows_digest(store, version_id)
     assert store.rows_digest_now(version_id) == store.stored_digests(version_id)[0]
+
+
+def test_a_dry_run_rollback_says_when_the_c_writer_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.ops.rollback import rollback
+
+    store = planned(tmp_path / "hub.db", "n1")
+
+    def plan_text() -> str:
+        report = rollback(
+            store.engine, dry_run=True, state_file=tmp_path / "s.json", backup_dir=tmp_path / "b",
+            tmp_dir=tmp_path / "t",
+        )  # fmt: skip
+        return "\n".join(report.plan)
+
+    assert "not built" not in plan_text()
+    monkeypatch.setattr(rowtext, "_rowtext", None)
+    assert "C text writer (app/storage/_rowtext.c) is not built" in plan_text()
+    assert rowtext.level_texts(tmp_path / "hub.db", "n1", TEXT_LEVELS) == {}
+    assert texts_of(store.read_rows_as_text("n1")) == texts_of(store.read_rows("n1"))
