@@ -361,6 +361,8 @@ class PlanStore:
             made = rowtext.level_texts(path, version_id, TEXT_LEVELS)
         fetched = self._fetch_rows(version_id, skip=made)
         if fetched is None:
+            if any(count for _, count in made.values()):  # as decode() refuses rows without a document
+                raise ValueError(f"plan_series of {version_id}: row tables but no meta rows")
             return None
         head, levels, kpis, overrides, events = fetched
         params = json.loads(head.params_json) if head.params_json else {}

@@ -195,3 +195,18 @@ def test_a_dry_run_rollback_says_when_the_c_writer_is_missing(
     assert "C text writer (app/storage/_rowtext.c) is not built" in plan_text()
     assert rowtext.level_texts(tmp_path / "hub.db", "n1", TEXT_LEVELS) == {}
     assert texts_of(store.read_rows_as_text("n1")) == texts_of(store.read_rows("n1"))
+
+
+def test_row_tables_without_meta_rows_are_refused_either_way(tmp_path: Path) -> None:
+    store = planned(tmp_path / "hub.db", "m1")
+    with store.engine.begin() as conn:
+        conn.execute(
+            text(
+                "DELETE FROM plan_series WHERE version_id = 'm1' AND level NOT IN ('det', 'mrp', 'mrp_final')"
+            )
+        )
+        conn.execute(text("DELETE FROM plan_kpis WHERE version_id = 'm1'"))
+    with pytest.raises(ValueError, match="meta"):
+        store.read_rows_as_text("m1")
+    with pytest.raises(ValueError, match="has rows but no"):
+        store.read_rows("m1")
