@@ -443,3 +443,25 @@ def test_rollback_and_rollforward_on_postgresql_back_up_with_pg_dump(pg_url, tmp
         assert conn.execute(
             select(plan_series.c.id).where(plan_series.c.version_id == back.verify_version)
         ).first()
+
+
+def _niceness_after_repair_start() -> int:
+    from app.ops import rollback as rollback_ops
+
+    before = os.nice(0)
+    rollback_ops._repair_worker_start(None)
+    return os.nice(0) - before
+
+
+def test_repair_workers_are_one_more_than_the_cores_and_yield_the_cpu() -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from app.ops import parallel
+    from app.ops import rollback as rollback_ops
+
+    assert rollback_ops.repair_jobs(None, 100) == parallel.default_jobs() + 1
+    assert rollback_ops.repair_jobs(3, 100) == 3
+    assert rollback_ops.repair_jobs(None, 2) is None, "a few versions: the map decides (here, in order)"
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        assert pool.submit(_niceness_after_repair_start).result() == rollback_ops.REPAIR_WORKER_NICE
