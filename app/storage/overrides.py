@@ -30,7 +30,6 @@ import numpy as np
 from sqlalchemy import Connection, insert, select, update
 
 from app.config import get_settings, resolve_path
-from app.db import _insert_for, now_ms
 from app.errors import EncodingMissing, IntakePaused, PlanNotFound, ScplnError
 from app.planning import documents as docs
 from app.planning.apportion import apportion_one
@@ -39,6 +38,7 @@ from app.planning.model import PlanContent, PlanInputs, PlanParams
 from app.planning.pipeline import new_version_id, run_pipeline
 from app.storage import codec_series
 from app.storage.codec_series import PSI_OVERRIDES, PSI_STATE
+from app.storage.db import insert_for, now_ms
 from app.storage.plans import PlanStore, WriteResult, link_override_events, read_psi_rows, set_approval
 from app.storage.schema import (
     plan_artifacts,
@@ -257,7 +257,7 @@ def _by_key(entries: Iterable[dict[str, Any]]) -> dict[tuple[str, Key], dict[str
 def _save_state(conn: Connection, version: Version, state: State) -> None:
     """Write what changed in the version's mode, in the caller's transaction."""
     vid = version.version_id
-    dialect_insert = _insert_for(conn.engine)
+    dialect_insert = insert_for(conn.engine)
     if version.mode in ("db", "both"):
         whole = state.source != "db"  # first write into the tables: bring them the whole state
         keys = list(state.overrides) if whole else [k for k in state.overrides if k in state.changed]

@@ -20,11 +20,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app.db import get_engine, now_ms, sqlite_path
 from app.errors import EncodingMissing, PlanNotFound, StorageError, VersionConflict
 from app.planning import derive
 from app.planning.model import DERIVED_ARTIFACTS, PlanContent
 from app.storage import codec_artifacts, codec_series, digests, rowtext
+from app.storage.db import get_engine, insert_for, now_ms, sqlite_path
 from app.storage.schema import (
     plan_artifacts,
     plan_kpis,
@@ -266,7 +266,7 @@ class PlanStore:
             conn.execute(delete(plan_artifacts).where(plan_artifacts.c.version_id == version_id))
             if (
                 self.dialect == "sqlite"
-            ):  # cascades need foreign_keys=ON, which app.db sets; be explicit anyway
+            ):  # cascades need foreign_keys=ON, which app.storage.db sets; be explicit anyway
                 self.delete_rows(version_id, conn)
             conn.execute(delete(plan_versions).where(plan_versions.c.version_id == version_id))
 
@@ -644,6 +644,46 @@ class PlanStore:
     def _read(self, conn: Connection | None):
         return _Borrowed(conn) if conn is not None else self.engine.connect()
 
+    # ============================================================================================
+    # Upkeep writes: the runbook's artifact helper, backfill, maintenance, jobs and PSI. Every write
+    # of plan content outside a whole-version write is one of these methods, so no other module
+    # holds INSERT, UPDATE or DELETE of a content table.
+    # ============================================================================================
+
+    def upsert_artifact(self, version_id: str, name: str, text: str, document: Any = None) -> None:
+        """Store one artifact text as given (the runbook's ``app.db.upsert_plan_artifact``), replacing
+        it. A version without a catalogue row gets one (ready, files, draft) from the parsed
+        ``document``'s header; the artifacts digest is cleared, since no digest vouches for this text."""
+        ts = now_ms()
+        dialect_insert = insert_for(self.engine)
+        with self.engine.begin() as conn:
+            conn.execute(
+                dialect_insert(plan_versions)
+                .values(_legacy_version_row(version_id, document, ts))
+                .on_conflict_do_nothing(index_elements=["version_id"])
+            )
+            conn.execute(
+                update(plan_versions)
+                .where(plan_versions.c.version_id == version_id)
+                .values(updated_at=ts, artifacts_digest=None)
+            )
+            self._upsert_artifacts(conn, version_id, {name: text}, ts)
+
+    def _upsert_artifacts(self, conn: Connection, version_id: str, texts: dict[str, str], ts: int) -> None:
+        for name, text in texts.items():
+            statement = insert_for(self.engine)(plan_artifacts).values(
+                version_id=version_id, name=name, json_text=text, created_at=ts
+            )
+            conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["version_id", "name"],
+                    set_={
+                        "json_text": statement.excluded.json_text,
+                        "created_at": statement.excluded.created_at,
+                    },
+                )
+            )
+
 
 class _Borrowed:
     """Use a caller's connection as a context manager without closing or committing it."""
@@ -682,6 +722,22 @@ def _schema_version(content: PlanContent) -> int | None:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _legacy_version_row(version_id: str, document: Any, ts: int) -> dict[str, Any]:
+    """The catalogue row of a version that arrives through the artifact helper alone."""
+    params = document.get("params") if isinstance(document, dict) else None
+    schema_version = document.get("schema_version") if isinstance(document, dict) else None
+    return {
+        "version_id": version_id,
+        "status": "ready",
+        "approval": "draft",
+        "storage_mode": "files",
+        "created_at": ts,
+        "updated_at": ts,
+        "params_json": json.dumps(params, sort_keys=True) if isinstance(params, dict) else None,
+        "schema_version": schema_version if isinstance(schema_version, int) else None,
+    }
 
 
 def _info(row: Any) -> VersionInfo:

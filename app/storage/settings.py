@@ -9,8 +9,8 @@ from __future__ import annotations
 from sqlalchemy import Connection, Engine, delete, select
 
 from app.config import get_settings
-from app.db import _insert_for, now_ms
 from app.errors import StorageModeConflict
+from app.storage.db import insert_for, now_ms
 from app.storage.schema import app_settings
 
 MODES = ("db", "files", "both")
@@ -33,7 +33,7 @@ def set_value(engine: Engine, key: str, value: str | None, conn: Connection | No
         if value is None:
             c.execute(delete(app_settings).where(app_settings.c.key == key))
             return
-        stmt = _insert_for(engine)(app_settings).values(key=key, value=value, updated_at=now_ms())
+        stmt = insert_for(engine)(app_settings).values(key=key, value=value, updated_at=now_ms())
         c.execute(
             stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value, "updated_at": now_ms()})
         )

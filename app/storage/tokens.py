@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, delete, select
 
 from app.config import get_settings
-from app.db import now_ms
+from app.storage.db import now_ms
 from app.storage.schema import api_tokens
 
 #: Roles from least to most privileged: each role may do everything the ones before it may.
