@@ -14,7 +14,8 @@ Owns the life of a ``plan_jobs`` row once it is queued:
 - **reap**: running jobs whose heartbeat is older than ``SCPLN_JOB_STALE_SECONDS`` are re-queued once
   (``attempts < 2``) or marked failed together with their version and run record.
 
-It never writes plan content itself: the plan store does, in one transaction.
+It writes ``plan_jobs`` only: the version's content and its catalogue status are the plan store's
+(``write_version`` in one transaction, ``fail_if_running``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from app.planning.model import InputError, PlanParams
 from app.run_registry import REGISTRY, new_run_id
 from app.service import PlanOutcome, PlanRequest, run_plan
 from app.storage.plans import PlanStore, WriteResult
-from app.storage.schema import plan_jobs, plan_versions
+from app.storage.schema import plan_jobs
 from app.storage.settings import intake_open
 
 log = logging.getLogger("scpln.jobs")
@@ -383,7 +384,8 @@ def _finish_failure(
             .values(status=status, stage=status, finished_at=ts, heartbeat_at=ts, error=dump_error(document))
         ).rowcount
         if owned == 1:
-            _fail_version(conn, version_id, "canceled" if status == "canceled" else _short(document))
+            reason = "canceled" if status == "canceled" else _short(document)
+            PlanStore(engine).fail_if_running(version_id, reason, conn)
     if owned != 1:
         run = _put_run(run_id, "failed", summary, error={"error": "job taken over by another execution"})
         return JobResult(job_id, run_id, version_id, "lost", error=exc, run=run)
@@ -418,19 +420,7 @@ def _put_run(
 
 def fail_version_if_running(engine: Engine, version_id: str | None, error: str) -> bool:
     """Mark a version failed unless it already finished (ready or failed)."""
-    with engine.begin() as conn:
-        return _fail_version(conn, version_id, error)
-
-
-def _fail_version(conn: Connection, version_id: str | None, error: str) -> bool:
-    if not version_id:
-        return False
-    changed = conn.execute(
-        update(plan_versions)
-        .where(plan_versions.c.version_id == version_id, plan_versions.c.status == "running")
-        .values(status="failed", error=error[:2000], updated_at=now_ms())
-    ).rowcount
-    return changed == 1
+    return PlanStore(engine).fail_if_running(version_id, error)
 
 
 # --- the huey task --------------------------------------------------------------------------------
@@ -538,7 +528,7 @@ def _reap_one(engine: Engine, job: Any, cutoff: int, beat: Any, stale: float) ->
             .values(**values)
         ).rowcount
         if taken == 1 and status != "queued":
-            _fail_version(conn, job.version_id, reason)
+            PlanStore(engine).fail_if_running(job.version_id, reason, conn)
     if taken != 1:
         return None
     log.warning("job %s: %s; now %s", job.job_id, reason, status)

@@ -1,9 +1,9 @@
 """Backfill: artifacts -> PlanRepository rows for versions that lack them (SPEC 7, runbook 4.7).
 
 Owns choosing the versions (ready, with artifacts, without rows — or every one with artifacts when
-forced), in version order ``(created_at, version_id)``, writing each one's rows through
-``PlanStore.write_rows`` in its own transaction, and the JSON state file that lets a killed run resume
-where it stopped. Rows are built only by the codecs; ``plan_overrides`` and ``plan_override_events``
+forced), in version order ``(created_at, version_id)``, and the JSON state file that lets a killed run
+resume where it stopped. It writes nothing itself: ``PlanStore.backfill_rows`` writes each version's
+rows, its recomputed derived artifacts and its certified digests in one transaction. Rows are built only by the codecs; ``plan_overrides`` and ``plan_override_events``
 are never touched. A version whose artifacts cannot be decoded is reported and skipped. A version
 without its derived artifacts gets them recomputed by ``app.planning.derive`` and stored with its rows;
 when they cannot be recomputed it is reported as needing derivation (rows without them would miss
@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, exists, insert, select, update
+from sqlalchemy import Engine, exists, select
 
 from app.db import get_engine, now_ms
 from app.errors import PlanNotFound
 from app.planning import derive
 from app.planning.model import CORE_ARTIFACTS, PlanContent
-from app.storage import codec_artifacts
 from app.storage.plans import PlanStore
 from app.storage.schema import plan_artifacts, plan_series, plan_versions
 
@@ -224,18 +223,11 @@ def _one(store: PlanStore, cand: _Candidate, report: BackfillReport, dry_run: bo
         if dry_run:
             report.would_backfill.append(vid)
             return "done"
-        with store.engine.begin() as conn:
-            if not _still_wanted(conn, vid, report.force):
-                report.skipped.append(vid)
-                return "skipped"
-            report.series_rows += store.write_rows(content, conn)
-            _store_derived(conn, content, derived)
-            store.certify(conn, vid)  # the rows were just made from these artifacts
-            conn.execute(
-                update(plan_versions)
-                .where(plan_versions.c.version_id == vid)
-                .values(storage_mode="both", updated_at=now_ms())
-            )
+        written = store.backfill_rows(content, derived, force=report.force)
+        if written is None:  # another run backfilled it meanwhile, or it is no longer ready
+            report.skipped.append(vid)
+            return "skipped"
+        report.series_rows += written
     except NeedsDerivation as exc:
         report.needs_derivation[vid] = str(exc)
         return "needs_derivation"
@@ -266,36 +258,6 @@ def _content_from_artifacts(store: PlanStore, version_id: str) -> tuple[PlanCont
     except derive.DerivationError as exc:
         raise NeedsDerivation(str(exc)) from exc
     return PlanContent(content.version_id, content.params, documents), missing
-
-
-def _store_derived(conn: Connection, content: PlanContent, names: list[str]) -> None:
-    """Store the derived artifacts recomputed for this version (SPEC 4.2: recomputed, then stored)."""
-    if not names:
-        return
-    part = PlanContent(content.version_id, content.params, {n: content.documents[n] for n in names})
-    ts = now_ms()
-    conn.execute(
-        insert(plan_artifacts),
-        [
-            {"version_id": content.version_id, "name": n, "json_text": t, "created_at": ts}
-            for n, t in codec_artifacts.encode(part).items()
-        ],
-    )
-
-
-def _still_wanted(conn: Connection, version_id: str, force: bool) -> bool:
-    """Re-check inside the version's transaction: another run may have backfilled it meanwhile."""
-    status = conn.execute(
-        select(plan_versions.c.status).where(plan_versions.c.version_id == version_id)
-    ).scalar_one_or_none()
-    if status != "ready":
-        return False
-    if force:
-        return True
-    has_rows = conn.execute(
-        select(plan_series.c.id).where(plan_series.c.version_id == version_id).limit(1)
-    ).first()
-    return has_rows is None
 
 
 def _candidates(engine: Engine) -> list[_Candidate]:

@@ -12,7 +12,8 @@ Owns which versions retention removes and how:
   so both encodings keep holding the same plan and ``scpln db check`` stays green;
 - ``VACUUM`` (SQLite, then a WAL checkpoint) or ``VACUUM ANALYZE`` (PostgreSQL), outside a transaction.
 
-``dry_run`` reports what would be done and changes nothing.
+``dry_run`` reports what would be done and changes nothing. This module decides; the plan store
+(``purge_versions``, ``trim_kpis``) does every write of plan content.
 """
 
 from __future__ import annotations
@@ -22,19 +23,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, select, update
+from sqlalchemy import Engine, func, select
 
 from app.db import get_engine, now_ms, sqlite_path
 from app.planning.model import PlanContent
 from app.storage.plans import PlanStore
-from app.storage.schema import (
-    plan_artifacts,
-    plan_kpis,
-    plan_override_events,
-    plan_overrides,
-    plan_series,
-    plan_versions,
-)
+from app.storage.schema import plan_kpis, plan_versions
 
 DAY_MS = 86_400_000
 #: Versions deleted per transaction.
@@ -170,26 +164,13 @@ def retention_candidates(
 
 def delete_versions(engine: Engine, version_ids: Sequence[str], batch: int = BATCH):
     """Delete versions from every encoding, ``batch`` per transaction; yields how many are done."""
+    store = PlanStore(engine)
     done = 0
     for start in range(0, len(version_ids), batch):
         ids = list(version_ids[start : start + batch])
-        with engine.begin() as conn:
-            _delete_content(conn, ids)
+        store.purge_versions(ids)
         done += len(ids)
         yield done
-
-
-def _delete_content(conn: Connection, ids: list[str]) -> None:
-    # Explicit deletes, children first: they do not depend on foreign-key cascades being enabled.
-    for table in (
-        plan_override_events,
-        plan_overrides,
-        plan_series,
-        plan_kpis,
-        plan_artifacts,
-        plan_versions,
-    ):
-        conn.execute(delete(table).where(table.c.version_id.in_(ids)))
 
 
 def kpi_trim_candidates(engine: Engine, cutoff: int, exclude: set[str] | None = None) -> dict[str, int]:
@@ -210,28 +191,14 @@ def trim_month_kpis(store: PlanStore, version_id: str) -> int:
     """Keep only the total-bucket KPIs of a version, in ``plan_kpis`` and in its ``plan_final.json``
     artifact alike, in one transaction. Returns the KPI rows deleted."""
     final = store.read_artifacts(version_id, ["plan_final.json"])
-    with store.engine.begin() as conn:
-        deleted = conn.execute(
-            delete(plan_kpis).where(
-                plan_kpis.c.version_id == version_id, plan_kpis.c.bucket_type != KEPT_BUCKET
-            )
-        ).rowcount
-        kept = conn.execute(
-            select(plan_kpis.c.id, plan_kpis.c.seq)
-            .where(plan_kpis.c.version_id == version_id)
-            .order_by(plan_kpis.c.seq)
-        ).all()
-        for position, (row_id, seq) in enumerate(kept):
-            if seq != position:  # the codec reads KPI rows by a gap-free seq
-                conn.execute(update(plan_kpis).where(plan_kpis.c.id == row_id).values(seq=position))
-        if final is not None and "plan_final.json" in final.documents:
-            document = dict(final.documents["plan_final.json"])
-            kpis = document.get("kpis")
-            if isinstance(kpis, list):
-                document["kpis"] = [k for k in kpis if k.get("bucket_type") == KEPT_BUCKET]
-                trimmed = PlanContent(version_id, final.params, {"plan_final.json": document})
-                store.write_artifacts(trimmed, conn)
-    return deleted
+    trimmed = None
+    if final is not None and "plan_final.json" in final.documents:
+        document = dict(final.documents["plan_final.json"])
+        kpis = document.get("kpis")
+        if isinstance(kpis, list):
+            document["kpis"] = [k for k in kpis if k.get("bucket_type") == KEPT_BUCKET]
+            trimmed = PlanContent(version_id, final.params, {"plan_final.json": document})
+    return store.trim_kpis(version_id, KEPT_BUCKET, trimmed)
 
 
 def vacuum_database(engine: Engine) -> None:

@@ -669,6 +669,77 @@ class PlanStore:
             )
             self._upsert_artifacts(conn, version_id, {name: text}, ts)
 
+    def backfill_rows(
+        self, content: PlanContent, derived: Sequence[str] = (), *, force: bool = False
+    ) -> int | None:
+        """Write a version's rows from the content of its artifacts (backfill), in one transaction:
+        the rows (:meth:`write_rows`), the ``derived`` artifacts recomputed for it, the certified
+        digest pair, and ``storage_mode`` ``both``. Returns the series rows written, or None when the
+        version is no longer wanted: not ready, or (without ``force``) another run gave it rows."""
+        vid = content.version_id
+        with self.engine.begin() as conn:
+            status = conn.execute(
+                select(plan_versions.c.status).where(plan_versions.c.version_id == vid)
+            ).scalar_one_or_none()
+            if status != "ready" or (not force and self.has_rows(vid, conn)):
+                return None
+            written = self.write_rows(content, conn)
+            if derived:
+                part = PlanContent(vid, content.params, {n: content.documents[n] for n in derived})
+                self._insert_artifacts(conn, vid, codec_artifacts.encode(part), now_ms())
+            self.certify(conn, vid)  # the rows were just made from these artifacts
+            conn.execute(
+                update(plan_versions)
+                .where(plan_versions.c.version_id == vid)
+                .values(storage_mode="both", updated_at=now_ms())
+            )
+        return written
+
+    def purge_versions(self, version_ids: Sequence[str]) -> None:
+        """Delete versions from every encoding and the catalogue in one transaction (retention)."""
+        ids = list(version_ids)
+        with self.engine.begin() as conn:
+            # children first: this does not depend on foreign-key cascades being enabled
+            for table in (
+                plan_override_events,
+                plan_overrides,
+                plan_series,
+                plan_kpis,
+                plan_artifacts,
+                plan_versions,
+            ):
+                conn.execute(delete(table).where(table.c.version_id.in_(ids)))
+
+    def trim_kpis(self, version_id: str, kept_bucket: str, final: PlanContent | None = None) -> int:
+        """Keep only the ``kept_bucket`` KPI rows of a version and, in the same transaction, replace its
+        ``plan_final.json`` with ``final`` (its KPIs trimmed alike) so both encodings keep holding one
+        plan. Returns the KPI rows deleted."""
+        k = plan_kpis.c
+        with self.engine.begin() as conn:
+            deleted = conn.execute(
+                delete(plan_kpis).where(k.version_id == version_id, k.bucket_type != kept_bucket)
+            ).rowcount
+            kept = conn.execute(select(k.id, k.seq).where(k.version_id == version_id).order_by(k.seq)).all()
+            for position, (row_id, seq) in enumerate(kept):
+                if seq != position:  # the codec reads KPI rows by a gap-free seq
+                    conn.execute(update(plan_kpis).where(k.id == row_id).values(seq=position))
+            if final is not None:
+                self.write_artifacts(final, conn)
+        return deleted
+
+    def fail_if_running(self, version_id: str | None, error: str, conn: Connection | None = None) -> bool:
+        """Mark a version failed unless it already finished (ready or failed); True when it was marked.
+        ``conn``: inside the caller's transaction (a job's own row changes with it)."""
+        if not version_id:
+            return False
+        with self._tx(conn) as c:
+            changed = c.execute(
+                update(plan_versions)
+                .where(plan_versions.c.version_id == version_id, plan_versions.c.status == "running")
+                .values(status="failed", error=error[:2000], updated_at=now_ms())
+            ).rowcount
+        return changed == 1
+
     def _upsert_artifacts(self, conn: Connection, version_id: str, texts: dict[str, str], ts: int) -> None:
         for name, text in texts.items():
             statement = insert_for(self.engine)(plan_artifacts).values(
