@@ -1,7 +1,7 @@
 """PSI editing routes (SPEC 5.2, 6): view and edit the cells of a plan version, lock them, follow the
 history, submit and approve, and reconcile the edits into a child version.
 
-A thin edge: parse, call ``app.storage.overrides``, format. The actor of every event is the
+A thin edge: parse, call ``app.services.psi``, format. The actor of every event is the
 authenticated caller (``local`` without tokens).
 """
 
@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 from app.api.auth import Caller, require
 from app.api.schemas import VERSION_ID_PATTERN, ErrorBody, StorageMode
 from app.jobs import service as jobs_service
-from app.storage import overrides
+from app.services import psi
 
 router = APIRouter(tags=["psi"])
 
@@ -193,7 +193,7 @@ def get_psi(
 ) -> Any:
     filters = {"family": family, "sku": sku, "period": period, "week": week, "locked": locked,
                "overridden": overridden}  # fmt: skip
-    return overrides.psi_view(version_id, level, filters, limit, offset)
+    return psi.psi_view(version_id, level, filters, limit, offset)
 
 
 @router.patch(
@@ -208,7 +208,7 @@ def get_psi(
 )
 def patch_psi(version_id: VersionId, body: PsiPatch, caller: Planner) -> Any:
     edits = [e.model_dump() for e in body.edits]
-    return overrides.apply_edits(
+    return psi.apply_edits(
         version_id, body.level, edits, body.lock, body.unlock, body.note, caller.actor
     )
 
@@ -228,7 +228,7 @@ def get_psi_csv(
 ) -> Response:
     headers = {"Content-Disposition": f'attachment; filename="{version_id}-psi-{level}.csv"'}
     return Response(
-        overrides.psi_csv(version_id, level), media_type="text/csv; charset=utf-8", headers=headers
+        psi.psi_csv(version_id, level), media_type="text/csv; charset=utf-8", headers=headers
     )
 
 
@@ -241,7 +241,7 @@ def get_psi_csv(
     responses=ERRORS,
 )
 def get_psi_events(version_id: VersionId, _caller: Viewer) -> Any:
-    return overrides.events(version_id)
+    return psi.events(version_id)
 
 
 @router.get(
@@ -253,7 +253,7 @@ def get_psi_events(version_id: VersionId, _caller: Viewer) -> Any:
     responses=ERRORS,
 )
 def get_psi_state(version_id: VersionId, _caller: Viewer) -> Any:
-    return overrides.state(version_id)
+    return psi.state(version_id)
 
 
 @router.post(
@@ -266,7 +266,7 @@ def get_psi_state(version_id: VersionId, _caller: Viewer) -> Any:
 def submit_psi(
     version_id: VersionId, caller: Planner, body: Annotated[PsiNoteBody | None, Body()] = None
 ) -> Any:
-    return overrides.submit(version_id, caller.actor, body.note if body else None)
+    return psi.submit(version_id, caller.actor, body.note if body else None)
 
 
 @router.post(
@@ -279,7 +279,7 @@ def submit_psi(
 def approve_psi(
     version_id: VersionId, caller: Approver, body: Annotated[PsiNoteBody | None, Body()] = None
 ) -> Any:
-    return overrides.approve(version_id, caller.actor, body.note if body else None)
+    return psi.approve(version_id, caller.actor, body.note if body else None)
 
 
 @router.post(

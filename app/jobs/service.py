@@ -295,7 +295,7 @@ def reconcile_psi(
     with the bookkeeping of every plan execution: a RunRegistry record with the child version, its
     timings and KPI summary, or the error. Returns ``{version_id, run_id}``; raises what reconcile raised."""
     from app.run_registry import REGISTRY
-    from app.storage import overrides
+    from app.services import psi
 
     run_id = new_run_id()
     started = now_ms()
@@ -312,7 +312,7 @@ def reconcile_psi(
         done["storage"] = {"mode": write.mode, "artifacts": write.artifacts, "series_rows": write.series_rows}
 
     try:
-        child = overrides.reconcile(
+        child = psi.reconcile(
             version_id, actor, note, input_dir=input_dir, storage=storage, on_written=on_written
         )
     except Exception as exc:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +22,11 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import EncodingMissing, PlanNotFound, StorageError, VersionConflict
-from app.planning import derive
+from app.planning import derive, psi
+from app.planning import documents as docs
 from app.planning.model import DERIVED_ARTIFACTS, PlanContent
 from app.storage import codec_artifacts, codec_series, digests, rowtext
+from app.storage.codec_series import PSI_OVERRIDES, PSI_STATE
 from app.storage.db import get_engine, insert_for, now_ms, sqlite_path
 from app.storage.schema import (
     plan_artifacts,
@@ -33,7 +36,7 @@ from app.storage.schema import (
     plan_series,
     plan_versions,
 )
-from app.storage.settings import MODES, effective_mode
+from app.storage.settings import MODES, default_mode, effective_mode, storage_pin
 
 #: Called after a write attempt: (mode, seconds, error kind or None). The service hooks metrics here.
 WriteObserver = Callable[[str, float, str | None], None]
@@ -740,6 +743,20 @@ class PlanStore:
             ).rowcount
         return changed == 1
 
+    @contextmanager
+    def psi_session(
+        self, version_id: str, *, for_update: bool, conn: Connection | None = None
+    ) -> Iterator[PsiSession]:
+        """A version's PSI state in one transaction (``conn``: the caller's), read and written where
+        :func:`psi_mode` says. ``for_update`` takes the version's write lock first, so PSI changes of
+        one version serialize; without it the session only reads."""
+        pin = storage_pin(self.engine)
+        if conn is not None:
+            yield PsiSession.open(self, conn, version_id, for_update, pin)
+            return
+        with self.engine.begin() if for_update else self.engine.connect() as c:
+            yield PsiSession.open(self, c, version_id, for_update, pin)
+
     def _upsert_artifacts(self, conn: Connection, version_id: str, texts: dict[str, str], ts: int) -> None:
         for name, text in texts.items():
             statement = insert_for(self.engine)(plan_artifacts).values(
@@ -866,3 +883,139 @@ def set_approval(conn: Connection, version_id: str, approval: str | None) -> Non
         conn.execute(
             update(plan_versions).where(plan_versions.c.version_id == version_id).values(approval=approval)
         )
+
+
+# =================================================================================================
+# PSI state storage: overrides, events, approval and the PSI artifacts of one version, in the mode
+# psi_mode() gives. Document and row shapes are the codec's; the editing rules are app.planning.psi's.
+# =================================================================================================
+
+
+def psi_mode(pin: str | None, written_in: str | None) -> str:
+    """Where a version's PSI state is read and written: the operator pin, else the mode the version
+    was written in, else ``PLAN_STORAGE_MODE`` (or ``both``). Unlike a new plan's mode, no request
+    chooses it and the version's own mode comes before the configured default, so edits stay beside
+    the encodings the version has."""
+    return pin or written_in or default_mode()
+
+
+class PsiSession:
+    """One version's PSI state inside one transaction: its catalogue row, its base grid and its state
+    as the mode reads them, and saving what a request changed."""
+
+    def __init__(self, store: PlanStore, conn: Connection, version: VersionInfo, mode: str):
+        self.store, self.conn, self.version, self.mode = store, conn, version, mode
+
+    @classmethod
+    def open(
+        cls, store: PlanStore, conn: Connection, version_id: str, for_update: bool, pin: str | None
+    ) -> PsiSession:
+        if for_update:  # the version's write lock: PSI changes of one version serialize
+            done = conn.execute(
+                update(plan_versions)
+                .where(plan_versions.c.version_id == version_id)
+                .values(updated_at=now_ms())
+            )
+            if done.rowcount == 0:
+                raise PlanNotFound(f"plan version {version_id!r} does not exist")
+        row = conn.execute(select(plan_versions).where(plan_versions.c.version_id == version_id)).first()
+        if row is None:
+            raise PlanNotFound(f"plan version {version_id!r} does not exist")
+        version = _info(row)
+        version.approval = version.approval or "draft"
+        return cls(store, conn, version, psi_mode(pin, version.storage_mode))
+
+    def grid(self) -> psi.Grid:
+        """Base rows as the mode reads them: rows (``db``), artifacts (``files``), rows else artifacts."""
+        vid = self.version.version_id
+        if self.mode in ("db", "both"):
+            agg, det = self._series_level("aggregate"), self._series_level("det")
+            if agg or det or self.mode == "db":
+                return psi.Grid.from_rows(agg, det)
+        texts = self.store._artifact_texts(self.conn, vid, ("aggregate.json", "sku_week.json"))
+        if len(texts) < 2:
+            raise EncodingMissing(
+                f"plan version {vid!r} has no aggregate and detail plan readable in {self.mode!r} mode"
+            )
+        return psi.Grid.from_rows(
+            json.loads(texts["aggregate.json"])["rows"], json.loads(texts["sku_week.json"])["rows"]
+        )
+
+    def state(self) -> psi.State:
+        """PSI state as the mode reads it; ``both`` falls back to the artifacts when the tables hold none."""
+        vid, approval = self.version.version_id, self.version.approval
+        if self.mode in ("db", "both"):
+            override_rows, event_rows = read_psi_rows(self.conn, vid)
+            if override_rows or event_rows or self.mode == "db":
+                entries = [codec_series.override_entry(r) for r in override_rows]
+                events = [codec_series.event_entry(r) for r in event_rows]
+                return psi.State(psi.by_key(entries), events, approval, "db")
+        texts = self.store._artifact_texts(self.conn, vid, (PSI_OVERRIDES, PSI_STATE))
+        if not texts:
+            return psi.State({}, [], approval, "none")
+        overrides = json.loads(texts[PSI_OVERRIDES])["overrides"] if PSI_OVERRIDES in texts else []
+        state_doc = json.loads(texts[PSI_STATE]) if PSI_STATE in texts else {}
+        return psi.State(
+            psi.by_key(overrides),
+            list(state_doc.get("events", [])),
+            state_doc.get("approval", approval),
+            "files",
+        )
+
+    def save(self, state: psi.State) -> None:
+        """Write what changed in the session's mode, in its transaction, and the approval."""
+        vid, conn = self.version.version_id, self.conn
+        if self.mode in ("db", "both"):
+            whole = state.source != "db"  # first write into the tables: bring them the whole state
+            keys = list(state.overrides) if whole else [k for k in state.overrides if k in state.changed]
+            for key in keys:
+                values = dict(
+                    zip(
+                        codec_series.OVERRIDE_COLUMNS,
+                        codec_series.override_row(state.overrides[key]),
+                        strict=True,
+                    )
+                )
+                stmt = insert_for(self.store.engine)(plan_overrides).values(version_id=vid, **values)
+                update_cols = {
+                    c: stmt.excluded[c] for c in codec_series.OVERRIDE_COLUMNS if c != "created_at"
+                }
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["version_id", "level", "key_hash"], set_=update_cols
+                    )
+                )
+            events = state.events if whole else state.new_events
+            if events:
+                conn.execute(
+                    insert(plan_override_events),
+                    [
+                        {
+                            "version_id": vid,
+                            **dict(zip(codec_series.EVENT_COLUMNS, codec_series.event_row(e), strict=True)),
+                        }
+                        for e in events
+                    ],
+                )
+                link_override_events(conn, vid)
+        if self.mode in ("files", "both"):
+            documents = {PSI_STATE: codec_series.psi_state_document(vid, state.approval, state.events)}
+            if state.overrides:
+                documents[PSI_OVERRIDES] = codec_series.psi_overrides_document(
+                    vid, list(state.overrides.values())
+                )
+            texts = {}
+            for name, document in documents.items():
+                codec_series.validate_document(name, document)
+                texts[name] = docs.artifact_text(name, document)
+            self.store._upsert_artifacts(conn, vid, texts, now_ms())
+        set_approval(conn, vid, state.approval)
+
+    def _series_level(self, level: str) -> list[dict[str, Any]]:
+        columns = [plan_series.c[c] for c in codec_series.LEVEL_COLUMNS[level]]
+        rows = self.conn.execute(
+            select(*columns)
+            .where(plan_series.c.version_id == self.version.version_id, plan_series.c.level == level)
+            .order_by(plan_series.c.seq)
+        )
+        return codec_series.decode_level_rows(level, [tuple(r) for r in rows])

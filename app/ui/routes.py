@@ -2,7 +2,7 @@
 ``/ui/static`` (vendored htmx and uPlot, no build step).
 
 Owns the pages and what they show; every view parses its input, calls one service function (the plan
-store and ``app.api.tables`` for plan tables, ``app.jobs.service``, ``app.storage.overrides``,
+store and ``app.api.tables`` for plan tables, ``app.jobs.service``, ``app.services.psi``,
 ``app.ops``, ``app.storage.settings``) and renders a template. It calls those functions in-process,
 never the HTTP API over the network, and holds no planning or storage rule of its own.
 
@@ -524,7 +524,7 @@ def diff_download(request: Request, version_id: str, against: str) -> Response:
 @router.get("/plans/{version_id}/psi.csv")
 def psi_download(request: Request, version_id: str, level: str = "aggregate") -> Response:
     """The PSI cells as CSV, as the API serves them, behind the UI session."""
-    from app.storage import overrides
+    from app.services import psi as overrides
 
     need(request)
     return _csv_response(overrides.psi_csv(version_id, level), f"{version_id}-psi-{level}.csv")
@@ -681,7 +681,7 @@ def psi_context(version_id: str, view: dict[str, Any], message: str | None = Non
                 error: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """The PSI panel: one family's months, one month's SKU x week cells (a page of them, optionally
     one SKU), and the history."""
-    from app.storage import overrides
+    from app.services import psi as overrides
 
     family, period, sku, dpage = (
         view.get("family"),
@@ -763,7 +763,7 @@ def _number(text: str) -> int | float:
 
 
 def _psi_action(request: Request, version_id: str, action: str, form: dict[str, str]) -> Response:
-    from app.storage import overrides
+    from app.services import psi as overrides
 
     role = "approver" if action == "approve" else "planner"
     user = checked(request, form.get(CSRF_FIELD, ""), role)

@@ -35,7 +35,8 @@ from app import db
 from app.db import now_ms
 from app.planning.model import CORE_ARTIFACTS, PLAN_ARTIFACTS
 from app.service import PlanRequest, run_plan
-from app.storage import codec_artifacts, overrides
+from app.services import psi
+from app.storage import codec_artifacts
 from app.storage.plans import PlanStore
 from app.storage.schema import plan_artifacts, runs
 from tests.conftest import ROOT, SAMPLE
@@ -178,10 +179,8 @@ def _populate(store: PlanStore) -> int:
     both sides of the cut-over. Returns the cut-over timestamp (ms)."""
     for vid in ("rb-1", PSI_VERSION, "rb-3"):
         run_plan(PlanRequest(input_dir=str(SAMPLE), version_id=vid), storage="both", store=store)
-    cells = overrides.psi_view(PSI_VERSION, "det", {"family": "BLEND", "period": "2026-01"}, store=store)[
-        "rows"
-    ]
-    overrides.apply_edits(PSI_VERSION, "det", [{"key": cells[0]["key"], "field": "demand", "value": 3}],
+    cells = psi.psi_view(PSI_VERSION, "det", {"family": "BLEND", "period": "2026-01"}, store=store)["rows"]
+    psi.apply_edits(PSI_VERSION, "det", [{"key": cells[0]["key"], "field": "demand", "value": 3}],
                           lock=[cells[1]["key"]], note="before the incident", store=store)  # fmt: skip
     run_plan(PlanRequest(input_dir=str(SAMPLE), version_id="rb-db"), storage="db", store=store)
     run_plan(PlanRequest(input_dir=str(SAMPLE), version_id="rb-partial"), storage="both", store=store)

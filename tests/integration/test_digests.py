@@ -15,7 +15,8 @@ from app.ops.check import check_database
 from app.ops.rollback import content_checksums, rollback
 from app.planning.model import PLAN_ARTIFACTS
 from app.service import PlanRequest, run_plan
-from app.storage import digests, overrides
+from app.services import psi
+from app.storage import digests
 from app.storage.plans import PlanStore
 from app.storage.schema import plan_artifacts, plan_versions
 
@@ -111,8 +112,8 @@ def test_psi_edits_keep_the_pair_and_are_compared_in_full(sqlite_url: str) -> No
     store = open_store(sqlite_url)
     plan(store, "v", "both")
     certified = store.stored_digests("v")
-    cell = overrides.psi_view("v", "det", {"family": "BLEND", "period": "2026-01"}, store=store)["rows"][0]
-    overrides.apply_edits("v", "det", [{"key": cell["key"], "field": "demand", "value": 3}], store=store)
+    cell = psi.psi_view("v", "det", {"family": "BLEND", "period": "2026-01"}, store=store)["rows"][0]
+    psi.apply_edits("v", "det", [{"key": cell["key"], "field": "demand", "value": 3}], store=store)
     assert store.stored_digests("v") == certified and check_database(store.engine).ok
     with store.engine.begin() as conn:  # the artifact copy of the PSI state no longer matches the rows
         conn.execute(

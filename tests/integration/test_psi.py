@@ -12,9 +12,10 @@ from sqlalchemy import func, select
 from app import db
 from app.errors import IntakePaused, PlanNotFound
 from app.ops.export import export_version
+from app.planning.psi import PsiConflict, PsiInputError, key_hash
 from app.service import PlanRequest, run_plan
-from app.storage import codec_artifacts, overrides
-from app.storage.overrides import PsiConflict, PsiInputError
+from app.services import psi
+from app.storage import codec_artifacts
 from app.storage.plans import PlanStore
 from app.storage.schema import (
     plan_artifacts,
@@ -54,7 +55,7 @@ def artifact_names(store: PlanStore, version_id: str) -> set[str]:
 
 
 def detail_cells(store: PlanStore, version_id: str) -> list[dict]:
-    return overrides.psi_view(version_id, "det", {**FAMILY_KEY}, limit=100, store=store)["rows"]
+    return psi.psi_view(version_id, "det", {**FAMILY_KEY}, limit=100, store=store)["rows"]
 
 
 def base_snapshot(store: PlanStore, version_id: str) -> tuple:
@@ -75,8 +76,8 @@ def test_psi_edits_live_where_the_versions_storage_mode_says(store: PlanStore, m
     vid = plan(store, mode)
     before = base_snapshot(store, vid)
     first = detail_cells(store, vid)[0]
-    overrides.apply_edits(vid, "det", lock=[first["key"]], actor="ann", note="keep", store=store)
-    overrides.apply_edits(
+    psi.apply_edits(vid, "det", lock=[first["key"]], actor="ann", note="keep", store=store)
+    psi.apply_edits(
         vid, "aggregate", [{"key": FAMILY_KEY, "field": "demand", "value": 1000}], actor="ann", store=store
     )
     rows_expected = mode in ("db", "both")
@@ -84,7 +85,7 @@ def test_psi_edits_live_where_the_versions_storage_mode_says(store: PlanStore, m
     assert (count(store, plan_override_events, vid) == 2) is rows_expected
     assert ({"psi_overrides.json", "psi_state.json"} <= artifact_names(store, vid)) is (mode != "db")
     assert base_snapshot(store, vid) == before  # an edit never rewrites the base plan rows
-    view = overrides.psi_view(vid, "aggregate", {**FAMILY_KEY}, store=store)["rows"][0]
+    view = psi.psi_view(vid, "aggregate", {**FAMILY_KEY}, store=store)["rows"][0]
     assert (view["demand"], view["detail_demand"], view["overridden"]) == (1000, 1000, ["demand"])
     cells = detail_cells(store, vid)
     assert cells[0]["locked"] and cells[0]["demand"] == first["demand"]
@@ -93,22 +94,22 @@ def test_psi_edits_live_where_the_versions_storage_mode_says(store: PlanStore, m
         from_artifacts = store.read_artifacts(vid)
         from_rows = store.read_rows(vid)
         assert from_rows is not None and from_artifacts is not None
-        psi = ("psi_overrides.json", "psi_state.json")
-        assert {n: from_rows.documents[n] for n in psi} == {n: from_artifacts.documents[n] for n in psi}
+        names = ("psi_overrides.json", "psi_state.json")
+        assert {n: from_rows.documents[n] for n in names} == {n: from_artifacts.documents[n] for n in names}
 
 
 def test_submit_then_approve_and_every_other_transition_is_409(store: PlanStore) -> None:
     vid = plan(store, "both")
     with pytest.raises(PsiConflict, match="approve needs it pending"):
-        overrides.approve(vid, "carl", store=store)
-    assert overrides.submit(vid, "bob", "ready for review", store=store)["approval"] == "pending"
+        psi.approve(vid, "carl", store=store)
+    assert psi.submit(vid, "bob", "ready for review", store=store)["approval"] == "pending"
     with pytest.raises(PsiConflict, match="submit needs it draft"):
-        overrides.submit(vid, "bob", store=store)
-    assert overrides.approve(vid, "carl", store=store)["approval"] == "approved"
+        psi.submit(vid, "bob", store=store)
+    assert psi.approve(vid, "carl", store=store)["approval"] == "approved"
     with pytest.raises(PsiConflict):
-        overrides.approve(vid, "carl", store=store)
+        psi.approve(vid, "carl", store=store)
     assert store.get_version(vid).approval == "approved"
-    assert overrides.state(vid, store=store)["approval"] == "approved"
+    assert psi.state(vid, store=store)["approval"] == "approved"
 
 
 @pytest.mark.parametrize("mode", ["files", "db"])
@@ -116,9 +117,9 @@ def test_an_edit_after_submit_goes_back_to_draft_and_events_keep_actor_and_note(
     store: PlanStore, mode: str
 ) -> None:
     vid = plan(store, mode)
-    overrides.submit(vid, "bob", "first pass", store=store)
+    psi.submit(vid, "bob", "first pass", store=store)
     cell = detail_cells(store, vid)[1]
-    result = overrides.apply_edits(
+    result = psi.apply_edits(
         vid,
         "det",
         [{"key": cell["key"], "field": "supply", "value": 7}],
@@ -127,13 +128,13 @@ def test_an_edit_after_submit_goes_back_to_draft_and_events_keep_actor_and_note(
         store=store,
     )
     assert result["approval"] == "draft" and store.get_version(vid).approval == "draft"
-    history = overrides.events(vid, store=store)["events"]
+    history = psi.events(vid, store=store)["events"]
     assert [(e["type"], e["actor"], e["note"]) for e in history] == [
         ("submit", "bob", "first pass"),
         ("edit", "ann", "late change"),
     ]
     edit = history[1]
-    assert edit["key"] == cell["key"] and edit["key_hash"] == overrides.key_hash(cell["key"])
+    assert edit["key"] == cell["key"] and edit["key_hash"] == key_hash(cell["key"])
     assert (edit["field"], edit["before"], edit["after"]) == ("supply", cell["supply"], 7)
     assert edit["approval"] == {"before": "pending", "after": "draft"}
     assert edit["rollup"]["after"] == edit["rollup"]["before"] - cell["supply"] + 7
@@ -151,13 +152,13 @@ def test_bad_requests_are_refused_whole_and_change_nothing(store: PlanStore) -> 
         ([{**good, "field": "backlog"}], "problem"),
     ):
         with pytest.raises(PsiInputError, match=match) as caught:
-            overrides.apply_edits(vid, "det", edits, store=store)
+            psi.apply_edits(vid, "det", edits, store=store)
         assert caught.value.status == 422
     with pytest.raises(PsiInputError, match="level"):
-        overrides.apply_edits(vid, "sku", [good], store=store)
+        psi.apply_edits(vid, "sku", [good], store=store)
     assert count(store, plan_overrides, vid) == 0 and count(store, plan_override_events, vid) == 0
     with pytest.raises(PlanNotFound):
-        overrides.apply_edits("missing", "det", [good], store=store)
+        psi.apply_edits("missing", "det", [good], store=store)
 
 
 def test_reconcile_makes_a_child_version_whose_detail_honours_the_edited_and_locked_cells(
@@ -166,11 +167,11 @@ def test_reconcile_makes_a_child_version_whose_detail_honours_the_edited_and_loc
     vid = plan(store, "both")
     cells = detail_cells(store, vid)
     edited, locked = cells[0], cells[5]
-    overrides.apply_edits(
+    psi.apply_edits(
         vid, "det", [{"key": edited["key"], "field": "demand", "value": edited["demand"] + 40}],
         lock=[locked["key"]], actor="ann", store=store,
     )  # fmt: skip
-    child = overrides.reconcile(vid, "ann", "apply the promotion", store=store)
+    child = psi.reconcile(vid, "ann", "apply the promotion", store=store)
     info = store.get_version(child)
     assert info.parent_version_id == vid and info.status == "ready" and info.approval == "draft"
     rows = {
@@ -188,9 +189,9 @@ def test_reconcile_makes_a_child_version_whose_detail_honours_the_edited_and_loc
         for r in store.read_version(vid).documents["sku_week.json"]["rows"]
     }
     assert parent_base[(edited["sku"], edited["week"], edited["period"])]["demand"] == edited["demand"]
-    last = overrides.events(vid, store=store)["events"][-1]
+    last = psi.events(vid, store=store)["events"][-1]
     assert (last["type"], last["child_version_id"], last["actor"]) == ("reconcile", child, "ann")
-    assert overrides.state(child, store=store)["events"] == 0
+    assert psi.state(child, store=store)["events"] == 0
 
 
 def test_reconcile_needs_a_known_input_set_and_open_intake(store: PlanStore) -> None:
@@ -202,12 +203,12 @@ def test_reconcile_needs_a_known_input_set_and_open_intake(store: PlanStore) -> 
             .values(input_label="gone-set", input_dir=None)
         )
     with pytest.raises(PsiConflict, match="input set"):
-        overrides.reconcile(vid, store=store)
+        psi.reconcile(vid, store=store)
     set_value(store.engine, "jobs_paused", "1")
     with pytest.raises(IntakePaused):
-        overrides.reconcile(vid, input_dir=str(SAMPLE), store=store)
+        psi.reconcile(vid, input_dir=str(SAMPLE), store=store)
     set_value(store.engine, "jobs_paused", None)
-    child = overrides.reconcile(vid, input_dir=str(SAMPLE), store=store)
+    child = psi.reconcile(vid, input_dir=str(SAMPLE), store=store)
     assert store.get_version(child).parent_version_id == vid
 
 
@@ -216,8 +217,8 @@ def test_export_writes_the_psi_documents_from_the_tables_and_backfill_keeps_them
 ) -> None:
     vid = plan(store, "db")
     cell = detail_cells(store, vid)[2]
-    overrides.apply_edits(vid, "det", [{"key": cell["key"], "field": "demand", "value": 11}], store=store)
-    overrides.submit(vid, "bob", store=store)
+    psi.apply_edits(vid, "det", [{"key": cell["key"], "field": "demand", "value": 11}], store=store)
+    psi.submit(vid, "bob", store=store)
     export_version(vid, tmp_path, store=store)
     state_doc = json.loads((tmp_path / "psi_state.json").read_text())
     assert state_doc["approval"] == "pending" and [e["type"] for e in state_doc["events"]] == [
@@ -237,7 +238,7 @@ def test_export_writes_the_psi_documents_from_the_tables_and_backfill_keeps_them
 def test_a_files_pin_sends_psi_edits_to_the_artifacts_of_a_both_version(store: PlanStore) -> None:
     vid = plan(store, "both")
     cell = detail_cells(store, vid)[0]
-    overrides.apply_edits(vid, "det", lock=[cell["key"]], store=store)
+    psi.apply_edits(vid, "det", lock=[cell["key"]], store=store)
     set_storage_pin(store.engine, "files")
     # What the rollback does before pinning: write the PSI documents from the tables as artifacts.
     texts = codec_artifacts.encode(store.read_rows(vid))
@@ -246,18 +247,18 @@ def test_a_files_pin_sends_psi_edits_to_the_artifacts_of_a_both_version(store: P
             vid, name, texts[name], url=str(store.engine.url.render_as_string(hide_password=False))
         )
     events_in_tables = count(store, plan_override_events, vid)
-    overrides.apply_edits(vid, "det", unlock=[cell["key"]], store=store)
+    psi.apply_edits(vid, "det", unlock=[cell["key"]], store=store)
     assert count(store, plan_override_events, vid) == events_in_tables  # nothing written to the tables
-    assert [e["type"] for e in overrides.events(vid, store=store)["events"]] == ["lock", "unlock"]
-    assert overrides.state(vid, store=store)["mode"] == "files"
+    assert [e["type"] for e in psi.events(vid, store=store)["events"]] == ["lock", "unlock"]
+    assert psi.state(vid, store=store)["mode"] == "files"
 
 
 def test_a_plan_with_psi_documents_round_trips_through_every_encoding_and_backfill(store: PlanStore) -> None:
     vid = plan(store, "files")
     cell = detail_cells(store, vid)[3]
     edit = [{"key": cell["key"], "field": "demand", "value": 4}]
-    overrides.apply_edits(vid, "det", edit, lock=[cell["key"]], note="files-mode edit", store=store)
-    overrides.submit(vid, "bob", store=store)
+    psi.apply_edits(vid, "det", edit, lock=[cell["key"]], note="files-mode edit", store=store)
+    psi.submit(vid, "bob", store=store)
     content = store.read_artifacts(vid)
     assert content is not None and count(store, plan_overrides, vid) == 0
     expected = codec_artifacts.encode(content)
@@ -284,5 +285,5 @@ def test_reconcile_replans_from_the_input_folder_stored_with_the_version(store: 
     shutil.copytree(SAMPLE, folder)
     run_plan(PlanRequest(input_dir=str(folder), version_id="from-copy"), storage="both", store=store)
     assert store.get_version("from-copy").input_dir == str(folder)
-    child = overrides.reconcile("from-copy", store=store)
+    child = psi.reconcile("from-copy", store=store)
     assert store.get_version(child).parent_version_id == "from-copy"

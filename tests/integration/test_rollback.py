@@ -29,7 +29,8 @@ from app.ops import check
 from app.ops.rollback import VERIFY_NOTE, content_checksums, rollback, rollforward
 from app.planning.model import CORE_ARTIFACTS, PLAN_ARTIFACTS, PSI_ARTIFACTS
 from app.service import PlanRequest, run_plan
-from app.storage import codec_artifacts, digests, overrides
+from app.services import psi
+from app.storage import codec_artifacts, digests
 from app.storage import settings as st
 from app.storage.plans import PlanStore
 from app.storage.schema import plan_artifacts, plan_series, plan_versions, runs
@@ -96,10 +97,8 @@ def build_scenario(path: Path) -> Scenario:
     plan(store, "rb-files", "files")  # before the cut-over: artifacts only
     for vid in ("rb-ok", "rb-psi", "rb-db", "rb-missing", "rb-changed", "rb-rows-bad", "rb-broken"):
         plan(store, vid, "db" if vid == "rb-db" else "both")
-    cell = overrides.psi_view("rb-psi", "det", {"family": "BLEND", "period": "2026-01"}, store=store)["rows"][
-        0
-    ]
-    overrides.apply_edits(
+    cell = psi.psi_view("rb-psi", "det", {"family": "BLEND", "period": "2026-01"}, store=store)["rows"][0]
+    psi.apply_edits(
         "rb-psi",
         "det",
         [{"key": cell["key"], "field": "demand", "value": 3}],

@@ -10,8 +10,8 @@ import pytest
 
 from app.planning import documents as docs
 from app.planning.model import PlanContent, PlanParams
+from app.planning.psi import Editor, Grid, PsiConflict, PsiInputError, State, key_hash, parse_value
 from app.storage import codec_artifacts, codec_series
-from app.storage.overrides import Editor, Grid, PsiConflict, PsiInputError, State, _parse_value, key_hash
 
 FAMILY = ("F1", "2026-01")
 CELLS = [("A", "2026-W01", "2026-01"), ("B", "2026-W01", "2026-01"), ("C", "2026-W01", "2026-01")]
@@ -26,7 +26,7 @@ def grid(values: tuple[int, ...] = (50, 30, 20), supply: int = 7) -> Grid:
 
 
 def editor(g: Grid, decimals: int | None = 0) -> Editor:
-    return Editor(g, State({}, [], "draft", "none"), decimals, "ann", "why")
+    return Editor(g, State({}, [], "draft", "none"), decimals, "ann", "why", ts=1_767_225_600_000)
 
 
 def demand(e: Editor, level: str, key: tuple[str, ...]) -> Any:
@@ -117,7 +117,7 @@ def test_a_value_must_be_a_non_negative_number_on_the_plans_grid(
     value: Any, decimals: int | None, ok: Any
 ) -> None:
     problems: list[dict[str, Any]] = []
-    parsed = _parse_value(value, decimals, "edits[0]", problems)
+    parsed = parse_value(value, decimals, "edits[0]", problems)
     assert parsed == ok and (type(parsed) is type(ok))
     assert bool(problems) is (ok is None)
 

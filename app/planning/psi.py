@@ -1,0 +1,540 @@
+"""PSI editing rules (SPEC 6): the cells of a plan's two levels, overrides and locks on them, and what
+one request does to them. Pure: no database, no files, no clock — callers pass the time.
+
+Cells live on two levels: ``aggregate`` (key ``{family, period}``) and ``det`` (key ``{sku, week,
+period}``); ``demand`` and ``supply`` are editable. An aggregate edit re-apportions the new family total
+over the unlocked detail cells of that (family, period) by largest remainder, their current values as
+weights, while locked cells keep theirs; a detail edit rolls up, so the family-period total becomes the
+sum of its cells. Both levels' changed cells are recorded as overrides (the current value and lock of
+each cell); every change is an event with actor, time, before/after and note. A change after submit
+sends the plan back to draft; the approval runs ``draft -> pending -> approved``. The base plan rows
+are never rewritten: the grid holds them, the state holds what the planners changed.
+
+Where grids and states are stored is ``app.storage.plans``'; ``app.services.psi`` runs a request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from app.errors import ScplnError
+from app.planning import documents as docs
+from app.planning.apportion import apportion_one
+from app.planning.model import PlanInputs, PlanParams
+
+LEVELS = ("aggregate", "det")
+FIELDS = ("demand", "supply")
+KEY_FIELDS = {"aggregate": ("family", "period"), "det": ("sku", "week", "period")}
+FILTERS = ("family", "sku", "period", "week", "locked", "overridden")
+
+Key = tuple[str, ...]
+
+
+class PsiInputError(ScplnError, ValueError):
+    """A PSI request that cannot be applied as given (unknown cell, bad value, impossible target)."""
+
+    status = 422
+    title = "invalid PSI edit"
+
+
+class PsiConflict(ScplnError):
+    """The version's PSI state does not allow the request (locked cell, wrong approval state, ...)."""
+
+    status = 409
+    title = "PSI conflict"
+
+
+def key_hash(key: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the key's canonical JSON."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
+def key_dict(level: str, key: Key) -> dict[str, str]:
+    return dict(zip(KEY_FIELDS[level], key, strict=True))
+
+
+# --- the grid and the state ---------------------------------------------------------------------
+
+
+@dataclass
+class Grid:
+    """The base values of both levels: aggregate.json and sku_week.json rows by cell key."""
+
+    agg: dict[Key, dict[str, Any]]
+    det: dict[Key, dict[str, Any]]
+    members: dict[Key, list[Key]]  # (family, period) -> its detail cells, by SKU then week
+
+    @classmethod
+    def from_rows(cls, agg_rows: Iterable[dict[str, Any]], det_rows: Iterable[dict[str, Any]]) -> Grid:
+        agg = {(r["family"], r["period"]): r for r in agg_rows}
+        det = {(r["sku"], r["week"], r["period"]): r for r in det_rows}
+        members: dict[Key, list[Key]] = {}
+        for key, row in det.items():
+            members.setdefault((row["family"], row["period"]), []).append(key)
+        for cells in members.values():
+            cells.sort(key=lambda k: (k[0], k[1]))
+        return cls(agg, det, members)
+
+    def rows(self, level: str) -> dict[Key, dict[str, Any]]:
+        return self.agg if level == "aggregate" else self.det
+
+    def family_period(self, det_key: Key) -> Key:
+        row = self.det[det_key]
+        return (row["family"], row["period"])
+
+
+@dataclass
+class State:
+    """Overrides by (level, key) in document order, the events, the approval, and where they came from."""
+
+    overrides: dict[tuple[str, Key], dict[str, Any]]
+    events: list[dict[str, Any]]
+    approval: str
+    source: str  # db | files | none
+    changed: set[tuple[str, Key]] = field(default_factory=set)
+    new_events: list[dict[str, Any]] = field(default_factory=list)
+
+    def entry(self, level: str, key: Key) -> dict[str, Any] | None:
+        return self.overrides.get((level, key))
+
+    def locked(self, level: str, key: Key) -> bool:
+        entry = self.entry(level, key)
+        return bool(entry and entry.get("locked"))
+
+    def value(self, grid: Grid, level: str, key: Key, name: str) -> Any:
+        entry = self.entry(level, key)
+        if entry is not None and name in entry.get("values", {}):
+            return entry["values"][name]
+        return grid.rows(level)[key][name]
+
+    def overridden(self, level: str, key: Key) -> list[str]:
+        entry = self.entry(level, key)
+        return [f for f in FIELDS if entry is not None and f in entry.get("values", {})]
+
+
+def by_key(entries: Iterable[dict[str, Any]]) -> dict[tuple[str, Key], dict[str, Any]]:
+    return {(entry["level"], entry_key(entry)): entry for entry in entries}
+
+
+# --- editing --------------------------------------------------------------------------------------
+
+
+class Editor:
+    """Applies one request's unlocks, edits and locks to the state, recording overrides and events."""
+
+    def __init__(
+        self, grid: Grid, state: State, decimals: int | None, actor: str, note: str | None, *, ts: int
+    ):
+        self.grid, self.state, self.decimals = grid, state, decimals
+        self.actor, self.note, self.ts = actor, note, ts
+        self.changes: list[dict[str, Any]] = []
+
+    def _entry(self, level: str, key: Key) -> dict[str, Any]:
+        entry = self.state.entry(level, key)
+        if entry is None:
+            kd = key_dict(level, key)
+            entry = {
+                "level": level, "key_hash": key_hash(kd), "key": kd, "values": {}, "locked": False,
+                "weight": None, "author": self.actor, "source": None, "created_at": self.ts,
+                "updated_at": self.ts,
+            }  # fmt: skip
+            self.state.overrides[(level, key)] = entry
+        return entry
+
+    def _touch(self, entry: dict[str, Any], source: str) -> None:
+        entry.update(author=self.actor, source=source, updated_at=self.ts)
+        self.state.changed.add((entry["level"], entry_key(entry)))
+
+    def _set(self, level: str, key: Key, name: str, value: Any, source: str) -> dict[str, Any]:
+        before = self.state.value(self.grid, level, key, name)
+        entry = self._entry(level, key)
+        entry["values"] = {**entry["values"], name: value}
+        self._touch(entry, source)
+        change = {"level": level, "key": entry["key"], "key_hash": entry["key_hash"], "field": name,
+                  "before": before, "after": value, "source": source}  # fmt: skip
+        self.changes.append(change)
+        return change
+
+    def record(self, kind: str, level: str | None, key: Key | None, **payload: Any) -> None:
+        kd = key_dict(level, key) if level and key is not None else None
+        event = {
+            "type": kind, "ts": self.ts, "level": level, "key_hash": key_hash(kd) if kd else None,
+            "actor": self.actor, "note": self.note, **({"key": kd} if kd else {}), **payload,
+        }  # fmt: skip
+        self.state.events.append(event)
+        self.state.new_events.append(event)
+
+    def _grid_value(self, value: float) -> int | float:
+        if self.decimals is None:
+            return docs.num(value)
+        return docs.num(round(value, self.decimals))
+
+    def set_lock(self, level: str, key: Key, flag: bool) -> None:
+        if self.state.locked(level, key) == flag:
+            return
+        entry = self._entry(level, key)
+        entry["locked"] = flag
+        self._touch(entry, "lock" if flag else "unlock")
+        self.record("lock" if flag else "unlock", level, key, before=not flag, after=flag)
+
+    def edit(self, level: str, key: Key, name: str, value: int | float) -> None:
+        if self.state.locked(level, key):
+            raise PsiConflict(
+                f"{level} cell {key_dict(level, key)} is locked; unlock it to edit it",
+                {"level": level, "key": key_dict(level, key)},
+            )
+        if level == "aggregate":
+            self._edit_aggregate(key, name, value)
+        else:
+            self._edit_detail(key, name, value)
+
+    def _edit_aggregate(self, key: Key, name: str, target: int | float) -> None:
+        cells = self.grid.members.get(key, [])
+        if not cells:
+            raise PsiInputError(
+                f"aggregate cell {key_dict('aggregate', key)} has no detail cells to apportion to"
+            )
+        free = [c for c in cells if not self.state.locked("det", c)]
+        fixed = self._grid_value(
+            sum(self.state.value(self.grid, "det", c, name) for c in cells if c not in free)
+        )
+        rest = self._grid_value(target - fixed)
+        if rest < 0 or (not free and rest != 0):
+            raise PsiInputError(
+                f"{name} target {target} for {key_dict('aggregate', key)} cannot be met: the locked detail "
+                f"cells hold {fixed}" + ("" if free else " and every detail cell is locked"),
+                {"target": target, "locked_total": fixed},
+            )
+        apportioned = []
+        if free:
+            weights = [float(self.state.value(self.grid, "det", c, name)) for c in free]
+            parts = apportion_one(rest, weights, self.decimals)
+            for cell, part in zip(free, parts.tolist(), strict=True):
+                after = self._grid_value(part)
+                if after != self.state.value(self.grid, "det", cell, name):
+                    change = self._set("det", cell, name, after, "apportion")
+                    apportioned.append({k: change[k] for k in ("key", "key_hash", "before", "after")})
+        change = self._set("aggregate", key, name, target, "edit")
+        self.record(
+            "edit", "aggregate", key, field=name, before=change["before"], after=target, cells=apportioned
+        )
+
+    def _edit_detail(self, key: Key, name: str, value: int | float) -> None:
+        family_period = self.grid.family_period(key)
+        if self.state.locked("aggregate", family_period):
+            raise PsiConflict(
+                f"the family total {key_dict('aggregate', family_period)} is locked; a detail edit would change it",
+                {"level": "aggregate", "key": key_dict("aggregate", family_period)},
+            )
+        change = self._set("det", key, name, value, "edit")
+        rollup = None
+        if family_period in self.grid.agg:
+            cells = self.grid.members[family_period]
+            total = self._grid_value(sum(self.state.value(self.grid, "det", c, name) for c in cells))
+            up = self._set("aggregate", family_period, name, total, "rollup")
+            rollup = {k: up[k] for k in ("key", "key_hash", "before", "after")}
+        self.record("edit", "det", key, field=name, before=change["before"], after=value, rollup=rollup)
+
+
+def entry_key(entry: Mapping[str, Any]) -> Key:
+    key = entry.get("key") or {}
+    return tuple(str(key.get(f)) for f in KEY_FIELDS.get(entry["level"], ()))
+
+
+def check_level(level: Any) -> str:
+    if level not in LEVELS:
+        raise PsiInputError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
+    return level
+
+
+def parse_key(level: str, key: Any, grid: Grid, where: str, problems: list[dict[str, Any]]) -> Key | None:
+    fields = KEY_FIELDS[level]
+    if (
+        not isinstance(key, Mapping)
+        or set(key) != set(fields)
+        or not all(isinstance(key[f], str) for f in fields)
+    ):
+        problems.append(
+            {"at": where, "reason": f"a {level} key is an object with the text fields {', '.join(fields)}"}
+        )
+        return None
+    parsed = tuple(key[f] for f in fields)
+    if parsed not in grid.rows(level):
+        problems.append({"at": where, "key": dict(key), "reason": f"no such {level} cell in the plan"})
+        return None
+    return parsed
+
+
+def parse_value(value: Any, decimals: int | None, where: str, problems: list[dict[str, Any]]) -> Any:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        problems.append({"at": where, "value": repr(value), "reason": "value must be a non-negative number"})
+        return None
+    if decimals is not None and abs(value - round(value, decimals)) > 1e-9:
+        unit = "an integer" if decimals == 0 else f"a multiple of {10**-decimals:g}"
+        problems.append({"at": where, "value": value, "reason": f"the plan's rounding mode needs {unit}"})
+        return None
+    return docs.num(round(value, decimals) if decimals is not None else value)
+
+
+def check_request(level: Any, edits: Sequence[Any], lock: Sequence[Any], unlock: Sequence[Any]) -> None:
+    """What can be refused before the plan is read: an unknown level, a request that changes nothing."""
+    check_level(level)
+    if not edits and not lock and not unlock:
+        raise PsiInputError("nothing to change: give edits, lock or unlock")
+
+
+def apply_request(
+    grid: Grid,
+    state: State,
+    level: str,
+    edits: Sequence[Mapping[str, Any]],
+    lock: Sequence[Mapping[str, Any]],
+    unlock: Sequence[Mapping[str, Any]],
+    *,
+    decimals: int | None,
+    actor: str,
+    note: str | None,
+    ts: int,
+) -> dict[str, Any]:
+    """Apply one request to ``state`` — unlocks first, then the edits ``[{key, field, value}]`` in order,
+    then the locks — or refuse all of it: ``PsiInputError`` lists every malformed part before anything
+    changes; ``PsiConflict`` (a locked cell) leaves a half-changed state the caller must drop. A change
+    after submit sends the plan back to draft. Returns the cell changes (apportioned and rolled-up ones
+    included), the locks set and cleared, the approval and how many events were recorded."""
+    check_request(level, edits, lock, unlock)
+    problems: list[dict[str, Any]] = []
+    unlock_keys = [parse_key(level, k, grid, f"unlock[{i}]", problems) for i, k in enumerate(unlock)]
+    lock_keys = [parse_key(level, k, grid, f"lock[{i}]", problems) for i, k in enumerate(lock)]
+    parsed_edits = []
+    for i, edit in enumerate(edits):
+        where = f"edits[{i}]"
+        if not isinstance(edit, Mapping):
+            problems.append({"at": where, "reason": "an edit is an object {key, field, value}"})
+            continue
+        key = parse_key(level, edit.get("key"), grid, where, problems)
+        if edit.get("field") not in FIELDS:
+            problems.append({"at": where, "reason": f"field must be one of {', '.join(FIELDS)}"})
+        value = parse_value(edit.get("value"), decimals, where, problems)
+        parsed_edits.append((key, edit.get("field"), value))
+    if problems:
+        raise PsiInputError(f"{len(problems)} problem(s) in the PSI request", problems)
+    editor = Editor(grid, state, decimals, actor, note, ts=ts)
+    approval_before = state.approval
+    for key in unlock_keys:
+        editor.set_lock(level, key, False)
+    for key, name, value in parsed_edits:
+        editor.edit(level, key, name, value)
+    for key in lock_keys:
+        editor.set_lock(level, key, True)
+    if state.new_events and state.approval != "draft":
+        # A change after submit (or approval) sends the plan back to draft.
+        state.approval = "draft"
+        state.new_events[0]["approval"] = {"before": approval_before, "after": "draft"}
+    return {
+        "level": level,
+        "approval": state.approval,
+        "changes": editor.changes,
+        "locked": [key_dict(level, k) for k in lock_keys],
+        "unlocked": [key_dict(level, k) for k in unlock_keys],
+        "events": len(state.new_events),
+    }
+
+
+#: The approval steps: request -> (the approval it needs, the approval it gives).
+TRANSITIONS = {"submit": ("draft", "pending"), "approve": ("pending", "approved")}
+
+
+def transition(
+    state: State, kind: str, *, version_id: str, actor: str, note: str | None, ts: int
+) -> dict[str, Any]:
+    """Move the approval one step (``submit``: draft -> pending, ``approve``: pending -> approved) and
+    record the event, which is returned; ``PsiConflict`` from any other approval."""
+    allowed_from, to = TRANSITIONS[kind]
+    if state.approval != allowed_from:
+        raise PsiConflict(
+            f"plan version {version_id!r} is {state.approval}; {kind} needs it {allowed_from}",
+            {"approval": state.approval, "needed": allowed_from},
+        )
+    editor = Editor(Grid({}, {}, {}), state, None, actor, note, ts=ts)
+    editor.record(kind, None, None, before=state.approval, after=to)
+    state.approval = to
+    return state.new_events[-1]
+
+
+def record_reconcile(
+    state: State, child_version_id: str, locked_cells: int, *, actor: str, note: str | None, ts: int
+) -> None:
+    """Record on the parent's state that a child version was planned from its edits."""
+    editor = Editor(Grid({}, {}, {}), state, None, actor, note, ts=ts)
+    editor.record("reconcile", None, None, child_version_id=child_version_id, locked_cells=locked_cells)
+
+
+# --- views ----------------------------------------------------------------------------------------
+
+
+def view_rows(
+    grid: Grid, st: State, level: str, decimals: int | None, keys: Iterable[Key] | None = None
+) -> list[dict[str, Any]]:
+    """View rows of ``keys`` (default: every cell of the level), in the level's order."""
+
+    def total(values: Iterable[Any]) -> int | float:
+        s = sum(values)
+        return docs.num(round(s, decimals) if decimals is not None else s)
+
+    rows = []
+    if level == "aggregate":
+        for key in grid.agg if keys is None else keys:
+            base = grid.agg[key]
+            cells = grid.members.get(key, [])
+            detail = {f: [st.value(grid, "det", cell, f) for cell in cells] for f in FIELDS}
+            rows.append({
+                "family": key[0], "period": key[1],
+                **{f: st.value(grid, "aggregate", key, f) for f in FIELDS}, "backlog": base["backlog"],
+                **{f"base_{f}": base[f] for f in FIELDS}, **{f"detail_{f}": total(detail[f]) for f in FIELDS},
+                "locked": st.locked("aggregate", key), "overridden": st.overridden("aggregate", key),
+                "key": key_dict("aggregate", key),
+            })  # fmt: skip
+    else:
+        for key in grid.det if keys is None else keys:
+            base = grid.det[key]
+            fp = (base["family"], base["period"])
+            agg_values = {
+                f"aggregate_{f}": st.value(grid, "aggregate", fp, f) if fp in grid.agg else None
+                for f in FIELDS
+            }
+            rows.append({
+                "family": base["family"], "period": key[2], "sku": key[0], "week": key[1],
+                **{f: st.value(grid, "det", key, f) for f in FIELDS}, "backlog": base["backlog"],
+                **{f"base_{f}": base[f] for f in FIELDS}, **agg_values,
+                "locked": st.locked("det", key), "family_locked": st.locked("aggregate", fp),
+                "overridden": st.overridden("det", key), "key": key_dict("det", key),
+            })  # fmt: skip
+    return rows
+
+
+def selected_keys(grid: Grid, st: State, level: str, filters: Mapping[str, Any]) -> list[Key]:
+    """The cells of a level that pass the filters, in the level's order, judged from the keys and
+    flags alone so that view rows are built only for the page shown."""
+    if level == "aggregate":
+        named = lambda key, _base: {"family": key[0], "period": key[1]}  # noqa: E731
+        table: Mapping[Key, Mapping[str, Any]] = grid.agg
+    else:
+        named = lambda key, base: {"family": base["family"], "sku": key[0], "week": key[1], "period": key[2]}  # noqa: E731
+        table = grid.det
+    out = []
+    for key, base in table.items():
+        fields = named(key, base)
+        if any(name in fields and fields[name] != wanted for name, wanted in filters.items()):
+            continue
+        if "locked" in filters and st.locked(level, key) != bool(filters["locked"]):
+            continue
+        if "overridden" in filters and bool(st.overridden(level, key)) != bool(filters["overridden"]):
+            continue
+        out.append(key)
+    return out
+
+
+def checked_filters(filters: Mapping[str, Any] | None) -> dict[str, Any]:
+    given = {k: v for k, v in (filters or {}).items() if v is not None}
+    unknown = sorted(set(given) - set(FILTERS))
+    if unknown:
+        raise PsiInputError(f"unknown PSI filter(s) {', '.join(unknown)}; known: {', '.join(FILTERS)}")
+    return given
+
+
+def check_view(level: Any, filters: Mapping[str, Any] | None, limit: int, offset: int) -> dict[str, Any]:
+    """What a view request can be refused for before the plan is read; returns the filters given."""
+    check_level(level)
+    wanted = checked_filters(filters)
+    if limit < 1 or offset < 0:
+        raise PsiInputError("limit must be at least 1 and offset at least 0")
+    return wanted
+
+
+def view_page(
+    grid: Grid,
+    st: State,
+    level: str,
+    wanted: Mapping[str, Any],
+    limit: int,
+    offset: int,
+    decimals: int | None,
+) -> tuple[int, list[dict[str, Any]]]:
+    """The number of cells of a level that pass the (checked) filters, and the view rows of one page
+    of them, each with its ``key_hash``."""
+    keys = selected_keys(grid, st, level, wanted)
+    page = view_rows(grid, st, level, decimals, keys[offset : offset + limit])
+    for row in page:
+        row["key_hash"] = key_hash(row["key"])
+    return len(keys), page
+
+
+CSV_COLUMNS = {
+    "aggregate": ("family", "period", "demand", "supply", "backlog", "base_demand", "base_supply",
+                  "detail_demand", "detail_supply", "locked", "overridden", "key_hash"),
+    "det": ("family", "period", "sku", "week", "demand", "supply", "backlog", "base_demand", "base_supply",
+            "aggregate_demand", "aggregate_supply", "locked", "family_locked", "overridden", "key_hash"),
+}  # fmt: skip
+
+
+def csv_text(grid: Grid, st: State, level: str, decimals: int | None) -> str:
+    """The whole level as CSV: numbers plain, flags true/false, overridden fields joined by ';'."""
+    rows = []
+    for row in view_rows(grid, st, level, decimals):
+        row = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in row.items()}
+        row["overridden"] = ";".join(row["overridden"])
+        row["key_hash"] = key_hash(row["key"])
+        rows.append(row)
+    return docs.csv_text(CSV_COLUMNS[level], rows)
+
+
+# --- reconcile ------------------------------------------------------------------------------------
+
+
+def pipeline_locks(grid: Grid, st: State, inputs: PlanInputs, params: PlanParams) -> tuple[dict, int]:
+    """The PSI state as pipeline locks ``{field: (mask[S, B], values[S, B])}`` and the number of locked
+    cells: every detail cell with an override or a lock, and every detail cell of a family-period whose
+    total was set (edited, rolled up) or locked, at its current value."""
+    cells: dict[str, set[Key]] = {f: set() for f in FIELDS}
+    for (level, key), entry in st.overrides.items():
+        values = entry.get("values", {})
+        for f in FIELDS:
+            if not (f in values or entry.get("locked")):
+                continue
+            if level == "det":
+                cells[f].add(key)
+            else:
+                cells[f].update(grid.members.get(key, []))
+    sku_index = {s: i for i, s in enumerate(inputs.skus)}
+    bucket_index = {(b.period, b.week): j for j, b in enumerate(inputs.calendar.buckets)}
+    shape = (len(inputs.skus), inputs.calendar.n_buckets)
+    locks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for f in FIELDS:
+        if not cells[f]:
+            continue
+        mask, values = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=params.qty_dtype)
+        for key in cells[f]:
+            sku, week, period = key
+            if key not in grid.det or sku not in sku_index or (period, week) not in bucket_index:
+                raise PsiConflict(
+                    f"detail cell {key_dict('det', key)} is not in the input set any more; reconcile "
+                    "cannot honour it",
+                    {"key": key_dict("det", key)},
+                )
+            s, b = sku_index[sku], bucket_index[(period, week)]
+            mask[s, b] = True
+            values[s, b] = st.value(grid, "det", key, f)
+        locks[f] = (mask, values)
+    return locks, len(set().union(*cells.values()))

@@ -1,0 +1,266 @@
+"""PSI editing as every edge calls it (SPEC 6): view, edit and lock cells, follow the history, submit and
+approve, and reconcile the edits into a child version.
+
+Owns running one PSI request: open the version's PSI state through the plan store (one transaction,
+the version's write lock when it changes anything), apply the pure rules of ``app.planning.psi`` and
+save what changed, or for reconcile load the version's input set, plan it with the edits as locks and
+store the child version. It holds no SQL and no editing rule; the API, the UI and the job service call
+it and format what it returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from app.config import get_settings, resolve_path
+from app.errors import IntakePaused
+from app.planning import psi
+from app.planning.inputs import load_input_set
+from app.planning.model import PlanContent, PlanParams
+from app.planning.pipeline import new_version_id, run_pipeline
+from app.planning.psi import PsiConflict, PsiInputError
+from app.storage.db import now_ms
+from app.storage.plans import PlanStore, PsiSession, VersionInfo, WriteResult
+from app.storage.settings import intake_open
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+DEFAULT_ACTOR = "local"
+
+__all__ = [
+    "DEFAULT_ACTOR",
+    "PsiConflict",
+    "PsiInputError",
+    "apply_edits",
+    "approve",
+    "events",
+    "input_folder",
+    "psi_csv",
+    "psi_view",
+    "reconcile",
+    "state",
+    "submit",
+]
+
+
+def _decimals(version: VersionInfo) -> int | None:
+    return PlanParams.from_dict(version.params).decimals
+
+
+def _require_ready(version: VersionInfo) -> None:
+    if version.status != "ready":
+        raise PsiConflict(
+            f"plan version {version.version_id!r} is {version.status}; only a ready plan can be edited",
+            {"status": version.status},
+        )
+
+
+# --- changing -------------------------------------------------------------------------------------
+
+
+def apply_edits(
+    version_id: str,
+    level: str,
+    edits: Sequence[Mapping[str, Any]] = (),
+    lock: Sequence[Mapping[str, Any]] = (),
+    unlock: Sequence[Mapping[str, Any]] = (),
+    note: str | None = None,
+    actor: str = DEFAULT_ACTOR,
+    *,
+    store: PlanStore | None = None,
+) -> dict[str, Any]:
+    """Apply one PSI request — unlocks first, then the edits ``[{key, field, value}]`` in order, then the
+    locks — all or nothing. Returns the cell changes (apportioned and rolled-up ones included), the
+    locks set and cleared, the new approval and how many events were recorded.
+
+    Raises ``PsiInputError`` (422: unknown level, key or field, bad value, unreachable target),
+    ``PsiConflict`` (409: locked cell, plan not ready) or ``PlanNotFound``.
+    """
+    psi.check_request(level, edits, lock, unlock)
+    store = store or PlanStore()
+    with store.psi_session(version_id, for_update=True) as session:
+        _require_ready(session.version)
+        grid, state = session.grid(), session.state()
+        done = psi.apply_request(
+            grid, state, level, edits, lock, unlock,
+            decimals=_decimals(session.version), actor=actor, note=note, ts=now_ms(),
+        )  # fmt: skip
+        if state.new_events:
+            session.save(state)
+    return {"version_id": version_id, "mode": session.mode, **done}
+
+
+def _transition(
+    version_id: str, kind: str, actor: str, note: str | None, store: PlanStore | None
+) -> dict[str, Any]:
+    store = store or PlanStore()
+    with store.psi_session(version_id, for_update=True) as session:
+        _require_ready(session.version)
+        state = session.state()
+        event = psi.transition(state, kind, version_id=version_id, actor=actor, note=note, ts=now_ms())
+        session.save(state)
+    return {"version_id": version_id, "approval": state.approval, "mode": session.mode, "event": event}
+
+
+def submit(
+    version_id: str, actor: str = DEFAULT_ACTOR, note: str | None = None, *, store: PlanStore | None = None
+) -> dict[str, Any]:
+    """draft -> pending (409 from any other state)."""
+    return _transition(version_id, "submit", actor, note, store)
+
+
+def approve(
+    version_id: str, actor: str = DEFAULT_ACTOR, note: str | None = None, *, store: PlanStore | None = None
+) -> dict[str, Any]:
+    """pending -> approved (409 unless pending)."""
+    return _transition(version_id, "approve", actor, note, store)
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+
+def _read(
+    version_id: str, store: PlanStore | None, with_grid: bool
+) -> tuple[PsiSession, psi.Grid | None, psi.State]:
+    store = store or PlanStore()
+    with store.psi_session(version_id, for_update=False) as session:
+        grid = session.grid() if with_grid else None
+        return session, grid, session.state()
+
+
+def events(version_id: str, *, store: PlanStore | None = None) -> dict[str, Any]:
+    """The version's PSI events, oldest first, each with its position ``seq``."""
+    _, _, st = _read(version_id, store, with_grid=False)
+    return {
+        "version_id": version_id,
+        "approval": st.approval,
+        "events": [{"seq": i, **e} for i, e in enumerate(st.events)],
+    }
+
+
+def state(version_id: str, *, store: PlanStore | None = None) -> dict[str, Any]:
+    """Approval, the current overrides (values and locks) and a summary of the history."""
+    session, _, st = _read(version_id, store, with_grid=False)
+    entries = list(st.overrides.values())
+    return {
+        "version_id": version_id,
+        "status": session.version.status,
+        "approval": st.approval,
+        "mode": session.mode,
+        "overrides": entries,
+        "edited_cells": sum(1 for e in entries if e.get("values")),
+        "locked_cells": sum(1 for e in entries if e.get("locked")),
+        "events": len(st.events),
+        "last_event": st.events[-1] if st.events else None,
+    }
+
+
+def psi_view(
+    version_id: str,
+    level: str = "aggregate",
+    filters: Mapping[str, Any] | None = None,
+    limit: int = 500,
+    offset: int = 0,
+    *,
+    store: PlanStore | None = None,
+) -> dict[str, Any]:
+    """A page of one level's cells: base values with the overrides applied, lock flags, the fields
+    overridden, and the other level (aggregate rows carry the roll-up of their detail cells, detail
+    rows their family-period total). Filters: family, sku, period, week, locked, overridden."""
+    wanted = psi.check_view(level, filters, limit, offset)
+    session, grid, st = _read(version_id, store, with_grid=True)
+    assert grid is not None
+    total, page = psi.view_page(grid, st, level, wanted, limit, offset, _decimals(session.version))
+    return {
+        "version_id": version_id, "level": level, "approval": st.approval, "mode": session.mode,
+        "total": total, "limit": limit, "offset": offset, "rows": page,
+    }  # fmt: skip
+
+
+def psi_csv(version_id: str, level: str = "aggregate", *, store: PlanStore | None = None) -> str:
+    """The whole level as CSV: numbers plain, flags true/false, overridden fields joined by ';'."""
+    psi.check_level(level)
+    session, grid, st = _read(version_id, store, with_grid=True)
+    assert grid is not None
+    return psi.csv_text(grid, st, level, _decimals(session.version))
+
+
+# --- reconcile ------------------------------------------------------------------------------------
+
+
+def input_folder(version: VersionInfo, input_dir: str | None = None) -> Path:
+    """The input set a version was planned from: ``input_dir`` when given, else its ``input_label``
+    as a folder (the default input set when the label is its name, a path from the repository root, or
+    a sibling of the default input set). 409 when none exists."""
+    if input_dir:
+        folder = resolve_path(input_dir)
+        if not folder.is_dir():
+            raise PsiInputError(f"input_dir {input_dir!r} is not a folder")
+        return folder
+    if version.input_dir and Path(version.input_dir).is_dir():
+        return Path(version.input_dir)
+    label = version.input_label
+    if label:
+        default = get_settings().input_dir
+        candidates = [default] if default.name == label else []
+        candidates += [resolve_path(label), default.parent / label]
+        for folder in candidates:
+            if folder.is_dir():
+                return folder
+    raise PsiConflict(
+        f"the input set of plan version {version.version_id!r} is not known (input label {label!r}); "
+        "give input_dir",
+        {"input_label": label},
+    )
+
+
+def reconcile(
+    version_id: str,
+    actor: str = DEFAULT_ACTOR,
+    note: str | None = None,
+    *,
+    input_dir: str | None = None,
+    storage: str | None = None,
+    store: PlanStore | None = None,
+    on_written: Callable[[PlanContent, WriteResult], None] | None = None,
+) -> str:
+    """Re-plan the version's input set with its PSI state as detail locks and store the result as a new
+    child version (``parent_version_id``); the parent records a ``reconcile`` event in the same
+    transaction. Returns the child's version id. 409 when the input set is not known, 503 when plan
+    intake is paused; ``InputError`` when the input set no longer validates. ``on_written`` is called
+    with the child's content and write result once it is stored (the RunRegistry record)."""
+    store = store or PlanStore()
+    if not intake_open(store.engine):
+        raise IntakePaused("plan intake paused")
+    child_mode = store.effective_mode(storage)
+    session, grid, st = _read(version_id, store, with_grid=True)
+    assert grid is not None
+    version = session.version
+    _require_ready(version)
+    folder = input_folder(version, input_dir)
+    params = PlanParams.from_dict(version.params)
+    inputs = load_input_set(folder, label=version.input_label)
+    locks, locked_cells = psi.pipeline_locks(grid, st, inputs, params)
+    child_id = new_version_id()
+    content = run_pipeline(inputs, params, child_id, locks=locks)
+
+    def record_on_parent(conn: Connection) -> None:
+        with store.psi_session(version_id, for_update=True, conn=conn) as parent:
+            parent_state = parent.state()
+            psi.record_reconcile(parent_state, child_id, locked_cells, actor=actor, note=note, ts=now_ms())
+            parent.save(parent_state)
+
+    written = store.write_version(
+        content,
+        mode=child_mode,
+        input_label=version.input_label,
+        note=note or f"PSI reconcile of {version_id}",
+        parent_version_id=version_id,
+        before_commit=record_on_parent,
+    )
+    if on_written is not None:
+        on_written(content, written)
+    return child_id
