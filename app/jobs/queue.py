@@ -11,20 +11,22 @@ Owns where queued tasks live and the timing knobs of the job lifecycle:
   in progress, so the window must stay longer than the longest version write.
 
 huey's result store is off: the job's state lives in ``plan_jobs``, not in the queue. The queue only
-carries job ids; it must not hold plan content.
+carries job ids; it must not hold plan content, and it does not know how a job runs: ``app.jobs.tasks``
+sits above it and installs the runner of the one task type (``set_job_runner``).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from huey import Huey, RedisHuey, SqliteHuey
 from huey.api import TaskWrapper
 
 from app.config import Settings, get_settings, resolve_path
-from app.db import database_url, sqlite_path
+from app.storage.db import database_url, sqlite_path
 
 DEFAULT_QUEUE_NAME = "scpln"
 DEFAULT_STALE_SECONDS = 30.0
@@ -36,6 +38,7 @@ TASK_NAME = "plan_job"
 _lock = threading.Lock()
 _instances: dict[tuple[str, str], Huey] = {}
 _tasks: dict[int, TaskWrapper] = {}
+_job_runner: Callable[[str], None] | None = None
 
 
 def queue_name() -> str:
@@ -83,10 +86,22 @@ def _create(location: str, name: str) -> Huey:
     else:
         os.makedirs(os.path.dirname(location) or ".", exist_ok=True)
         huey = SqliteHuey(name, filename=location, results=False, timeout=30)
-    from app.jobs.tasks import run_queued_job  # the task body imports the service layer
-
-    _tasks[id(huey)] = huey.task(name=TASK_NAME)(run_queued_job)
+    _tasks[id(huey)] = huey.task(name=TASK_NAME)(_run_plan_job)
     return huey
+
+
+def set_job_runner(runner: Callable[[str], None]) -> None:
+    """Install what the plan-job task runs with the job id (``app.jobs.tasks`` installs its runner when
+    imported). The queue only carries job ids: it must not know how a job runs, so it imports
+    nothing above it."""
+    global _job_runner
+    _job_runner = runner
+
+
+def _run_plan_job(job_id: str) -> None:
+    if _job_runner is None:
+        raise RuntimeError("no plan-job runner installed in this process; import app.jobs.tasks first")
+    _job_runner(job_id)
 
 
 def plan_task(huey: Huey | None = None) -> TaskWrapper:

@@ -32,13 +32,19 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select, update
 
-from app.db import get_engine, now_ms
 from app.errors import ScplnError, StorageError, VersionConflict
-from app.jobs.queue import PAUSE_RECHECK_SECONDS, enqueue_job, heartbeat_seconds, stale_seconds
+from app.jobs.queue import (
+    PAUSE_RECHECK_SECONDS,
+    enqueue_job,
+    heartbeat_seconds,
+    set_job_runner,
+    stale_seconds,
+)
 from app.metrics import JOB_DURATION_SECONDS
 from app.planning.model import InputError, PlanParams
 from app.run_registry import REGISTRY, new_run_id
 from app.service import PlanOutcome, PlanRequest, run_plan
+from app.storage.db import get_engine, now_ms
 from app.storage.plans import PlanStore, WriteResult
 from app.storage.schema import plan_jobs
 from app.storage.settings import intake_open
@@ -443,6 +449,11 @@ def run_queued_job(job_id: str) -> None:
         return
     result = execute_claimed(engine, job, run_id)
     log.info("job %s %s (run %s, version %s)", job_id, result.status, run_id, result.version_id)
+
+
+# Every process that imports this module (each worker does, for the reaper) runs plan jobs with it;
+# the queue itself stays below the task code and never imports it.
+set_job_runner(run_queued_job)
 
 
 def job_status(engine: Engine, job_id: str) -> str | None:

@@ -23,10 +23,10 @@ from typing import Any
 
 from sqlalchemy import Engine, exists, select
 
-from app.db import get_engine, now_ms
 from app.errors import PlanNotFound
 from app.planning import derive
 from app.planning.model import CORE_ARTIFACTS, PlanContent
+from app.storage.db import get_engine, now_ms
 from app.storage.plans import PlanStore
 from app.storage.schema import plan_artifacts, plan_series, plan_versions
 

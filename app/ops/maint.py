@@ -25,8 +25,8 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from app.db import get_engine, now_ms, sqlite_path
 from app.planning.model import PlanContent
+from app.storage.db import get_engine, now_ms, sqlite_path
 from app.storage.plans import PlanStore
 from app.storage.schema import plan_kpis, plan_versions
 
