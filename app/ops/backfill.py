@@ -3,11 +3,12 @@
 Owns choosing the versions (ready, with artifacts, without rows — or every one with artifacts when
 forced), in version order ``(created_at, version_id)``, and the JSON state file that lets a killed run
 resume where it stopped. It writes nothing itself: ``PlanStore.backfill_rows`` writes each version's
-rows, its recomputed derived artifacts and its certified digests in one transaction. Rows are built only by the codecs; ``plan_overrides`` and ``plan_override_events``
-are never touched. A version whose artifacts cannot be decoded is reported and skipped. A version
-without its derived artifacts gets them recomputed by ``app.planning.derive`` and stored with its rows;
-when they cannot be recomputed it is reported as needing derivation (rows without them would miss
-levels, which ``db check`` calls corruption).
+rows, its recomputed derived artifacts and its certified digests in one transaction. Rows are built
+only by the codecs; ``plan_overrides`` and ``plan_override_events`` are never touched. A version whose
+artifacts cannot be decoded is reported and skipped. A version without its derived artifacts gets them
+recomputed by ``app.planning.derive`` and stored with its rows; when they cannot be recomputed it is
+reported as needing derivation (rows without them would miss levels, which ``db check`` calls
+corruption).
 """
 
 from __future__ import annotations
