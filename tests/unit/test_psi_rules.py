@@ -10,11 +10,23 @@ import pytest
 
 from app.planning import documents as docs
 from app.planning.model import PlanContent, PlanParams
-from app.planning.psi import Editor, Grid, PsiConflict, PsiInputError, State, key_hash, parse_value
+from app.planning.psi import (
+    Editor,
+    Grid,
+    PsiConflict,
+    PsiInputError,
+    State,
+    apply_request,
+    key_hash,
+    parse_value,
+    transition,
+)
 from app.storage import codec_artifacts, codec_series
 
 FAMILY = ("F1", "2026-01")
 CELLS = [("A", "2026-W01", "2026-01"), ("B", "2026-W01", "2026-01"), ("C", "2026-W01", "2026-01")]
+KEY_A = {"sku": "A", "week": "2026-W01", "period": "2026-01"}
+TS = 1_767_225_600_000  # the time every event here is recorded at
 
 
 def grid(values: tuple[int, ...] = (50, 30, 20), supply: int = 7) -> Grid:
@@ -26,7 +38,7 @@ def grid(values: tuple[int, ...] = (50, 30, 20), supply: int = 7) -> Grid:
 
 
 def editor(g: Grid, decimals: int | None = 0) -> Editor:
-    return Editor(g, State({}, [], "draft", "none"), decimals, "ann", "why", ts=1_767_225_600_000)
+    return Editor(g, State({}, [], "draft", "none"), decimals, "ann", "why", ts=TS)
 
 
 def demand(e: Editor, level: str, key: tuple[str, ...]) -> Any:
@@ -120,6 +132,44 @@ def test_a_value_must_be_a_non_negative_number_on_the_plans_grid(
     parsed = parse_value(value, decimals, "edits[0]", problems)
     assert parsed == ok and (type(parsed) is type(ok))
     assert bool(problems) is (ok is None)
+
+
+def test_a_request_with_several_bad_parts_lists_them_all_and_changes_nothing() -> None:
+    g, st = grid(), State({}, [], "draft", "none")
+    edits = [
+        {"key": KEY_A, "field": "demand", "value": -1},
+        {"key": {"sku": "Z"}, "field": "cost", "value": 1},
+    ]
+    with pytest.raises(PsiInputError) as refused:
+        apply_request(g, st, "det", edits, [{"sku": "nope"}], [], decimals=0, actor="ann", note=None, ts=TS)
+    assert [p["at"] for p in refused.value.detail] == ["lock[0]", "edits[0]", "edits[1]", "edits[1]"]
+    assert st.overrides == {} and st.events == []
+
+
+def test_a_change_after_submit_sends_the_plan_back_to_draft_on_its_first_event() -> None:
+    submitted = State({}, [], "draft", "none")
+    event = transition(submitted, "submit", version_id="v", actor="bob", note=None, ts=TS)
+    assert (event["type"], event["before"], event["after"]) == ("submit", "draft", "pending")
+    st = State({}, list(submitted.events), submitted.approval, "files")  # as the next request reads it
+    done = apply_request(
+        grid(), st, "det", [{"key": KEY_A, "field": "demand", "value": 45}], [KEY_A], [],
+        decimals=0, actor="ann", note="later", ts=TS + 1,
+    )  # fmt: skip
+    assert (done["approval"], done["events"], done["locked"]) == ("draft", 2, [KEY_A])
+    assert st.new_events[0]["type"] == "edit"
+    assert st.new_events[0]["approval"] == {"before": "pending", "after": "draft"}
+    assert [(e["type"], e["ts"]) for e in st.events] == [("submit", TS), ("edit", TS + 1), ("lock", TS + 1)]
+
+
+def test_approval_steps_run_draft_pending_approved_and_refuse_any_other_order() -> None:
+    st = State({}, [], "draft", "none")
+    with pytest.raises(PsiConflict, match="approve needs it pending"):
+        transition(st, "approve", version_id="v", actor="carl", note=None, ts=TS)
+    transition(st, "submit", version_id="v", actor="bob", note=None, ts=TS)
+    transition(st, "approve", version_id="v", actor="carl", note=None, ts=TS)
+    with pytest.raises(PsiConflict, match="submit needs it draft"):
+        transition(st, "submit", version_id="v", actor="bob", note=None, ts=TS)
+    assert st.approval == "approved" and [e["type"] for e in st.events] == ["submit", "approve"]
 
 
 def psi_plan(e: Editor) -> PlanContent:
