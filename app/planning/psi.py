@@ -120,6 +120,7 @@ class State:
 
 
 def by_key(entries: Iterable[dict[str, Any]]) -> dict[tuple[str, Key], dict[str, Any]]:
+    """Override entries (``psi_overrides.json`` entries) by level and cell key, in the order given."""
     return {(entry["level"], entry_key(entry)): entry for entry in entries}
 
 

@@ -7,6 +7,10 @@ and rows are built only by the two codecs; this module moves them.
 
 ``files`` mode never touches the PlanRepository content tables (``plan_series``, ``plan_kpis``,
 ``plan_overrides``, ``plan_override_events``): not to write, not to read.
+
+It is the only writer of plan content: besides whole versions, the upkeep writes (the runbook's
+artifact helper, backfill, retention, KPI trimming, failed job versions) and PSI state each have their
+section below, so no other module holds an INSERT, UPDATE or DELETE of a content table.
 """
 
 from __future__ import annotations
