@@ -208,9 +208,7 @@ def get_psi(
 )
 def patch_psi(version_id: VersionId, body: PsiPatch, caller: Planner) -> Any:
     edits = [e.model_dump() for e in body.edits]
-    return psi.apply_edits(
-        version_id, body.level, edits, body.lock, body.unlock, body.note, caller.actor
-    )
+    return psi.apply_edits(version_id, body.level, edits, body.lock, body.unlock, body.note, caller.actor)
 
 
 @router.get(
@@ -227,9 +225,7 @@ def get_psi_csv(
     level: Annotated[Level, Query(description="aggregate or det.")] = "aggregate",
 ) -> Response:
     headers = {"Content-Disposition": f'attachment; filename="{version_id}-psi-{level}.csv"'}
-    return Response(
-        psi.psi_csv(version_id, level), media_type="text/csv; charset=utf-8", headers=headers
-    )
+    return Response(psi.psi_csv(version_id, level), media_type="text/csv; charset=utf-8", headers=headers)
 
 
 @router.get(
