@@ -282,6 +282,7 @@ def storage_mode(
     clear: Annotated[bool, typer.Option("--clear", help="Remove the operator pin.")] = False,
 ) -> None:
     """Show, pin or clear the storage mode of new plans."""
+    from app.storage import modes
     from app.storage import settings as st
 
     store = _store()
@@ -295,7 +296,7 @@ def storage_mode(
     pin = st.storage_pin(store.engine)
     console.print(
         f"storage mode: [bold]{st.effective_mode(store.engine)}[/] "
-        f"(pin: {pin or 'none'}, default: {st.default_mode()})"
+        f"(pin: {pin or 'none'}, default: {modes.default_mode()})"
     )
 
 

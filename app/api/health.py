@@ -18,6 +18,7 @@ from sqlalchemy import func, select, text
 from app import metrics
 from app.api.schemas import Health
 from app.db import schema_revision, sqlite_path
+from app.storage import modes
 from app.storage import settings as st
 from app.storage.plans import PlanStore
 from app.storage.schema import plan_jobs, plan_series
@@ -107,7 +108,7 @@ def refresh_gauges(store: PlanStore) -> None:
 
     def mode() -> None:
         effective = st.effective_mode(engine)
-        for m in st.MODES:
+        for m in modes.MODES:
             metrics.STORAGE_MODE.labels(mode=m).set(1 if m == effective else 0)
         metrics.STORAGE_PINNED.set(1 if st.storage_pin(engine) else 0)
 

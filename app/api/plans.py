@@ -34,7 +34,7 @@ from app.api.schemas import (
 )
 from app.errors import EncodingMissing
 from app.planning.model import PLAN_ARTIFACTS, PSI_ARTIFACTS
-from app.storage import codec_artifacts
+from app.storage import codec_artifacts, modes
 from app.storage.plans import PlanStore, VersionInfo
 from app.storage.schema import plan_artifacts, plan_kpis, plan_series
 
@@ -100,7 +100,7 @@ def run_integrated(
 
 
 def _reads_rows(store: PlanStore) -> bool:
-    return store.effective_mode() in ("db", "both")
+    return modes.uses_rows(store.effective_mode())
 
 
 def _total_kpis(store: PlanStore, version_ids: list[str]) -> dict[str, dict[str, Any]]:

@@ -25,12 +25,12 @@ from sqlalchemy import Connection, and_, bindparam, exists, func, select
 from app.errors import EncodingMissing, PlanNotFound
 from app.planning import documents as docs
 from app.planning.levels import compare_csv
-from app.storage import settings
+from app.storage import modes, settings
 from app.storage.codec_series import LEVELS, Level
 from app.storage.plans import PlanStore, VersionInfo
 from app.storage.schema import app_settings, plan_artifacts, plan_kpis, plan_series, plan_versions
 
-ROWS, ARTIFACTS = "rows", "artifacts"
+ROWS, ARTIFACTS = modes.ROWS, modes.ARTIFACTS
 CSV_CHUNK_ROWS = 5000
 
 
@@ -115,25 +115,8 @@ class Page:
 def read_source(store: PlanStore, info: VersionInfo, mode: str | None = None) -> str:
     """``rows`` or ``artifacts``: where the effective storage mode reads this version from."""
     mode = mode or store.effective_mode()
-    has_rows = info.status == "ready" and mode in ("db", "both") and store.has_rows(info.version_id)
-    return choose_source(info.version_id, info.status, mode, has_rows)
-
-
-def choose_source(version_id: str, status: str, mode: str, has_rows: bool) -> str:
-    """The read rule of SPEC 4.3 for one version: rows in ``db``/``both`` mode when it has them,
-    artifacts in ``files``/``both`` mode otherwise; a version that is not ready has no tables yet."""
-    if status != "ready":
-        raise EncodingMissing(
-            f"plan version {version_id!r} is {status}; its tables exist once it is ready", {"status": status}
-        )
-    if mode in ("db", "both") and has_rows:
-        return ROWS
-    if mode in ("files", "both"):
-        return ARTIFACTS
-    raise EncodingMissing(
-        f"plan version {version_id!r} has no PlanRepository rows and the storage mode is 'db'",
-        {"mode": mode},
-    )
+    has_rows = info.status == "ready" and modes.uses_rows(mode) and store.has_rows(info.version_id)
+    return modes.read_source(info.version_id, info.status, mode, has_rows)
 
 
 def check_filters(spec: TableSpec, filters: dict[str, str | None]) -> dict[str, str]:
@@ -436,10 +419,10 @@ def read_rows_page(
         if head is None:
             raise PlanNotFound(f"plan version {version_id!r} does not exist")
         status, pin = head
-        mode = pin or settings.default_mode()
+        mode = modes.effective_mode(pin)
         # files mode never touches the PlanRepository tables, not even to look for rows
-        has_rows, last = _rows_extent(conn, spec, version_id) if mode != "files" else (False, None)
-        if choose_source(version_id, status, mode, has_rows) != ROWS:
+        has_rows, last = _rows_extent(conn, spec, version_id) if modes.uses_rows(mode) else (False, None)
+        if modes.read_source(version_id, status, mode, has_rows) != ROWS:
             return None
         rows, total = _rows_page(conn, spec, version_id, row_filters, limit, offset, last)
     return Page(table, version_id, ROWS, total, limit, offset, rows)

@@ -37,7 +37,7 @@ from app.planning.apportion import apportion_one
 from app.planning.inputs import load_input_set
 from app.planning.model import PlanContent, PlanInputs, PlanParams
 from app.planning.pipeline import new_version_id, run_pipeline
-from app.storage import codec_series
+from app.storage import codec_series, modes
 from app.storage.codec_series import PSI_OVERRIDES, PSI_STATE
 from app.storage.plans import PlanStore, WriteResult, link_override_events, read_psi_rows, set_approval
 from app.storage.schema import (
@@ -47,7 +47,7 @@ from app.storage.schema import (
     plan_series,
     plan_versions,
 )
-from app.storage.settings import default_mode, intake_open, storage_pin
+from app.storage.settings import intake_open, storage_pin
 
 LEVELS = ("aggregate", "det")
 FIELDS = ("demand", "supply")
@@ -185,7 +185,7 @@ def _read_version(conn: Connection, version_id: str, for_update: bool) -> Versio
 
 def _mode_of(version: Version, pin: str | None) -> str:
     """The operator pin wins; otherwise the encodings the version was written in."""
-    return pin or version.storage_mode or default_mode()
+    return modes.psi_mode(pin, version.storage_mode)
 
 
 def _require_ready(version: Version) -> None:

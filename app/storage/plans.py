@@ -24,7 +24,7 @@ from app.db import get_engine, now_ms, sqlite_path
 from app.errors import EncodingMissing, PlanNotFound, StorageError, VersionConflict
 from app.planning import derive
 from app.planning.model import DERIVED_ARTIFACTS, PlanContent
-from app.storage import codec_artifacts, codec_series, digests, rowtext
+from app.storage import codec_artifacts, codec_series, digests, modes, rowtext
 from app.storage.schema import (
     plan_artifacts,
     plan_kpis,
@@ -33,7 +33,7 @@ from app.storage.schema import (
     plan_series,
     plan_versions,
 )
-from app.storage.settings import MODES, effective_mode
+from app.storage.settings import effective_mode
 
 #: Called after a write attempt: (mode, seconds, error kind or None). The service hooks metrics here.
 WriteObserver = Callable[[str, float, str | None], None]
@@ -132,13 +132,16 @@ class PlanStore:
     ) -> WriteResult:
         """Write a whole version in ``mode`` in one transaction; on any failure nothing of its content
         remains, the version is marked ``failed`` and ``StorageError`` is raised."""
-        if mode not in MODES:
-            raise ValueError(f"storage mode must be one of {', '.join(MODES)}, not {mode!r}")
+        modes.check_mode(mode)
         started = time.perf_counter()
         vid = content.version_id
         try:
-            rows = codec_series.encode(content) if mode in ("db", "both") else None
-            texts = codec_artifacts.encode(content, validated=rows is not None) if mode != "db" else {}
+            rows = codec_series.encode(content) if modes.uses_rows(mode) else None
+            texts = (
+                codec_artifacts.encode(content, validated=rows is not None)
+                if modes.uses_artifacts(mode)
+                else {}
+            )
         except ValueError as exc:
             self._failed(vid, mode, started, "encode", exc, content, input_label, note, parent_version_id)
             raise StorageError(f"plan {vid} could not be encoded: {exc}") from exc
@@ -303,9 +306,9 @@ class PlanStore:
         if info.status != "ready":
             raise EncodingMissing(f"plan version {version_id!r} is {info.status}", {"status": info.status})
         content = None
-        if mode in ("db", "both"):
+        if modes.uses_rows(mode):
             content = self.read_rows(version_id)
-        if content is None and mode in ("files", "both"):
+        if content is None and modes.uses_artifacts(mode):
             content = self.read_artifacts(version_id)
         if content is None:
             raise EncodingMissing(f"plan version {version_id!r} has no content readable in {mode!r} mode")

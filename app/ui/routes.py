@@ -42,8 +42,8 @@ from app.api.schemas import RunBody
 from app.errors import IntakePaused, ScplnError
 from app.planning.levels import compare_rows
 from app.planning.model import InputError
+from app.storage import modes, tokens
 from app.storage import settings as st
-from app.storage import tokens
 from app.storage.plans import PlanStore, VersionInfo
 
 log = logging.getLogger("scpln.ui")
@@ -444,7 +444,7 @@ def _new_plan_context(engine: Engine) -> dict[str, Any]:
         "default_input": get_settings().scpln_input_dir,
         "intake": intake_state(engine),
         "pin": st.storage_pin(engine),
-        "default_mode": st.default_mode(),
+        "default_mode": modes.default_mode(),
     }
 
 
@@ -457,7 +457,7 @@ def plans_page(request: Request, status: str | None = None, page: str | None = N
     number = _page_number(page)
     store = PlanStore()
     versions, total = store.list_versions(limit=PLANS_PAGE, offset=(number - 1) * PLANS_PAGE, status=status)
-    reads_rows = store.effective_mode() != "files"
+    reads_rows = modes.uses_rows(store.effective_mode())
     plans = [{**v.as_dict(), "kpis": _list_kpis(store, v) if reads_rows else None} for v in versions]
     pager = Pager(total, number, PLANS_PAGE, "/ui/plans", {"status": status})
     context = {"nav": "plans", "plans": plans, "pager": pager, "status": status,
@@ -894,7 +894,7 @@ def ops_page(request: Request, msg: str | None = None) -> Response:
     context = {
         "nav": "ops",
         "pin": st.storage_pin(engine),
-        "default_mode": st.default_mode(),
+        "default_mode": modes.default_mode(),
         "intake": intake_state(engine),
         "maintenance": st.maintenance_on(engine),
         "last_check": last_check(engine),
