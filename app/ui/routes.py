@@ -2,7 +2,7 @@
 ``/ui/static`` (vendored htmx and uPlot, no build step).
 
 Owns the pages and what they show; every view parses its input, calls one service function (the plan
-store and ``app.api.tables`` for plan tables, ``app.jobs.service``, ``app.storage.overrides``,
+store and the read model ``app.storage.views`` for plan tables, ``app.jobs.service``, ``app.storage.overrides``,
 ``app.ops``, ``app.storage.settings``) and renders a template. It calls those functions in-process,
 never the HTTP API over the network, and holds no planning or storage rule of its own.
 
@@ -37,12 +37,11 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from app.api import tables
 from app.api.schemas import RunBody
 from app.errors import IntakePaused, ScplnError
 from app.planning.levels import compare_rows
 from app.planning.model import InputError
-from app.storage import modes, tokens
+from app.storage import modes, tokens, views
 from app.storage import settings as st
 from app.storage.plans import PlanStore, VersionInfo
 
@@ -456,23 +455,12 @@ def plans_page(request: Request, status: str | None = None, page: str | None = N
         raise ValueError(f"status must be one of {', '.join(PLAN_STATUSES)}")
     number = _page_number(page)
     store = PlanStore()
-    versions, total = store.list_versions(limit=PLANS_PAGE, offset=(number - 1) * PLANS_PAGE, status=status)
-    reads_rows = modes.uses_rows(store.effective_mode())
-    plans = [{**v.as_dict(), "kpis": _list_kpis(store, v) if reads_rows else None} for v in versions]
+    versions, total, kpis = views.plan_list(store, PLANS_PAGE, (number - 1) * PLANS_PAGE, status)
+    plans = [{**v.as_dict(), "kpis": kpis.get(v.version_id)} for v in versions]
     pager = Pager(total, number, PLANS_PAGE, "/ui/plans", {"status": status})
     context = {"nav": "plans", "plans": plans, "pager": pager, "status": status,
                "statuses": PLAN_STATUSES, **_new_plan_context(_engine())}  # fmt: skip
     return render(request, "plans.html", context)
-
-
-def _list_kpis(store: PlanStore, info: VersionInfo) -> dict[str, Any] | None:
-    """Total KPIs of a ready version from its ``plan_kpis`` rows (one SQL page); None without rows.
-    The list never parses artifacts: in files mode, or for a version held only as artifacts, the
-    plan's own page shows its KPIs."""
-    if info.status != "ready" or not store.has_rows(info.version_id):
-        return None
-    page = tables.read_page(store, info.version_id, "kpis", {"period": "total"}, 100, 0)
-    return {r["metric"]: r["value"] for r in page.rows}
 
 
 @router.post("/plans", response_class=HTMLResponse)
@@ -509,7 +497,7 @@ def _version(store: PlanStore, version_id: str) -> VersionInfo:
 def compare_download(request: Request, version_id: str, violations_only: bool = False) -> Response:
     """``compare.csv`` as the API serves it, behind the UI session (a link cannot send a bearer token)."""
     need(request)
-    text = tables.compare_text(PlanStore(), version_id, violations_only)
+    text = views.compare_text(PlanStore(), version_id, violations_only)
     return _csv_response(text, f"{version_id}-compare.csv")
 
 
@@ -517,8 +505,8 @@ def compare_download(request: Request, version_id: str, violations_only: bool = 
 def diff_download(request: Request, version_id: str, against: str) -> Response:
     """``diff.csv`` as the API serves it, behind the UI session."""
     need(request)
-    rows, _ = tables.diff_rows(PlanStore(), version_id, against)
-    return _csv_response(tables.diff_csv(rows), f"{version_id}-diff-{against}.csv")
+    rows, _ = views.diff_rows(PlanStore(), version_id, against)
+    return _csv_response(views.diff_csv(rows), f"{version_id}-diff-{against}.csv")
 
 
 @router.get("/plans/{version_id}/psi.csv")
@@ -565,12 +553,12 @@ def _csv_base(user: User) -> str:
     return "/ui" if user.tokens_required else ""
 
 
-def _page(store: PlanStore, info: VersionInfo, table: str, filters: dict[str, str | None], number: int, size: int) -> tables.Page:  # fmt: skip
-    return tables.read_page(store, info.version_id, table, filters, size, (number - 1) * size)
+def _page(store: PlanStore, info: VersionInfo, table: str, filters: dict[str, str | None], number: int, size: int) -> views.Page:  # fmt: skip
+    return views.read_page(store, info.version_id, table, filters, size, (number - 1) * size)
 
 
 def _all(store: PlanStore, info: VersionInfo, table: str, filters: dict[str, str | None] | None = None) -> list[dict[str, Any]]:  # fmt: skip
-    return tables.read_page(store, info.version_id, table, filters or {}, 5000, 0).rows
+    return views.read_page(store, info.version_id, table, filters or {}, 5000, 0).rows
 
 
 def _overview(request: Request, store: PlanStore, info: VersionInfo) -> dict[str, Any]:
@@ -610,7 +598,7 @@ def _table_tab(table: str, filter_names: tuple[str, ...], size: int = TABLE_PAGE
         page = _page(store, info, table, filters, number, size)
         base = f"/ui/plans/{quote(info.version_id)}/{table if table != 'weekly' else 'capacity'}"
         pager = Pager(page.total, number, size, base, filters)
-        columns = list(tables.TABLES[table].columns)
+        columns = list(views.TABLES[table].columns)
         return {"page": page, "pager": pager, "filters": filters, "columns": columns, "source": page.source}
 
     return view
@@ -623,7 +611,7 @@ _exceptions = _table_tab("exceptions", ("family", "item"))
 
 def _capacity(request: Request, store: PlanStore, info: VersionInfo) -> dict[str, Any]:
     rows = _all(store, info, "weekly")
-    return {"rows": rows, "weekly": _weekly_chart(rows), "columns": list(tables.TABLES["weekly"].columns)}
+    return {"rows": rows, "weekly": _weekly_chart(rows), "columns": list(views.TABLES["weekly"].columns)}
 
 
 MRP_MEASURES = (
@@ -642,7 +630,7 @@ def _mrp(request: Request, store: PlanStore, info: VersionInfo) -> dict[str, Any
     q = request.query_params
     item = _filter(q.get("item"))
     number = _page_number(q.get("page"))
-    weeks = max(1, tables.read_page(store, info.version_id, "weekly", {}, 1, 0).total)
+    weeks = max(1, views.read_page(store, info.version_id, "weekly", {}, 1, 0).total)
     size = weeks * (1 if item else MRP_ITEMS_PER_PAGE)
     page = _page(store, info, "final", {"item": item}, number, size)
     records: dict[str, list[dict[str, Any]]] = {}
@@ -662,8 +650,8 @@ def _mrp(request: Request, store: PlanStore, info: VersionInfo) -> dict[str, Any
 
 def _reconciliation(request: Request, store: PlanStore, info: VersionInfo) -> dict[str, Any]:
     violations_only = request.query_params.get("violations_only") in ("1", "true", "on")
-    source = tables.read_source(store, info)
-    recon = tables.read_all(store, info, tables.RECON, source)
+    source = views.read_source(store, info)
+    recon = views.read_all(store, info, views.RECON, source)
     rows = compare_rows({"rows": recon}, violations_only)
     violations = sum(1 for r in compare_rows({"rows": recon}, True))
     return {"rows": rows, "violations_only": violations_only, "violations": violations,
@@ -718,7 +706,7 @@ def _diff(request: Request, store: PlanStore, info: VersionInfo) -> dict[str, An
     context: dict[str, Any] = {"against": against, "options": options, "diff": None}
     if against is None:
         return context
-    rows, counts = tables.diff_rows(store, info.version_id, against)
+    rows, counts = views.diff_rows(store, info.version_id, against)
     kpis = [r for r in rows if r["level"] == "kpis" and r["key"].endswith("|total|total")]
     cells = [r for r in rows if r["level"] != "kpis"]
     context["diff"] = {
