@@ -148,7 +148,7 @@ def plan_run(
     tol_rel: Annotated[float, typer.Option(help="Relative tolerance of level reconciliation.")] = 1e-6,
 ) -> None:
     """Plan an input set, store the version in the database and optionally write its artifacts."""
-    from app.service import PlanRequest, run_plan
+    from app.services.plans import PlanRequest, run_plan
     from app.storage.codec_artifacts import encode
 
     try:
@@ -505,7 +505,7 @@ def serve(
             err.print(f"Planned the sample input set as {seeded['version_id']}")
     worker = None
     if workers_inprocess and get_settings().scpln_inprocess_worker:
-        from app.jobs.service import start_inprocess_worker
+        from app.services.jobs import start_inprocess_worker
 
         worker = start_inprocess_worker()
     err.print(f"scpln Planning Hub on http://{host}:{port} (API docs at /docs)")
@@ -571,7 +571,7 @@ def jobs_list(
     ] = None,
 ) -> None:
     """List plan jobs, newest first."""
-    from app.jobs.service import list_jobs
+    from app.services.jobs import list_jobs
 
     _store()
     try:

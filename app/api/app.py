@@ -97,8 +97,8 @@ def create_app() -> FastAPI:
 def plan_sample_if_empty() -> dict[str, Any] | None:
     """Plan the default input set when the catalogue holds no version (first start of ``make run``);
     returns the run result, or None when versions exist."""
-    from app.jobs.service import run_plan_now
-    from app.service import PlanRequest
+    from app.services.jobs import run_plan_now
+    from app.services.plans import PlanRequest
 
     _, total = PlanStore().list_versions(limit=1)
     if total:

@@ -31,6 +31,7 @@ from app.api.schemas import (
     VersionOut,
 )
 from app.planning.model import PLAN_ARTIFACTS, PSI_ARTIFACTS
+from app.services import jobs, plans
 from app.storage import views
 from app.storage.plans import VersionInfo
 
@@ -74,17 +75,7 @@ def run_integrated(
     storage: Annotated[StorageMode | None, Query(description="db | files | both")] = None,
     run_async: Annotated[bool, Query(alias="async", description="Queue a job and return 202.")] = False,
 ) -> Any:
-    from app.jobs import service as jobs
-    from app.service import PlanRequest
-
-    body = body or RunBody()
-    plan = PlanRequest(
-        input_dir=body.input_dir,
-        input_label=body.input_label,
-        version_id=body.version_id,
-        params=body.params(),
-        note=body.note,
-    )
+    plan = (body or RunBody()).plan_request()
     if run_async:
         queued = jobs.submit_plan(plan, storage, "api")
         accepted = JobAccepted(**{k: queued[k] for k in ("job_id", "version_id", "status_url")})
@@ -152,7 +143,7 @@ def get_plan(version_id: VersionId, store: Store) -> Any:
     dependencies=[ADMIN],
 )
 def delete_plan(version_id: VersionId, store: Store) -> Any:
-    store.delete_version(version_id)
+    plans.delete_plan(version_id, store)
     return {"version_id": version_id, "deleted": True}
 
 

@@ -2,7 +2,7 @@
 ``/ui/static`` (vendored htmx and uPlot, no build step).
 
 Owns the pages and what they show; every view parses its input, calls one service function (the plan
-store and the read model ``app.storage.views`` for plan tables, ``app.jobs.service``, ``app.storage.overrides``,
+store and the read model ``app.storage.views`` for plan tables, ``app.services.jobs``, ``app.storage.overrides``,
 ``app.ops``, ``app.storage.settings``) and renders a template. It calls those functions in-process,
 never the HTTP API over the network, and holds no planning or storage rule of its own.
 
@@ -37,10 +37,11 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from app.api.schemas import RunBody
 from app.errors import IntakePaused, ScplnError
 from app.planning.levels import compare_rows
 from app.planning.model import InputError
+from app.services import jobs
+from app.services.plans import RunBody
 from app.storage import modes, tokens, views
 from app.storage import settings as st
 from app.storage.plans import PlanStore, VersionInfo
@@ -474,16 +475,11 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def _new_plan(request: Request, form: dict[str, str]) -> Response:
-    from app.jobs.service import submit_plan
-    from app.service import PlanRequest
-
     fields = {k: v.strip() for k, v in form.items()}
     checked(request, fields.pop(CSRF_FIELD, ""), "planner")
     storage = fields.pop("storage", "") or None
-    body = RunBody(**{k: v for k, v in fields.items() if v != ""})
-    plan = PlanRequest(input_dir=body.input_dir, input_label=body.input_label, version_id=body.version_id,
-                       params=body.params(), note=body.note)  # fmt: skip
-    job = submit_plan(plan, storage, "ui")
+    plan = RunBody(**{k: v for k, v in fields.items() if v != ""}).plan_request()
+    job = jobs.submit_plan(plan, storage, "ui")
     if is_htmx(request):
         return _job_fragment(request, job["job_id"])
     return RedirectResponse(f"/ui/jobs/{quote(job['job_id'])}", status_code=303)
@@ -807,14 +803,14 @@ async def psi_post(request: Request, version_id: str, action: str) -> Response:
 
 
 def _job_fragment(request: Request, job_id: str) -> HTMLResponse:
-    from app.jobs.service import get_job
+    from app.services.jobs import get_job
 
     return render(request, "_job.html", {"job": get_job(job_id)})
 
 
 @router.get("/jobs", response_class=HTMLResponse)
 def jobs_page(request: Request, status: str | None = None, page: str | None = None) -> Response:
-    from app.jobs.service import list_jobs
+    from app.services.jobs import list_jobs
 
     need(request)
     status = _filter(status)
@@ -831,7 +827,7 @@ def jobs_page(request: Request, status: str | None = None, page: str | None = No
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(request: Request, job_id: str) -> Response:
-    from app.jobs.service import get_job
+    from app.services.jobs import get_job
 
     need(request)
     return render(request, "job.html", {"nav": "jobs", "job": get_job(job_id)})
@@ -845,7 +841,7 @@ def job_progress(request: Request, job_id: str) -> Response:
 
 @router.post("/jobs/{job_id}/{action}", response_class=HTMLResponse)
 def job_action(request: Request, job_id: str, action: str, csrf_token: str = Form("")) -> Response:
-    from app.jobs import service
+    from app.services import jobs as service
 
     checked(request, csrf_token, "planner")
     if action == "cancel":

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from app import db
 from app.errors import IntakePaused, PlanNotFound
 from app.ops.export import export_version
-from app.service import PlanRequest, run_plan
+from app.services.plans import PlanRequest, run_plan
 from app.storage import codec_artifacts, overrides
 from app.storage.overrides import PsiConflict, PsiInputError
 from app.storage.plans import PlanStore

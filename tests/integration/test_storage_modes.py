@@ -15,7 +15,7 @@ from app.ops.backfill import backfill_repository
 from app.ops.export import export_version
 from app.planning.model import PLAN_ARTIFACTS, PlanContent
 from app.planning.pipeline import plan_input_set
-from app.service import PlanRequest, run_plan
+from app.services.plans import PlanRequest, run_plan
 from app.storage import codec_artifacts
 from app.storage.plans import PlanStore
 from app.storage.schema import (

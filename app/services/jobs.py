@@ -36,7 +36,7 @@ from app.jobs.tasks import (
 )
 from app.planning.pipeline import check_version_id, new_version_id
 from app.run_registry import new_run_id
-from app.service import PlanRequest, check_intake
+from app.services.plans import PlanRequest, check_intake
 from app.storage.plans import PlanStore
 from app.storage.schema import plan_jobs
 
