@@ -31,7 +31,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from app.config import get_settings, resolve_path
 from app.db import _insert_for, now_ms
-from app.errors import EncodingMissing, IntakePaused, PlanNotFound, ScplnError
+from app.errors import EncodingMissing, IntakePaused, PlanNotFound, PsiConflict, PsiInputError
 from app.planning import documents as docs
 from app.planning.apportion import apportion_one
 from app.planning.inputs import load_input_set
@@ -56,20 +56,6 @@ FILTERS = ("family", "sku", "period", "week", "locked", "overridden")
 DEFAULT_ACTOR = "local"
 
 Key = tuple[str, ...]
-
-
-class PsiInputError(ScplnError, ValueError):
-    """A PSI request that cannot be applied as given (unknown cell, bad value, impossible target)."""
-
-    status = 422
-    title = "invalid PSI edit"
-
-
-class PsiConflict(ScplnError):
-    """The version's PSI state does not allow the request (locked cell, wrong approval state, ...)."""
-
-    status = 409
-    title = "PSI conflict"
 
 
 def key_hash(key: Mapping[str, Any]) -> str:

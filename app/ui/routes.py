@@ -37,7 +37,7 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from app.errors import IntakePaused, ScplnError
+from app.errors import Forbidden, IntakePaused, PageNotFound, ScplnError, outcome
 from app.planning.levels import compare_rows
 from app.planning.model import InputError
 from app.services import jobs
@@ -83,16 +83,6 @@ class LoginRequired(Exception):
     """Tokens are configured and the session holds none (or a revoked one)."""
 
 
-class Forbidden(ScplnError):
-    status = 403
-    title = "forbidden"
-
-
-class PageNotFound(ScplnError):
-    status = 404
-    title = "not found"
-
-
 class UiRoute(APIRoute):
     """Routes whose failures are pages, not JSON: domain errors render the error page with their status,
     a missing session redirects to the login page, and a new session's cookie is set on the way out."""
@@ -107,11 +97,12 @@ class UiRoute(APIRoute):
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 response = RedirectResponse(f"/ui/login?next={quote(target)}", status_code=303)
             except IntakePaused as exc:
-                response = error_page(request, 503, "plan intake paused", exc.message)
+                response = error_page(request, outcome(exc).status, "plan intake paused", exc.message)
             except ScplnError as exc:
-                response = error_page(request, exc.status, exc.title, exc.message, _detail_list(exc.detail))
+                status = outcome(exc).status
+                response = error_page(request, status, exc.title, exc.message, _detail_list(exc.detail))
             except InputError as exc:
-                response = error_page(request, 422, "invalid input", str(exc), exc.as_dicts())
+                response = error_page(request, outcome(exc).status, "invalid input", str(exc), exc.as_dicts())
             except (RequestValidationError, ValidationError) as exc:
                 problems = [
                     {"field": ".".join(str(p) for p in e.get("loc", ())), "reason": e.get("msg")}
@@ -119,7 +110,7 @@ class UiRoute(APIRoute):
                 ]
                 response = error_page(request, 422, "invalid request", "the request is not valid", problems)
             except ValueError as exc:
-                response = error_page(request, 422, "invalid request", str(exc))
+                response = error_page(request, outcome(exc).status, "invalid request", str(exc))
             except Exception:
                 log.exception("UI page %s failed", request.url.path)
                 response = error_page(
@@ -781,7 +772,7 @@ def _psi_action(request: Request, version_id: str, action: str, form: dict[str, 
         if not is_htmx(request):
             raise
         message = None
-        status = getattr(exc, "status", 422)
+        status = outcome(exc).status
         problems = _detail_list(getattr(exc, "detail", None))
         error = {"message": getattr(exc, "message", str(exc)), "problems": problems or []}
     if not is_htmx(request):
