@@ -19,7 +19,7 @@ from app import metrics
 from app.api import health, jobs, ops, plans, psi, runs
 from app.api.errors import install_error_handlers
 from app.storage.plans import PlanStore, observe_writes
-from app.ui.routes import install_ui
+from app.ui import install_ui
 
 log = logging.getLogger("scpln.api")
 
