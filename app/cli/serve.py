@@ -27,15 +27,15 @@ def serve(
     import uvicorn
 
     from app.api import auth
-    from app.api.app import create_app
     from app.config import get_settings
+    from app.web import create_app
 
     open_store()
     refusal = auth.bind_refusal(host)
     if refusal:
         raise ValueError(refusal)
     if plan_sample_if_empty:
-        from app.api.app import plan_sample_if_empty as seed
+        from app.services.jobs import plan_sample_if_empty as seed
 
         seeded = seed()
         if seeded:

@@ -276,6 +276,15 @@ def retry_job(job_id: str, trigger: str = "retry") -> dict[str, Any]:
     return {**_enqueue(store, new_id), "retry_of": job_id}
 
 
+def plan_sample_if_empty() -> dict[str, Any] | None:
+    """Plan the default input set when the catalogue holds no version (first start of ``make run``);
+    returns the run result, or None when versions exist."""
+    _, total = PlanStore().list_versions(limit=1)
+    if total:
+        return None
+    return run_plan_now(PlanRequest(note="sample planned on first start"), None, "startup")
+
+
 def start_inprocess_worker(workers: int = 1):
     """A huey consumer running in threads inside this process; call ``.stop()`` on the handle."""
     from app.jobs.worker import start_inprocess_worker as start
@@ -339,6 +348,7 @@ __all__ = [
     "get_job",
     "job_counts",
     "list_jobs",
+    "plan_sample_if_empty",
     "reconcile_psi",
     "retry_job",
     "run_plan_now",
