@@ -1,16 +1,22 @@
-"""Domain errors, mapped once to HTTP status codes (``app.api.errors``) and CLI exit codes.
+"""Domain errors and the ONE table that maps each to an HTTP status and a CLI exit code.
 
-``InputError`` (bad input set, with every problem) lives in ``app.planning.model`` because the pure
-engine raises it; everything the storage and service layers raise is here.
+``OUTCOMES`` is the only place that decides a status or an exit code: the API's error mapping
+(``app.api.errors``), the UI's error pages and the CLI's error mapper (``app.cli.main``) read it
+through :func:`outcome`. An error class not in the table takes the entry of its nearest listed base
+class. ``InputError`` (bad input set, with every problem) lives in ``app.planning.model`` because the
+pure engine raises it; it is listed here like the others.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from app.planning.model import InputError
+
 
 class ScplnError(Exception):
-    """Base of the errors the hub reports to its users. ``status`` is the HTTP status it maps to."""
+    """Base of the errors the hub reports to its users; ``title`` is the short error text."""
 
-    status = 500
     title = "internal error"
 
     def __init__(self, message: str, detail: object | None = None):
@@ -18,59 +24,133 @@ class ScplnError(Exception):
         self.message = message
         self.detail = detail if detail is not None else message
 
+    @property
+    def status(self) -> int:
+        """The HTTP status of this error, from the table."""
+        return outcome(self).status
+
 
 class PlanNotFound(ScplnError):
-    status = 404
     title = "plan not found"
 
 
 class VersionConflict(ScplnError):
     """The version id is taken (versions are immutable once written)."""
 
-    status = 409
     title = "version conflict"
 
 
 class StorageModeConflict(ScplnError):
     """A request asked for a storage mode other than the operator pin."""
 
-    status = 409
     title = "storage mode pinned"
 
 
 class IntakePaused(ScplnError):
-    status = 503
     title = "plan intake paused"
 
 
 class StorageError(ScplnError):
     """A plan write or read failed in the database; nothing half-written is left behind."""
 
-    status = 500
     title = "storage error"
 
 
 class EncodingMissing(ScplnError):
     """The version exists but not in the encoding the storage mode reads."""
 
-    status = 404
     title = "plan content missing"
 
 
 class JobNotFound(ScplnError):
-    status = 404
     title = "job not found"
 
 
 class JobConflict(ScplnError):
     """The job's state does not allow the request (cancel a finished job, retry a running one)."""
 
-    status = 409
     title = "job conflict"
 
 
 class QueueUnavailable(ScplnError):
     """The job queue (SQLite file or Redis) refused the job; nothing was left registered."""
 
-    status = 503
     title = "job queue unavailable"
+
+
+class RunNotFound(ScplnError):
+    title = "run not found"
+
+
+class PsiInputError(ScplnError, ValueError):
+    """A PSI request that cannot be applied as given (unknown cell, bad value, impossible target)."""
+
+    title = "invalid PSI edit"
+
+
+class PsiConflict(ScplnError):
+    """The version's PSI state does not allow the request (locked cell, wrong approval state, ...)."""
+
+    title = "PSI conflict"
+
+
+class Unauthorized(ScplnError):
+    """No valid token (or UI session) where tokens are required."""
+
+    title = "unauthorized"
+
+
+class Forbidden(ScplnError):
+    """The caller's role does not allow the request, or a form's CSRF token is missing or stale."""
+
+    title = "forbidden"
+
+
+class AuthMisconfigured(ScplnError):
+    title = "auth misconfigured"
+
+
+class PageNotFound(ScplnError):
+    """No UI page at that address."""
+
+    title = "not found"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int  # HTTP status
+    exit_code: int  # CLI: 1 a failed operation, 2 bad input or parameters
+
+
+OUTCOMES: dict[type[BaseException], Outcome] = {
+    InputError: Outcome(422, 2),
+    ValueError: Outcome(422, 2),  # parameters a service refused
+    PsiInputError: Outcome(422, 2),
+    Unauthorized: Outcome(401, 1),
+    Forbidden: Outcome(403, 1),
+    PlanNotFound: Outcome(404, 1),
+    EncodingMissing: Outcome(404, 1),
+    JobNotFound: Outcome(404, 1),
+    RunNotFound: Outcome(404, 1),
+    PageNotFound: Outcome(404, 1),
+    VersionConflict: Outcome(409, 1),
+    StorageModeConflict: Outcome(409, 1),
+    JobConflict: Outcome(409, 1),
+    PsiConflict: Outcome(409, 1),
+    IntakePaused: Outcome(503, 1),
+    QueueUnavailable: Outcome(503, 1),
+    FileNotFoundError: Outcome(404, 2),  # a file or folder named on the command line
+    StorageError: Outcome(500, 1),
+    AuthMisconfigured: Outcome(500, 1),
+    ScplnError: Outcome(500, 1),
+}
+UNEXPECTED = Outcome(500, 1)
+
+
+def outcome(exc: BaseException) -> Outcome:
+    """The table's entry for ``exc``: its own class's, else its nearest listed base class's."""
+    for cls in type(exc).__mro__:
+        found = OUTCOMES.get(cls)
+        if found is not None:
+            return found
+    return UNEXPECTED

@@ -14,9 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runs without PYTHONPATH
 
-import typer  # noqa: E402
-
-from app.cli import repo_backfill  # noqa: E402
+from app.cli.main import run_alone  # noqa: E402
+from app.cli.repo import repo_backfill  # noqa: E402
 
 if __name__ == "__main__":
-    typer.run(repo_backfill)
+    run_alone(repo_backfill)

@@ -1,25 +1,22 @@
-"""The FastAPI application: routers, error mapping, auth, the latency middleware and metrics hooks.
+"""The HTTP API application: routers, error mapping, auth, the latency middleware and metrics hooks.
 
-``create_app()`` builds a fresh application; ``app`` is one for ``uvicorn app.api.app:app``. The
-database is ``SCPLN_DB`` (read per request through ``app.db.get_engine``); ``scpln serve`` brings its
-schema to head before serving.
+``create_app()`` builds a fresh API; ``app`` is one for ``uvicorn app.api.app:app`` (the API alone).
+The web UI is not part of it: ``app.web`` composes the two, and ``scpln serve`` serves that. The
+database is ``SCPLN_DB`` (read per request through ``app.db.get_engine``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
 from app.api import health, jobs, ops, plans, psi, runs
 from app.api.errors import install_error_handlers
-from app.storage.plans import PlanStore, observe_writes
-from app.ui.routes import install_ui
+from app.storage.plans import observe_writes
 
 log = logging.getLogger("scpln.api")
 
@@ -85,25 +82,7 @@ def create_app() -> FastAPI:
     application.add_middleware(LatencyMiddleware)
     for module in (plans, psi, runs, jobs, ops, health):
         application.include_router(module.router)
-    install_ui(application)
-
-    @application.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        return RedirectResponse("/ui/plans")
-
     return application
-
-
-def plan_sample_if_empty() -> dict[str, Any] | None:
-    """Plan the default input set when the catalogue holds no version (first start of ``make run``);
-    returns the run result, or None when versions exist."""
-    from app.jobs.service import run_plan_now
-    from app.service import PlanRequest
-
-    _, total = PlanStore().list_versions(limit=1)
-    if total:
-        return None
-    return run_plan_now(PlanRequest(note="sample planned on first start"), None, "startup")
 
 
 app = create_app()

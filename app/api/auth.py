@@ -21,26 +21,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.config import get_settings
 from app.db import database_url, get_engine
-from app.errors import ScplnError
+from app.errors import AuthMisconfigured, Forbidden, Unauthorized
 from app.storage import tokens
 from app.storage.plans import PlanStore
 
 bearer = HTTPBearer(auto_error=False, description="An API token made by `scpln token create`.")
-
-
-class Unauthorized(ScplnError):
-    status = 401
-    title = "unauthorized"
-
-
-class Forbidden(ScplnError):
-    status = 403
-    title = "forbidden"
-
-
-class AuthMisconfigured(ScplnError):
-    status = 500
-    title = "auth misconfigured"
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Error mapping of the HTTP API: every error leaves as JSON ``{error, detail}`` with the right status.
 
-Owns the one translation of domain errors (``app.errors.ScplnError`` by its ``status``, ``InputError``
-with its problem list), request validation errors, ``ValueError`` from services, unknown routes and
-anything unexpected (500, traceback logged server-side only). No stack trace ever reaches a client.
+Owns the translation of domain errors into responses: the status comes from the one table,
+``app.errors.OUTCOMES`` (``ScplnError`` with its title and detail, ``InputError`` with its problem
+list, ``ValueError`` from services); also request validation errors, unknown routes and anything
+unexpected (500, traceback logged server-side only). No stack trace ever reaches a client.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import IntakePaused, ScplnError
+from app.errors import IntakePaused, ScplnError, outcome
 from app.planning.model import InputError
 
 log = logging.getLogger("scpln.api")
@@ -57,16 +58,17 @@ async def _scpln_error(_request: Request, exc: ScplnError) -> JSONResponse:
     if isinstance(exc, IntakePaused):
         # SPEC 5.1 gives this body verbatim; scripts compare it whole, so it carries no detail.
         return JSONResponse({"error": "plan intake paused"}, status_code=503)
-    if exc.status >= 500:
+    status = outcome(exc).status
+    if status >= 500:
         log.error("%s: %s", type(exc).__name__, exc.message)
     detail = exc.detail if exc.detail is not None else exc.message
     if isinstance(detail, dict):
         detail = {"message": exc.message, **detail}
-    return error_response(exc.status, exc.title, detail)
+    return error_response(status, exc.title, detail)
 
 
 async def _input_error(_request: Request, exc: InputError) -> JSONResponse:
-    return error_response(422, "invalid input", exc.as_dicts())
+    return error_response(outcome(exc).status, "invalid input", exc.as_dicts())
 
 
 async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -74,7 +76,7 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
 
 
 async def _value_error(_request: Request, exc: ValueError) -> JSONResponse:
-    return error_response(422, "invalid request", str(exc))
+    return error_response(outcome(exc).status, "invalid request", str(exc))
 
 
 async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -13,14 +13,13 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import func, select, text
 
 from app import metrics
 from app.api.schemas import Health
-from app.db import schema_revision, sqlite_path
+from app.db import schema_revision
+from app.storage import modes, views
 from app.storage import settings as st
 from app.storage.plans import PlanStore
-from app.storage.schema import plan_jobs, plan_series
 
 router = APIRouter(tags=["service"])
 log = logging.getLogger("scpln.api")
@@ -58,14 +57,6 @@ def healthz() -> Any:
     return body
 
 
-def _database_size(store: PlanStore) -> int:
-    path = sqlite_path(str(store.engine.url))
-    if path is not None:
-        return sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists())
-    with store.engine.connect() as conn:
-        return int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
-
-
 def _integrity_failures(store: PlanStore) -> int | None:
     raw = st.get_value(store.engine, LAST_CHECK)
     if not raw:
@@ -92,22 +83,14 @@ def refresh_gauges(store: PlanStore) -> None:
     """Set every database-derived gauge; one failing source does not stop the others."""
     engine = store.engine
 
-    def series_rows() -> None:
-        with engine.connect() as conn:
-            metrics.PLAN_SERIES_ROWS.set(
-                conn.execute(select(func.count()).select_from(plan_series)).scalar_one()
-            )
-
     def jobs() -> None:
-        query = select(plan_jobs.c.status, func.count()).group_by(plan_jobs.c.status)
-        with engine.connect() as conn:
-            counts = dict(conn.execute(query).all())
+        counts = views.jobs_per_status(store)
         metrics.JOBS_QUEUED.set(counts.get("queued", 0))
         metrics.JOBS_RUNNING.set(counts.get("running", 0))
 
     def mode() -> None:
         effective = st.effective_mode(engine)
-        for m in st.MODES:
+        for m in modes.MODES:
             metrics.STORAGE_MODE.labels(mode=m).set(1 if m == effective else 0)
         metrics.STORAGE_PINNED.set(1 if st.storage_pin(engine) else 0)
 
@@ -117,8 +100,8 @@ def refresh_gauges(store: PlanStore) -> None:
             metrics.PLAN_INTEGRITY_FAILURES.set(failures)
 
     steps = {
-        "plan_series_rows": series_rows,
-        "plan_db_size_bytes": lambda: metrics.PLAN_DB_SIZE_BYTES.set(_database_size(store)),
+        "plan_series_rows": lambda: metrics.PLAN_SERIES_ROWS.set(views.series_row_count(store)),
+        "plan_db_size_bytes": lambda: metrics.PLAN_DB_SIZE_BYTES.set(views.database_size(store)),
         "jobs": jobs,
         "storage_mode": mode,
         "jobs_enabled": lambda: metrics.JOBS_ENABLED.set(1 if st.intake_open(engine) else 0),

@@ -1,5 +1,5 @@
 """Job routes (SPEC 5.1, 5.2): list, show, cancel and retry plan jobs; a thin edge over
-``app.jobs.service``, which owns the queue, the ``plan_jobs`` rows and the job states."""
+``app.services.jobs``, which owns the queue, the ``plan_jobs`` rows and the job states."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ JOB_EXAMPLE = {
 
 
 def _service():
-    from app.jobs import service
+    from app.services import jobs as service
 
     return service
 

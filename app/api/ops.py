@@ -22,6 +22,7 @@ from app.api.schemas import (
 from app.ops.backup import backup_database, list_backups
 from app.ops.check import check_database
 from app.ops.intake import pause_intake, resume_intake
+from app.storage import modes
 from app.storage import settings as st
 from app.storage.plans import PlanStore
 
@@ -38,7 +39,7 @@ def _mode(store: PlanStore) -> dict[str, Any]:
     return {
         "mode": st.effective_mode(store.engine),
         "pin": st.storage_pin(store.engine),
-        "default": st.default_mode(),
+        "default": modes.default_mode(),
     }
 
 

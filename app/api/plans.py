@@ -1,7 +1,7 @@
 """Plan routes (SPEC 5.2): run, list, show, delete, the plan tables (JSON pages and CSV), artifacts,
 the AGG-vs-DET comparison and the diff between two versions.
 
-A thin edge: parse, call the jobs service, the plan store or ``app.api.tables``, format.
+A thin edge: parse, call the plan and job services or the read model (``app.storage.views``), format.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from sqlalchemy import LargeBinary, cast, func, select
 from starlette.concurrency import run_in_threadpool
 
-from app.api import tables
 from app.api.auth import ADMIN, PLANNER, VIEWER, Store
 from app.api.schemas import (
     VERSION_ID_PATTERN,
@@ -32,11 +30,10 @@ from app.api.schemas import (
     VersionList,
     VersionOut,
 )
-from app.errors import EncodingMissing
 from app.planning.model import PLAN_ARTIFACTS, PSI_ARTIFACTS
-from app.storage import codec_artifacts
-from app.storage.plans import PlanStore, VersionInfo
-from app.storage.schema import plan_artifacts, plan_kpis, plan_series
+from app.services import jobs, plans
+from app.storage import views
+from app.storage.plans import VersionInfo
 
 router = APIRouter(tags=["plans"])
 
@@ -78,17 +75,7 @@ def run_integrated(
     storage: Annotated[StorageMode | None, Query(description="db | files | both")] = None,
     run_async: Annotated[bool, Query(alias="async", description="Queue a job and return 202.")] = False,
 ) -> Any:
-    from app.jobs import service as jobs
-    from app.service import PlanRequest
-
-    body = body or RunBody()
-    plan = PlanRequest(
-        input_dir=body.input_dir,
-        input_label=body.input_label,
-        version_id=body.version_id,
-        params=body.params(),
-        note=body.note,
-    )
+    plan = (body or RunBody()).plan_request()
     if run_async:
         queued = jobs.submit_plan(plan, storage, "api")
         accepted = JobAccepted(**{k: queued[k] for k in ("job_id", "version_id", "status_url")})
@@ -97,24 +84,6 @@ def run_integrated(
 
 
 # --- catalogue ---------------------------------------------------------------------------------
-
-
-def _reads_rows(store: PlanStore) -> bool:
-    return store.effective_mode() in ("db", "both")
-
-
-def _total_kpis(store: PlanStore, version_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Total KPIs per version from plan_kpis (one query); only called when the mode reads rows."""
-    if not version_ids:
-        return {}
-    query = select(plan_kpis.c.version_id, plan_kpis.c.metric, plan_kpis.c.value).where(
-        plan_kpis.c.version_id.in_(version_ids), plan_kpis.c.bucket_type == "total"
-    )
-    out: dict[str, dict[str, Any]] = {}
-    with store.engine.connect() as conn:
-        for vid, metric, value in conn.execute(query):
-            out.setdefault(vid, {})[metric] = tables._num(value)
-    return out
 
 
 def _version_out(info: VersionInfo, kpis: dict[str, Any] | None) -> dict[str, Any]:
@@ -138,8 +107,7 @@ async def list_plans(  # a few indexed queries: served on the event loop, no thr
     status: Annotated[str | None, Query(pattern="^(running|ready|failed)$")] = None,
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
 ) -> Any:
-    versions, total = store.list_versions(limit=limit, offset=offset, status=status, order=order)
-    kpis = _total_kpis(store, [v.version_id for v in versions]) if _reads_rows(store) else {}
+    versions, total, kpis = views.plan_list(store, limit, offset, status, order)
     items = [_version_out(v, kpis.get(v.version_id)) for v in versions]
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
@@ -155,23 +123,14 @@ async def list_plans(  # a few indexed queries: served on the event loop, no thr
     dependencies=[VIEWER],
 )
 def get_plan(version_id: VersionId, store: Store) -> Any:
-    info = store.get_version(version_id)
-    reads_rows = _reads_rows(store)
-    has_rows = store.has_rows(version_id) if reads_rows else None
-    kpis = _total_kpis(store, [version_id]).get(version_id) if has_rows else None
-    read_from = None
-    if info.status == "ready":
-        try:
-            read_from = tables.read_source(store, info)
-        except EncodingMissing:
-            read_from = None
+    found = views.plan_detail(store, version_id)
     return {
-        **_version_out(info, kpis),
-        "params": info.params,
-        "schema_version": info.schema_version,
-        "artifacts": store.artifact_names(version_id),
-        "has_rows": has_rows,
-        "read_from": read_from,
+        **_version_out(found.info, found.kpis),
+        "params": found.info.params,
+        "schema_version": found.info.schema_version,
+        "artifacts": found.artifacts,
+        "has_rows": found.has_rows,
+        "read_from": found.read_from,
     }
 
 
@@ -184,7 +143,7 @@ def get_plan(version_id: VersionId, store: Store) -> Any:
     dependencies=[ADMIN],
 )
 def delete_plan(version_id: VersionId, store: Store) -> Any:
-    store.delete_version(version_id)
+    plans.delete_plan(version_id, store)
     return {"version_id": version_id, "deleted": True}
 
 
@@ -208,7 +167,7 @@ async def _table_filters(
 TableFilters = Annotated[dict[str, str | None], Depends(_table_filters)]
 
 
-def _add_table_routes(name: str, spec: tables.TableSpec) -> None:
+def _add_table_routes(name: str, spec: views.TableSpec) -> None:
     filters = ", ".join(sorted(spec.filters))
 
     async def page(  # from rows: three short indexed queries on the event loop, no thread hop
@@ -218,9 +177,9 @@ def _add_table_routes(name: str, spec: tables.TableSpec) -> None:
         limit: Annotated[int, Query(ge=1, le=5000, description="Rows per page.")] = 500,
         offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     ) -> Any:
-        page = tables.read_rows_page(store, version_id, name, given, limit, offset)
+        page = views.read_rows_page(store, version_id, name, given, limit, offset)
         if page is None:  # read from an artifact: parsing it may take a while, so not on the event loop
-            page = await run_in_threadpool(tables.read_page, store, version_id, name, given, limit, offset)
+            page = await run_in_threadpool(views.read_page, store, version_id, name, given, limit, offset)
         # Rows are plain JSON values already: serialized once here, not validated again against the model.
         return Response(orjson.dumps(page.__dict__), media_type="application/json")
 
@@ -229,7 +188,7 @@ def _add_table_routes(name: str, spec: tables.TableSpec) -> None:
         store: Store,
         given: TableFilters,
     ) -> Any:
-        source, chunks = tables.csv_stream(store, version_id, name, given)
+        source, chunks = views.csv_stream(store, version_id, name, given)
         headers = {
             "Content-Disposition": f'attachment; filename="{version_id}-{name}.csv"',
             "X-Scpln-Source": source,
@@ -262,19 +221,11 @@ def _add_table_routes(name: str, spec: tables.TableSpec) -> None:
     )
 
 
-for _name, _spec in tables.TABLES.items():
+for _name, _spec in views.TABLES.items():
     _add_table_routes(_name, _spec)
 
 
 # --- artifacts -----------------------------------------------------------------------------------
-
-
-def _row_documents(store: PlanStore, version_id: str) -> list[str]:
-    query = select(plan_series.c.label).where(
-        plan_series.c.version_id == version_id, plan_series.c.level.in_(("meta", "psi"))
-    )
-    with store.engine.connect() as conn:
-        return sorted(n for n in conn.execute(query).scalars() if n in KNOWN_ARTIFACTS)
 
 
 @router.get(
@@ -287,21 +238,7 @@ def _row_documents(store: PlanStore, version_id: str) -> list[str]:
     dependencies=[VIEWER],
 )
 def list_artifacts(version_id: VersionId, store: Store) -> Any:
-    store.get_version(version_id)
-    size = (
-        func.length(cast(plan_artifacts.c.json_text, LargeBinary))
-        if store.dialect == "sqlite"
-        else func.octet_length(plan_artifacts.c.json_text)
-    )
-    query = (
-        select(plan_artifacts.c.name, size)
-        .where(plan_artifacts.c.version_id == version_id)
-        .order_by(plan_artifacts.c.name)
-    )
-    with store.engine.connect() as conn:
-        items = [{"name": n, "bytes": int(b), "source": "artifacts"} for n, b in conn.execute(query)]
-    if not items and _reads_rows(store):
-        items = [{"name": n, "bytes": None, "source": "rows"} for n in _row_documents(store, version_id)]
+    items = views.artifact_list(store, version_id, KNOWN_ARTIFACTS)
     return {"version_id": version_id, "items": [ArtifactInfo(**i) for i in items]}
 
 
@@ -315,14 +252,7 @@ def list_artifacts(version_id: VersionId, store: Store) -> Any:
     dependencies=[VIEWER],
 )
 def get_artifact(version_id: VersionId, name: ArtifactName, store: Store) -> Any:
-    store.get_version(version_id)
-    text = store.artifact_text(version_id, name)
-    if text is None and _reads_rows(store) and store.has_rows(version_id):
-        content = store.read_rows(version_id)
-        if content is not None and name in content.documents:
-            text = codec_artifacts.encode(content)[name]
-    if text is None:
-        raise EncodingMissing(f"plan version {version_id!r} has no artifact {name}", {"artifact": name})
+    text = views.artifact_text(store, version_id, name)
     media = "text/csv; charset=utf-8" if name.endswith(".csv") else "application/json"
     return Response(text, media_type=media)
 
@@ -340,7 +270,7 @@ def get_artifact(version_id: VersionId, name: ArtifactName, store: Store) -> Any
     dependencies=[VIEWER],
 )
 def compare(version_id: VersionId, store: Store, violations_only: bool = False) -> Any:
-    text = tables.compare_text(store, version_id, violations_only)
+    text = views.compare_text(store, version_id, violations_only)
     headers = {"Content-Disposition": f'attachment; filename="{version_id}-compare.csv"'}
     return PlainTextResponse(text, media_type="text/csv; charset=utf-8", headers=headers)
 
@@ -365,7 +295,7 @@ def diff(
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> Any:
-    rows, counts = tables.diff_rows(store, version_id, against)
+    rows, counts = views.diff_rows(store, version_id, against)
     return {
         "version_id": version_id,
         "against": against,
@@ -386,6 +316,6 @@ def diff(
     dependencies=[VIEWER],
 )
 def diff_csv(version_id: VersionId, against: AgainstId, store: Store) -> Any:
-    rows, _ = tables.diff_rows(store, version_id, against)
+    rows, _ = views.diff_rows(store, version_id, against)
     headers = {"Content-Disposition": f'attachment; filename="{version_id}-diff-{against}.csv"'}
-    return PlainTextResponse(tables.diff_csv(rows), media_type="text/csv; charset=utf-8", headers=headers)
+    return PlainTextResponse(views.diff_csv(rows), media_type="text/csv; charset=utf-8", headers=headers)

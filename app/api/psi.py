@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from app.api.auth import Caller, require
 from app.api.schemas import VERSION_ID_PATTERN, ErrorBody, StorageMode
-from app.jobs import service as jobs_service
+from app.services import jobs as jobs_service
 from app.services import psi
 
 router = APIRouter(tags=["psi"])

@@ -9,16 +9,11 @@ from fastapi import APIRouter, Path, Query
 
 from app.api.auth import VIEWER
 from app.api.schemas import ErrorBody
-from app.errors import ScplnError
+from app.errors import RunNotFound
 
 router = APIRouter(tags=["runs"])
 
 RunId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$", description="Run id.")]
-
-
-class RunNotFound(ScplnError):
-    status = 404
-    title = "run not found"
 
 
 def _registry():

@@ -6,15 +6,14 @@ since the epoch (UTC), like every table.
 
 from __future__ import annotations
 
-import datetime as dt
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.planning.model import PlanParams
+from app.services.plans import VERSION_ID_PATTERN, RunBody
 
-VERSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+__all__ = ["VERSION_ID_PATTERN", "RunBody"]  # the plan-run request is the service's own model
+
 StorageMode = Literal["db", "files", "both"]
 Number = int | float
 
@@ -37,65 +36,6 @@ class ErrorBody(BaseModel):
             ]
         }
     )
-
-
-class RunBody(BaseModel):
-    """Parameters of a plan run. Every field is optional; no body at all plans the default input set
-    (``SCPLN_INPUT_DIR``, default ``samples/planning``) with the default parameters."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "version_id": "plan-2026-03",
-                    "round_mode": "int",
-                    "prebuild_months": 1,
-                    "note": "March S&OP",
-                }
-            ]
-        },
-    )
-
-    input_dir: str | None = Field(
-        None, max_length=1024, description="Input set folder on the server (relative to the repository)."
-    )
-    input_label: str | None = Field(None, max_length=200, description="Label stored with the version.")
-    version_id: str | None = Field(
-        None, pattern=VERSION_ID_PATTERN, description="Version id; default v<YYYYMMDD-HHMMSS>-<6 hex>."
-    )
-    round_mode: Literal["int", "none", "dec1", "dec2"] = "int"
-    lt_unit: Literal["day", "week"] = "day"
-    prebuild_months: int = Field(0, ge=0, le=12)
-    prebuild_weeks: int = Field(4, ge=0, le=52)
-    cutover_date: dt.date | None = Field(None, description="Cutover date (YYYY-MM-DD) of the anchor policy.")
-    recon_window_days: int = Field(0, ge=0, le=366)
-    anchor_policy: Literal["DET_near", "AGG_far", "blend"] | None = None
-    carryover: Literal["none", "prev", "next", "both", "auto"] = "none"
-    carryover_split: float = Field(0.5, ge=0, le=1)
-    tol_abs: float = Field(1e-6, ge=0, le=1e12)
-    tol_rel: float = Field(1e-6, ge=0, le=1e6)
-    note: str | None = Field(None, max_length=2000)
-
-    @field_validator("input_dir")
-    @classmethod
-    def _usable_path(cls, value: str | None) -> str | None:
-        """Refuse what no folder can be: NUL bytes, or a ``~user`` prefix naming no user."""
-        if value is None:
-            return value
-        if "\x00" in value:
-            raise ValueError("input_dir must not contain NUL characters")
-        try:
-            Path(value).expanduser()
-        except RuntimeError:
-            raise ValueError(f"input_dir {value!r}: cannot expand '~' (no such user)") from None
-        return value
-
-    def params(self) -> PlanParams:
-        values = self.model_dump(exclude={"input_dir", "input_label", "version_id", "note"})
-        if values["cutover_date"] is not None:
-            values["cutover_date"] = values["cutover_date"].isoformat()
-        return PlanParams(**values)
 
 
 class StorageSummary(BaseModel):

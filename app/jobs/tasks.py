@@ -6,7 +6,7 @@ Owns the life of a ``plan_jobs`` row once it is queued:
   workers never run the same job. The claim gives the execution a fresh ``run_id``; every later
   update of the row is fenced by it (``WHERE run_id = … AND status = 'running'``), so an execution
   that lost its job (reaped, released) can no longer change it;
-- **run**: ``app.service.run_plan`` with a progress callback that records stage and progress, feeds
+- **run**: ``app.services.plans.run_plan`` with a progress callback that records stage and progress, feeds
   ``job_duration_seconds{stage}`` and stops at the next stage boundary once a cancel is requested;
 - **complete**: the job turns ``succeeded`` inside the very transaction that writes the version, so a
   version is ready exactly when its job succeeded, and a cancel or a lost claim rolls the write back;
@@ -43,7 +43,7 @@ from app.jobs.queue import (
 from app.metrics import JOB_DURATION_SECONDS
 from app.planning.model import InputError, PlanParams
 from app.run_registry import REGISTRY, new_run_id
-from app.service import PlanOutcome, PlanRequest, run_plan
+from app.services.plans import PlanOutcome, PlanRequest, run_plan
 from app.storage.db import get_engine, now_ms
 from app.storage.plans import PlanStore, WriteResult
 from app.storage.schema import plan_jobs

@@ -741,7 +741,7 @@ def _verify(store: PlanStore, state: _State, restore_needed: set[str], proven: s
 
     Versions the repair phase proved (their artifacts equal their healthy rows' canonical texts, or were
     decoded and checked) are checked for their core artifacts only; every other version is decoded."""
-    from app.service import PlanRequest, run_plan
+    from app.services.plans import PlanRequest, run_plan
 
     vid = state.data.get("verify_version")
     if not vid:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from app.errors import ScplnError
+from app.errors import PsiConflict, PsiInputError
 from app.planning import documents as docs
 from app.planning.apportion import apportion_one
 from app.planning.model import PlanInputs, PlanParams
@@ -35,20 +35,6 @@ KEY_FIELDS = {"aggregate": ("family", "period"), "det": ("sku", "week", "period"
 FILTERS = ("family", "sku", "period", "week", "locked", "overridden")
 
 Key = tuple[str, ...]
-
-
-class PsiInputError(ScplnError, ValueError):
-    """A PSI request that cannot be applied as given (unknown cell, bad value, impossible target)."""
-
-    status = 422
-    title = "invalid PSI edit"
-
-
-class PsiConflict(ScplnError):
-    """The version's PSI state does not allow the request (locked cell, wrong approval state, ...)."""
-
-    status = 409
-    title = "PSI conflict"
 
 
 def key_hash(key: Mapping[str, Any]) -> str:

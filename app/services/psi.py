@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.config import get_settings, resolve_path
-from app.errors import IntakePaused
+from app.errors import IntakePaused, PsiConflict, PsiInputError
 from app.planning import psi
 from app.planning.inputs import load_input_set
 from app.planning.model import PlanContent, PlanParams
 from app.planning.pipeline import new_version_id, run_pipeline
-from app.planning.psi import PsiConflict, PsiInputError
 from app.storage.db import now_ms
 from app.storage.plans import PlanStore, PsiSession, VersionInfo, WriteResult
 from app.storage.settings import intake_open

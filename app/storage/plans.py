@@ -29,7 +29,7 @@ from app.errors import EncodingMissing, PlanNotFound, StorageError, VersionConfl
 from app.planning import derive, psi
 from app.planning import documents as docs
 from app.planning.model import DERIVED_ARTIFACTS, PlanContent
-from app.storage import codec_artifacts, codec_series, digests, rowtext
+from app.storage import codec_artifacts, codec_series, digests, modes, rowtext
 from app.storage.codec_series import PSI_OVERRIDES, PSI_STATE
 from app.storage.db import get_engine, insert_for, now_ms, sqlite_path
 from app.storage.schema import (
@@ -40,7 +40,7 @@ from app.storage.schema import (
     plan_series,
     plan_versions,
 )
-from app.storage.settings import MODES, default_mode, effective_mode, storage_pin
+from app.storage.settings import effective_mode, storage_pin
 
 #: Called after a write attempt: (mode, seconds, error kind or None). The service hooks metrics here.
 WriteObserver = Callable[[str, float, str | None], None]
@@ -139,13 +139,16 @@ class PlanStore:
     ) -> WriteResult:
         """Write a whole version in ``mode`` in one transaction; on any failure nothing of its content
         remains, the version is marked ``failed`` and ``StorageError`` is raised."""
-        if mode not in MODES:
-            raise ValueError(f"storage mode must be one of {', '.join(MODES)}, not {mode!r}")
+        modes.check_mode(mode)
         started = time.perf_counter()
         vid = content.version_id
         try:
-            rows = codec_series.encode(content) if mode in ("db", "both") else None
-            texts = codec_artifacts.encode(content, validated=rows is not None) if mode != "db" else {}
+            rows = codec_series.encode(content) if modes.uses_rows(mode) else None
+            texts = (
+                codec_artifacts.encode(content, validated=rows is not None)
+                if modes.uses_artifacts(mode)
+                else {}
+            )
         except ValueError as exc:
             self._failed(vid, mode, started, "encode", exc, content, input_label, note, parent_version_id)
             raise StorageError(f"plan {vid} could not be encoded: {exc}") from exc
@@ -310,9 +313,9 @@ class PlanStore:
         if info.status != "ready":
             raise EncodingMissing(f"plan version {version_id!r} is {info.status}", {"status": info.status})
         content = None
-        if mode in ("db", "both"):
+        if modes.uses_rows(mode):
             content = self.read_rows(version_id)
-        if content is None and mode in ("files", "both"):
+        if content is None and modes.uses_artifacts(mode):
             content = self.read_artifacts(version_id)
         if content is None:
             raise EncodingMissing(f"plan version {version_id!r} has no content readable in {mode!r} mode")
@@ -752,7 +755,7 @@ class PlanStore:
         self, version_id: str, *, for_update: bool, conn: Connection | None = None
     ) -> Iterator[PsiSession]:
         """A version's PSI state in one transaction (``conn``: the caller's), read and written where
-        :func:`psi_mode` says. ``for_update`` takes the version's write lock first, so PSI changes of
+        :func:`app.storage.modes.psi_mode` says. ``for_update`` takes the version's write lock first, so PSI changes of
         one version serialize; without it the session only reads."""
         pin = storage_pin(self.engine)
         if conn is not None:
@@ -891,16 +894,8 @@ def set_approval(conn: Connection, version_id: str, approval: str | None) -> Non
 
 # =================================================================================================
 # PSI state storage: overrides, events, approval and the PSI artifacts of one version, in the mode
-# psi_mode() gives. Document and row shapes are the codec's; the editing rules are app.planning.psi's.
+# modes.psi_mode() gives. Document and row shapes are the codec's; the editing rules are app.planning.psi's.
 # =================================================================================================
-
-
-def psi_mode(pin: str | None, written_in: str | None) -> str:
-    """Where a version's PSI state is read and written: the operator pin, else the mode the version
-    was written in, else ``PLAN_STORAGE_MODE`` (or ``both``). Unlike a new plan's mode, no request
-    chooses it and the version's own mode comes before the configured default, so edits stay beside
-    the encodings the version has."""
-    return pin or written_in or default_mode()
 
 
 class PsiSession:
@@ -927,12 +922,12 @@ class PsiSession:
             raise PlanNotFound(f"plan version {version_id!r} does not exist")
         version = _info(row)
         version.approval = version.approval or "draft"
-        return cls(store, conn, version, psi_mode(pin, version.storage_mode))
+        return cls(store, conn, version, modes.psi_mode(pin, version.storage_mode))
 
     def grid(self) -> psi.Grid:
         """Base rows as the mode reads them: rows (``db``), artifacts (``files``), rows else artifacts."""
         vid = self.version.version_id
-        if self.mode in ("db", "both"):
+        if modes.uses_rows(self.mode):
             agg, det = self._series_level("aggregate"), self._series_level("det")
             if agg or det or self.mode == "db":
                 return psi.Grid.from_rows(agg, det)
@@ -948,7 +943,7 @@ class PsiSession:
     def state(self) -> psi.State:
         """PSI state as the mode reads it; ``both`` falls back to the artifacts when the tables hold none."""
         vid, approval = self.version.version_id, self.version.approval
-        if self.mode in ("db", "both"):
+        if modes.uses_rows(self.mode):
             override_rows, event_rows = read_psi_rows(self.conn, vid)
             if override_rows or event_rows or self.mode == "db":
                 entries = [codec_series.override_entry(r) for r in override_rows]
@@ -969,7 +964,7 @@ class PsiSession:
     def save(self, state: psi.State) -> None:
         """Write what changed in the session's mode, in its transaction, and the approval."""
         vid, conn = self.version.version_id, self.conn
-        if self.mode in ("db", "both"):
+        if modes.uses_rows(self.mode):
             whole = state.source != "db"  # first write into the tables: bring them the whole state
             keys = list(state.overrides) if whole else [k for k in state.overrides if k in state.changed]
             for key in keys:
@@ -1002,7 +997,7 @@ class PsiSession:
                     ],
                 )
                 link_override_events(conn, vid)
-        if self.mode in ("files", "both"):
+        if modes.uses_artifacts(self.mode):
             documents = {PSI_STATE: codec_series.psi_state_document(vid, state.approval, state.events)}
             if state.overrides:
                 documents[PSI_OVERRIDES] = codec_series.psi_overrides_document(

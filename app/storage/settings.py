@@ -1,7 +1,7 @@
 """Operator settings stored in the database: the storage-mode pin, the intake pause, maintenance.
 
-Owns the ``app_settings`` keys and the resolution of the effective storage mode (SPEC 4.3): the
-operator pin wins over everything; without it the request, then ``PLAN_STORAGE_MODE``, then ``both``.
+Owns the ``app_settings`` keys. It stores the pin but does not decide what the pin means:
+``app.storage.modes`` owns the storage-mode rule, and :func:`effective_mode` only hands it the stored pin.
 """
 
 from __future__ import annotations
@@ -9,11 +9,14 @@ from __future__ import annotations
 from sqlalchemy import Connection, Engine, delete, select
 
 from app.config import get_settings
-from app.errors import StorageModeConflict
+from app.storage import modes
 from app.storage.db import insert_for, now_ms
+from app.storage.modes import default_mode
 from app.storage.schema import app_settings
 
-MODES = ("db", "files", "both")
+# ``default_mode`` is read here by the operations code next to the pin it stands in for.
+__all__ = ["default_mode"]
+
 PIN = "storage_mode_pin"
 PAUSED = "jobs_paused"
 MAINTENANCE = "maintenance"
@@ -50,29 +53,12 @@ def storage_pin(engine: Engine) -> str | None:
 
 
 def set_storage_pin(engine: Engine, mode: str | None) -> None:
-    if mode is not None and mode not in MODES:
-        raise ValueError(f"storage mode must be one of {', '.join(MODES)}, not {mode!r}")
-    set_value(engine, PIN, mode)
-
-
-def default_mode() -> str:
-    """The mode without a pin or request: ``PLAN_STORAGE_MODE``, else ``both``."""
-    return get_settings().plan_storage_mode or "both"
+    set_value(engine, PIN, None if mode is None else modes.check_mode(mode))
 
 
 def effective_mode(engine: Engine, requested: str | None = None) -> str:
-    """The storage mode a write uses. A pin refuses a request for another mode (409)."""
-    if requested is not None and requested not in MODES:
-        raise ValueError(f"storage mode must be one of {', '.join(MODES)}, not {requested!r}")
-    pin = storage_pin(engine)
-    if pin:
-        if requested and requested != pin:
-            raise StorageModeConflict(
-                f"storage mode is pinned to {pin!r} by the operator; a request for {requested!r} is refused",
-                {"pinned": pin, "requested": requested},
-            )
-        return pin
-    return requested or default_mode()
+    """The storage mode a write uses under the stored pin (``app.storage.modes.effective_mode``)."""
+    return modes.effective_mode(storage_pin(engine), requested)
 
 
 def intake_paused_in_db(engine: Engine) -> bool:

@@ -12,8 +12,8 @@ import pytest
 from app import db
 from app.errors import IntakePaused
 from app.jobs.queue import get_huey, reset_queue
-from app.jobs.service import get_job, list_jobs, run_plan_now, submit_plan
-from app.service import PlanRequest
+from app.services.jobs import get_job, list_jobs, run_plan_now, submit_plan
+from app.services.plans import PlanRequest
 from app.storage import settings as st
 from app.storage.plans import PlanStore
 from tests.conftest import SAMPLE

@@ -34,8 +34,8 @@ import pytest
 from app import db
 from app.db import now_ms
 from app.planning.model import CORE_ARTIFACTS, PLAN_ARTIFACTS
-from app.service import PlanRequest, run_plan
 from app.services import psi
+from app.services.plans import PlanRequest, run_plan
 from app.storage import codec_artifacts
 from app.storage.plans import PlanStore
 from app.storage.schema import plan_artifacts, runs

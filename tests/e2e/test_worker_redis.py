@@ -16,11 +16,11 @@ import pytest
 
 from app import db
 from app.jobs.queue import get_huey, reset_queue
-from app.jobs.service import get_job, submit_plan
 from app.planning.model import PLAN_ARTIFACTS
 from app.planning.samplegen import generate_sample
 from app.run_registry import REGISTRY
-from app.service import PlanRequest
+from app.services.jobs import get_job, submit_plan
+from app.services.plans import PlanRequest
 from app.storage.plans import PlanStore
 from tests.conftest import SAMPLE
 from tests.e2e.workers import WorkerProcess

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from app import db
-from app.service import PlanRequest, run_plan
+from app.services.plans import PlanRequest, run_plan
 from app.storage import tokens
 from app.storage.plans import PlanStore
 from tests.conftest import ROOT

@@ -14,7 +14,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from app import db
-from app.service import PlanRequest, run_plan
+from app.services.plans import PlanRequest, run_plan
 
 warnings.filterwarnings("ignore", message=".*httpx2.*")
 

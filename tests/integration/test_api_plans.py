@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from app import db
 from app.planning.model import PLAN_ARTIFACTS, PlanParams
-from app.service import PlanRequest, run_plan
+from app.services.plans import PlanRequest, run_plan
 from app.storage import settings as st
 from app.storage.plans import PlanStore
 from tests.conftest import SAMPLE
@@ -195,7 +195,7 @@ def test_pinned_storage_mode_refuses_another_mode_with_409(hub):
 
 
 def test_async_run_answers_202_and_the_version_is_running_until_a_worker_plans_it(hub):
-    from app.jobs.service import start_inprocess_worker
+    from app.services.jobs import start_inprocess_worker
 
     response = hub.post("/plans/integrated/run?async=true&storage=files", json={"version_id": "later"})
     assert response.status_code == 202, response.text

@@ -10,7 +10,7 @@ import warnings
 import pytest
 
 from app import db
-from app.service import PlanRequest, run_plan
+from app.services.plans import PlanRequest, run_plan
 from tests.conftest import SAMPLE
 
 warnings.filterwarnings("ignore", message=".*httpx2.*")

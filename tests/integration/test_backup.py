@@ -21,7 +21,7 @@ from app import db
 from app.ops import backup as backup_ops
 from app.ops.backup import BackupError, backup_database, list_backups, restore_database
 from app.ops.check import check_database
-from app.service import PlanRequest, run_plan
+from app.services.plans import PlanRequest, run_plan
 from app.storage.plans import PlanStore
 from tests.conftest import ROOT, SAMPLE
 

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, text
 from app import db
 from app.errors import PlanNotFound
 from app.ops.check import check_database, last_check
-from app.service import PlanRequest, run_plan
+from app.services.plans import PlanRequest, run_plan
 from app.storage.plans import PlanStore
 from tests.conftest import ROOT, SAMPLE
 

@@ -14,8 +14,8 @@ from app.ops import backfill
 from app.ops.check import check_database
 from app.ops.rollback import content_checksums, rollback
 from app.planning.model import PLAN_ARTIFACTS
-from app.service import PlanRequest, run_plan
 from app.services import psi
+from app.services.plans import PlanRequest, run_plan
 from app.storage import digests
 from app.storage.plans import PlanStore
 from app.storage.schema import plan_artifacts, plan_versions

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from app import db
 from app.errors import IntakePaused
 from app.ops.intake import intake_state, pause_intake, resume_intake
-from app.service import PlanRequest, run_plan
+from app.services.plans import PlanRequest, run_plan
 from app.storage.plans import PlanStore
 from tests.conftest import ROOT, SAMPLE
 

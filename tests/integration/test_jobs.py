@@ -17,16 +17,6 @@ from app import db
 from app.config import REPO_ROOT, Settings
 from app.errors import IntakePaused, JobConflict, JobNotFound, StorageModeConflict
 from app.jobs.queue import get_huey, queue_location, reset_queue
-from app.jobs.service import (
-    cancel_job,
-    get_job,
-    job_counts,
-    list_jobs,
-    retry_job,
-    run_plan_now,
-    start_inprocess_worker,
-    submit_plan,
-)
 from app.jobs.tasks import (
     add_stage_listener,
     claim_job,
@@ -37,7 +27,17 @@ from app.jobs.tasks import (
 from app.metrics import REGISTRY as METRICS
 from app.planning.model import PLAN_ARTIFACTS, InputError
 from app.run_registry import REGISTRY, new_run_id
-from app.service import PlanRequest
+from app.services.jobs import (
+    cancel_job,
+    get_job,
+    job_counts,
+    list_jobs,
+    retry_job,
+    run_plan_now,
+    start_inprocess_worker,
+    submit_plan,
+)
+from app.services.plans import PlanRequest
 from app.storage import settings as st
 from app.storage.plans import PlanStore
 from app.storage.schema import plan_jobs, plan_versions

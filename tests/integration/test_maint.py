@@ -14,7 +14,7 @@ from sqlalchemy import Engine, text
 from app import db
 from app.ops.check import check_database
 from app.ops.maint import DAY_MS, run_maintenance
-from app.service import PlanRequest, run_plan
+from app.services.plans import PlanRequest, run_plan
 from app.storage.plans import PlanStore
 from tests.conftest import ROOT, SAMPLE
 

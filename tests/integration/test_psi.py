@@ -13,8 +13,8 @@ from app import db
 from app.errors import IntakePaused, PlanNotFound
 from app.ops.export import export_version
 from app.planning.psi import PsiConflict, PsiInputError, key_hash
-from app.service import PlanRequest, run_plan
 from app.services import psi
+from app.services.plans import PlanRequest, run_plan
 from app.storage import codec_artifacts
 from app.storage.plans import PlanStore
 from app.storage.schema import (

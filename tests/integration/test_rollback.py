@@ -28,8 +28,8 @@ from app.ops import backup as backup_ops
 from app.ops import check
 from app.ops.rollback import VERIFY_NOTE, content_checksums, rollback, rollforward
 from app.planning.model import CORE_ARTIFACTS, PLAN_ARTIFACTS, PSI_ARTIFACTS
-from app.service import PlanRequest, run_plan
 from app.services import psi
+from app.services.plans import PlanRequest, run_plan
 from app.storage import codec_artifacts, digests
 from app.storage import settings as st
 from app.storage.plans import PlanStore

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from app import db
 from app.planning.model import PlanContent
-from app.service import PlanRequest, run_plan
+from app.services.plans import PlanRequest, run_plan
 from app.storage import codec_artifacts, codec_series, digests, rowtext
 from app.storage.plans import TEXT_LEVELS, PlanStore
 

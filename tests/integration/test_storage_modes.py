@@ -15,7 +15,7 @@ from app.ops.backfill import backfill_repository
 from app.ops.export import export_version
 from app.planning.model import PLAN_ARTIFACTS, PlanContent
 from app.planning.pipeline import plan_input_set
-from app.service import PlanRequest, run_plan
+from app.services.plans import PlanRequest, run_plan
 from app.storage import codec_artifacts
 from app.storage.plans import PlanStore
 from app.storage.schema import (
@@ -236,3 +236,29 @@ def test_pin_refuses_another_mode_and_the_env_mode_applies_without_a_request(
 
     set_storage_pin(store.engine, None)
     assert store.effective_mode() == "files"
+
+
+def test_psi_edits_stay_in_a_versions_own_mode_while_its_plan_reads_follow_the_default(
+    store: PlanStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one intended difference of the PSI rule (``app.storage.modes``, rule 4): without a pin, plan
+    reads follow the default mode, PSI edits the mode the version was written in."""
+    from app.services import psi as overrides
+
+    content = sample_plan("planned-in-files")
+    store.write_version(content, mode="files")
+    vid = content.version_id
+    monkeypatch.setenv("PLAN_STORAGE_MODE", "db")
+
+    with pytest.raises(EncodingMissing):  # db mode reads rows only, and this version has none
+        store.read_version(vid)
+    cell = overrides.psi_view(vid, "det", {}, limit=1, store=store)["rows"][0]
+    overrides.apply_edits(vid, "det", lock=[cell["key"]], actor="ann", store=store)
+    assert overrides.state(vid, store=store)["mode"] == "files"
+    n = counts(store, vid)
+    assert n["plan_overrides"] == n["plan_override_events"] == n["plan_series"] == 0
+    assert {"psi_overrides.json", "psi_state.json"} <= set(store.artifact_names(vid))
+
+    set_storage_pin(store.engine, "files")  # a pin decides for PSI as for everything else
+    assert store.read_version(vid).version_id == vid
+    assert overrides.state(vid, store=store)["mode"] == "files"

@@ -1,11 +1,16 @@
-"""Plan tables for the API: paging, filtering and CSV rendering of one table of one version.
+"""The read model of plan data: pages and CSV downloads of plan tables, KPI totals, artifact lists,
+comparisons, diffs and the plan list. Every query that the API and the UI need to show plan data is
+here; the edges call these functions and hold no SQL.
 
 Owns which table lives where — a ``plan_series`` level (``app.storage.codec_series.LEVELS`` says which
-column holds each field) or ``plan_kpis``, and the artifact document holding the same rows — and the
-storage mode's read rule (SPEC 4.3): ``files`` reads artifacts only and never touches the PlanRepository
-tables, ``db`` reads rows only, ``both`` reads rows and falls back to artifacts for a version without
-them. A page from rows is one SQL query (WHERE version/level/filters, ORDER BY seq, LIMIT/OFFSET, or a
-seq range when unfiltered), so a page of a 10k-SKU plan never decodes the whole plan.
+column holds each field) or ``plan_kpis``, and the artifact document holding the same rows. Which
+encoding a version is read from is decided by ``app.storage.modes`` (``files`` reads artifacts only and
+never touches the PlanRepository tables, ``db`` reads rows only, ``both`` reads rows and falls back to
+artifacts for a version without them); this module fetches the values that rule needs and reads where
+it says. A page from rows is one SQL query (WHERE version/level/filters, ORDER BY seq, LIMIT/OFFSET, or
+a seq range when unfiltered), so a page of a 10k-SKU plan never decodes the whole plan.
+
+It never writes: plan content is written by the plan store alone.
 """
 
 from __future__ import annotations
@@ -20,17 +25,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, and_, bindparam, exists, func, select
+from sqlalchemy import Connection, LargeBinary, and_, bindparam, cast, exists, func, select, text
 
 from app.errors import EncodingMissing, PlanNotFound
 from app.planning import documents as docs
 from app.planning.levels import compare_csv
-from app.storage import settings
+from app.storage import codec_artifacts, modes, settings
 from app.storage.codec_series import LEVELS, Level
+from app.storage.db import sqlite_path
 from app.storage.plans import PlanStore, VersionInfo
-from app.storage.schema import app_settings, plan_artifacts, plan_kpis, plan_series, plan_versions
+from app.storage.schema import app_settings, plan_artifacts, plan_jobs, plan_kpis, plan_series, plan_versions
 
-ROWS, ARTIFACTS = "rows", "artifacts"
+ROWS, ARTIFACTS = modes.ROWS, modes.ARTIFACTS
 CSV_CHUNK_ROWS = 5000
 
 
@@ -115,25 +121,8 @@ class Page:
 def read_source(store: PlanStore, info: VersionInfo, mode: str | None = None) -> str:
     """``rows`` or ``artifacts``: where the effective storage mode reads this version from."""
     mode = mode or store.effective_mode()
-    has_rows = info.status == "ready" and mode in ("db", "both") and store.has_rows(info.version_id)
-    return choose_source(info.version_id, info.status, mode, has_rows)
-
-
-def choose_source(version_id: str, status: str, mode: str, has_rows: bool) -> str:
-    """The read rule of SPEC 4.3 for one version: rows in ``db``/``both`` mode when it has them,
-    artifacts in ``files``/``both`` mode otherwise; a version that is not ready has no tables yet."""
-    if status != "ready":
-        raise EncodingMissing(
-            f"plan version {version_id!r} is {status}; its tables exist once it is ready", {"status": status}
-        )
-    if mode in ("db", "both") and has_rows:
-        return ROWS
-    if mode in ("files", "both"):
-        return ARTIFACTS
-    raise EncodingMissing(
-        f"plan version {version_id!r} has no PlanRepository rows and the storage mode is 'db'",
-        {"mode": mode},
-    )
+    has_rows = info.status == "ready" and modes.uses_rows(mode) and store.has_rows(info.version_id)
+    return modes.read_source(info.version_id, info.status, mode, has_rows)
 
 
 def check_filters(spec: TableSpec, filters: dict[str, str | None]) -> dict[str, str]:
@@ -436,10 +425,10 @@ def read_rows_page(
         if head is None:
             raise PlanNotFound(f"plan version {version_id!r} does not exist")
         status, pin = head
-        mode = pin or settings.default_mode()
+        mode = modes.effective_mode(pin)
         # files mode never touches the PlanRepository tables, not even to look for rows
-        has_rows, last = _rows_extent(conn, spec, version_id) if mode != "files" else (False, None)
-        if choose_source(version_id, status, mode, has_rows) != ROWS:
+        has_rows, last = _rows_extent(conn, spec, version_id) if modes.uses_rows(mode) else (False, None)
+        if modes.read_source(version_id, status, mode, has_rows) != ROWS:
             return None
         rows, total = _rows_page(conn, spec, version_id, row_filters, limit, offset, last)
     return Page(table, version_id, ROWS, total, limit, offset, rows)
@@ -514,8 +503,8 @@ def _format_column(values: Sequence[Any], kind: str) -> list[str]:
     if integral.all():
         return numbers.astype(np.int64).astype(str).tolist()
     out = [repr(float(v)) for v in values]
-    for i, text in zip(np.flatnonzero(integral).tolist(), numbers[integral].astype(np.int64).astype(str).tolist(), strict=True):  # fmt: skip
-        out[i] = text
+    for i, digits in zip(np.flatnonzero(integral).tolist(), numbers[integral].astype(np.int64).astype(str).tolist(), strict=True):  # fmt: skip
+        out[i] = digits
     return out
 
 
@@ -593,3 +582,136 @@ def _keyed(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple[str,
 
 def diff_csv(rows: list[dict[str, Any]]) -> str:
     return "".join(_csv_from_dicts(DIFF_COLUMNS, rows))
+
+
+# --- catalogue: plan lists, total KPIs, artifacts -------------------------------------------------
+
+
+def reads_rows(store: PlanStore) -> bool:
+    """Whether the effective storage mode reads PlanRepository rows at all."""
+    return modes.uses_rows(store.effective_mode())
+
+
+def total_kpis(store: PlanStore, version_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Total KPIs per version from ``plan_kpis`` (one query); call it only when the mode reads rows."""
+    if not version_ids:
+        return {}
+    query = select(plan_kpis.c.version_id, plan_kpis.c.metric, plan_kpis.c.value).where(
+        plan_kpis.c.version_id.in_(version_ids), plan_kpis.c.bucket_type == "total"
+    )
+    out: dict[str, dict[str, Any]] = {}
+    with store.engine.connect() as conn:
+        for vid, metric, value in conn.execute(query):
+            out.setdefault(vid, {})[metric] = _num(value)
+    return out
+
+
+def plan_list(
+    store: PlanStore, limit: int, offset: int = 0, status: str | None = None, order: str = "desc"
+) -> tuple[list[VersionInfo], int, dict[str, dict[str, Any]]]:
+    """A page of the catalogue, its total count, and the total KPIs of the listed versions when the
+    mode reads rows (the list never parses artifacts: a plan's own page shows those KPIs)."""
+    versions, total = store.list_versions(limit=limit, offset=offset, status=status, order=order)
+    kpis = total_kpis(store, [v.version_id for v in versions]) if reads_rows(store) else {}
+    return versions, total, kpis
+
+
+@dataclass
+class PlanDetail:
+    """One version as its page shows it: the catalogue entry and where its content is read from."""
+
+    info: VersionInfo
+    artifacts: list[str]
+    has_rows: bool | None  # None: not looked up (files mode)
+    kpis: dict[str, Any] | None
+    read_from: str | None  # rows | artifacts | None (not ready, or nothing readable)
+
+
+def plan_detail(store: PlanStore, version_id: str) -> PlanDetail:
+    info = store.get_version(version_id)
+    mode = store.effective_mode()
+    has_rows = store.has_rows(version_id) if modes.uses_rows(mode) else None
+    kpis = total_kpis(store, [version_id]).get(version_id) if has_rows else None
+    read_from = None
+    if info.status == "ready":
+        try:
+            read_from = modes.read_source(version_id, info.status, mode, bool(has_rows))
+        except EncodingMissing:
+            read_from = None
+    return PlanDetail(info, store.artifact_names(version_id), has_rows, kpis, read_from)
+
+
+def _row_documents(store: PlanStore, version_id: str, known: Sequence[str]) -> list[str]:
+    query = select(plan_series.c.label).where(
+        plan_series.c.version_id == version_id, plan_series.c.level.in_(("meta", "psi"))
+    )
+    with store.engine.connect() as conn:
+        return sorted(n for n in conn.execute(query).scalars() if n in known)
+
+
+def artifact_list(store: PlanStore, version_id: str, known: Sequence[str]) -> list[dict[str, Any]]:
+    """Names and sizes (bytes) of the stored artifacts; a version held only as rows lists the
+    documents among ``known`` its rows rebuild (when the mode reads rows), with no size."""
+    store.get_version(version_id)
+    size = (
+        func.length(cast(plan_artifacts.c.json_text, LargeBinary))
+        if store.dialect == "sqlite"
+        else func.octet_length(plan_artifacts.c.json_text)
+    )
+    query = (
+        select(plan_artifacts.c.name, size)
+        .where(plan_artifacts.c.version_id == version_id)
+        .order_by(plan_artifacts.c.name)
+    )
+    with store.engine.connect() as conn:
+        items = [{"name": n, "bytes": int(b), "source": ARTIFACTS} for n, b in conn.execute(query)]
+    if not items and reads_rows(store):
+        items = [{"name": n, "bytes": None, "source": ROWS} for n in _row_documents(store, version_id, known)]
+    return items
+
+
+def artifact_text(store: PlanStore, version_id: str, name: str) -> str:
+    """The artifact's text as stored; for a version held only as rows, rebuilt from them when the mode
+    reads rows. ``EncodingMissing`` when neither gives it."""
+    store.get_version(version_id)
+    text = store.artifact_text(version_id, name)
+    if text is None and reads_rows(store) and store.has_rows(version_id):
+        content = store.read_rows(version_id)
+        if content is not None and name in content.documents:
+            text = codec_artifacts.encode(content)[name]
+    if text is None:
+        raise EncodingMissing(f"plan version {version_id!r} has no artifact {name}", {"artifact": name})
+    return text
+
+
+def list_kpis(store: PlanStore, info: VersionInfo) -> dict[str, Any] | None:
+    """Total KPIs of a ready version from its ``plan_kpis`` rows (one SQL page); None without rows."""
+    if info.status != "ready" or not store.has_rows(info.version_id):
+        return None
+    page = read_page(store, info.version_id, "kpis", {"period": "total"}, 100, 0)
+    return {r["metric"]: r["value"] for r in page.rows}
+
+
+# --- service gauges ---------------------------------------------------------------------------------
+
+
+def series_row_count(store: PlanStore) -> int:
+    """Rows in ``plan_series`` over every version (the ``plan_series_rows`` gauge)."""
+    with store.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(plan_series)).scalar_one())
+
+
+def jobs_per_status(store: PlanStore) -> dict[str, int]:
+    """``plan_jobs`` rows per status (statuses without jobs are absent)."""
+    query = select(plan_jobs.c.status, func.count()).group_by(plan_jobs.c.status)
+    with store.engine.connect() as conn:
+        return {status: int(n) for status, n in conn.execute(query).all()}
+
+
+def database_size(store: PlanStore) -> int:
+    """Bytes the database takes: the SQLite file and its WAL, or PostgreSQL's database size."""
+    path = sqlite_path(str(store.engine.url))
+    if path is not None:
+        return sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists())
+    with store.engine.connect() as conn:
+        return int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())

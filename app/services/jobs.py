@@ -19,7 +19,6 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app.db import now_ms
 from app.errors import JobConflict, JobNotFound, PlanNotFound, QueueUnavailable, VersionConflict
 from app.jobs.queue import enqueue_job
 from app.jobs.tasks import (
@@ -36,7 +35,8 @@ from app.jobs.tasks import (
 )
 from app.planning.pipeline import check_version_id, new_version_id
 from app.run_registry import new_run_id
-from app.service import PlanRequest, check_intake
+from app.services.plans import PlanRequest, check_intake
+from app.storage.db import now_ms
 from app.storage.plans import PlanStore
 from app.storage.schema import plan_jobs
 
@@ -276,6 +276,15 @@ def retry_job(job_id: str, trigger: str = "retry") -> dict[str, Any]:
     return {**_enqueue(store, new_id), "retry_of": job_id}
 
 
+def plan_sample_if_empty() -> dict[str, Any] | None:
+    """Plan the default input set when the catalogue holds no version (first start of ``make run``);
+    returns the run result, or None when versions exist."""
+    _, total = PlanStore().list_versions(limit=1)
+    if total:
+        return None
+    return run_plan_now(PlanRequest(note="sample planned on first start"), None, "startup")
+
+
 def start_inprocess_worker(workers: int = 1):
     """A huey consumer running in threads inside this process; call ``.stop()`` on the handle."""
     from app.jobs.worker import start_inprocess_worker as start
@@ -339,6 +348,7 @@ __all__ = [
     "get_job",
     "job_counts",
     "list_jobs",
+    "plan_sample_if_empty",
     "reconcile_psi",
     "retry_job",
     "run_plan_now",

@@ -1,0 +1,148 @@
+"""The PSI tab of a plan: the editable grid of one family's months and one month's SKU x week cells,
+locks, submit and approve, the history, and the PSI cells as CSV."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from app.errors import PageNotFound, ScplnError, outcome
+from app.planning.psi import KEY_FIELDS
+from app.services import psi
+from app.storage.plans import PlanStore, VersionInfo
+from app.ui.render import (
+    Pager,
+    csv_response,
+    detail_list,
+    filter_value,
+    page_number,
+    page_router,
+    read_form,
+    render,
+)
+from app.ui.session import CSRF_FIELD, checked, is_htmx, need
+
+router = page_router()
+
+PSI_DETAIL_PAGE = 100
+
+
+@router.get("/plans/{version_id}/psi.csv")
+def psi_download(request: Request, version_id: str, level: str = "aggregate") -> Response:
+    """The PSI cells as CSV, as the API serves them, behind the UI session."""
+    need(request)
+    return csv_response(psi.psi_csv(version_id, level), f"{version_id}-psi-{level}.csv")
+
+
+def psi_tab(request: Request, store: PlanStore, info: VersionInfo) -> dict[str, Any]:
+    q = request.query_params
+    view = {"family": filter_value(q.get("family")), "period": filter_value(q.get("period")), "sku": filter_value(q.get("sku")),
+            "dpage": page_number(q.get("dpage"))}  # fmt: skip
+    return psi_context(info.version_id, view, q.get("msg"))
+
+
+def psi_context(version_id: str, view: dict[str, Any], message: str | None = None,
+                error: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The PSI panel: one family's months, one month's SKU x week cells (a page of them, optionally
+    one SKU), and the history."""
+    family, period, sku, dpage = (
+        view.get("family"),
+        view.get("period"),
+        view.get("sku"),
+        view.get("dpage") or 1,
+    )
+
+    everything = psi.psi_view(version_id, "aggregate", {}, 5000, 0)
+    families = sorted({r["family"] for r in everything["rows"]})
+    family = family if family in families else (families[0] if families else None)
+    agg_rows = [r for r in everything["rows"] if r["family"] == family]
+    periods = [r["period"] for r in agg_rows]
+    period = period if period in periods else (periods[0] if periods else None)
+    det_filters = {"family": family, "period": period, "sku": sku}
+    offset = (dpage - 1) * PSI_DETAIL_PAGE
+    det = psi.psi_view(version_id, "det", det_filters, PSI_DETAIL_PAGE, offset) if family else None
+    pager = Pager(det["total"] if det else 0, dpage, PSI_DETAIL_PAGE, f"/ui/plans/{quote(version_id)}/psi",
+                  {"family": family, "period": period, "sku": sku}, "dpage")  # fmt: skip
+    history = psi.events(version_id)["events"]
+    return {"psi": {"approval": everything["approval"], "mode": everything["mode"], "families": families,
+                    "family": family, "period": period, "sku": sku, "dpage": dpage, "agg_rows": agg_rows,
+                    "det_rows": det["rows"] if det else [], "det_pager": pager,
+                    "events": list(reversed(history))[:100], "events_total": len(history),
+                    "message": message, "error": error}}  # fmt: skip
+
+
+def _psi_key(form: dict[str, str], level: str) -> dict[str, str]:
+    if level not in KEY_FIELDS:
+        raise ValueError("level must be aggregate or det")
+    return {name: form.get(name, "") for name in KEY_FIELDS[level]}
+
+
+def _number(text: str) -> int | float:
+    text = text.strip().replace(",", "")
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number")
+    return value
+
+
+def _psi_action(request: Request, version_id: str, action: str, form: dict[str, str]) -> Response:
+    role = "approver" if action == "approve" else "planner"
+    user = checked(request, form.get(CSRF_FIELD, ""), role)
+    view = {"family": form.get("view_family") or None, "period": form.get("view_period") or None,
+            "sku": form.get("view_sku") or None, "dpage": page_number(form.get("view_dpage"))}  # fmt: skip
+    note = form.get("note", "").strip() or None
+    level = form.get("level", "aggregate")
+
+    def run() -> str:
+        if action == "edit":
+            key = _psi_key(form, level)
+            edit = {"key": key, "field": form.get("field", ""), "value": _number(form.get("value", ""))}
+            result = psi.apply_edits(version_id, level, [edit], note=note, actor=user.actor)
+            return f"saved: {len(result['changes'])} cell(s) changed"
+        if action in ("lock", "unlock"):
+            key = _psi_key(form, level)
+            kwargs = {"lock": [key]} if action == "lock" else {"unlock": [key]}
+            psi.apply_edits(version_id, level, note=note, actor=user.actor, **kwargs)
+            return f"{action}ed {' '.join(key.values())}"
+        if action == "submit":
+            psi.submit(version_id, user.actor, note)
+            return "submitted for approval"
+        psi.approve(version_id, user.actor, note)
+        return "approved"
+
+    error = None
+    status = 200
+    try:
+        message = run()
+    except (ScplnError, ValueError) as exc:
+        if not is_htmx(request):
+            raise
+        message = None
+        status = outcome(exc).status
+        problems = detail_list(getattr(exc, "detail", None))
+        error = {"message": getattr(exc, "message", str(exc)), "problems": problems or []}
+    if not is_htmx(request):
+        query = urlencode({k: v for k, v in {**view, "msg": message}.items() if v and v != 1})
+        return RedirectResponse(f"/ui/plans/{quote(version_id)}/psi?{query}", status_code=303)
+    context = psi_context(version_id, view, message, error)
+    info = PlanStore().get_version(version_id)
+    return render(request, "_psi_panel.html", {"plan": info, **context}, status)
+
+
+@router.post("/plans/{version_id}/psi/{action}", response_class=HTMLResponse)
+async def psi_post(request: Request, version_id: str, action: str) -> Response:
+    if action not in ("edit", "lock", "unlock", "submit", "approve"):
+        raise PageNotFound(f"unknown PSI action {action!r}")
+    return await run_in_threadpool(_psi_action, request, version_id, action, await read_form(request))
