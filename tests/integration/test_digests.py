@@ -15,7 +15,7 @@ from app.ops.check import check_database
 from app.ops.rollback import content_checksums, rollback
 from app.planning.model import PLAN_ARTIFACTS
 from app.service import PlanRequest, run_plan
-from app.storage import digests, overrides
+from app.storage import digests, overrides, ready_copy
 from app.storage.plans import PlanStore
 from app.storage.schema import plan_artifacts, plan_versions
 
@@ -55,10 +55,16 @@ def test_each_storage_mode_records_the_digests_of_what_it_stored(db_url: str) ->
     store = open_store(db_url)
     for mode in ("both", "db", "files"):
         plan(store, f"d-{mode}", mode)
+    ready_copy.wait()
     rows, artifacts = store.stored_digests("d-both")
     assert rows == store.rows_digest_now("d-both") and len(rows) == 64
     assert artifacts == digests.artifacts_digest(stored_texts(store, "d-both"))
-    assert store.stored_digests("d-db") == (store.rows_digest_now("d-db"), None)
+    # a db-mode version's artifacts digest is that of its ready copy, made from the same content
+    assert store.stored_digests("d-db") == (
+        store.rows_digest_now("d-db"),
+        digests.artifacts_digest(store.ready_copy_texts("d-db")),
+    )
+    assert not stored_texts(store, "d-db") and not store.has_ready_copy("d-files")
     assert store.stored_digests("d-files") == (None, digests.artifacts_digest(stored_texts(store, "d-files")))
     # one content: the rows digest does not depend on the mode it was written in
     assert store.stored_digests("d-db")[0] == rows
