@@ -231,6 +231,19 @@ def ensure_generations(conn: Connection, version_id: str) -> None:
         conn.execute(g.insert().values(version_id=version_id, rows_generation=1, artifacts_generation=1))
 
 
+def certify_generations(conn: Connection, version_id: str) -> None:
+    """Certify the version whole at its current generations, an encoding without a digest as absent.
+    Only a writer that has just written the whole version (the plan store) may say so."""
+    conn.execute(
+        update(plan_versions)
+        .where(plan_versions.c.version_id == version_id)
+        .values(
+            certified_rows_generation=_generation_now(version_id, "rows_generation"),
+            certified_artifacts_generation=_generation_now(version_id, "artifacts_generation"),
+        )
+    )
+
+
 @dataclass(frozen=True)
 class Certification:
     """A version's recorded digests, the generations they were certified at, and its generations now."""
@@ -256,6 +269,13 @@ class Certification:
     @property
     def pair_trusted(self) -> bool:
         return self.rows_trusted and self.artifacts_trusted
+
+    @property
+    def unchanged(self) -> bool:
+        """Neither encoding was written since the version was last certified whole."""
+        return _same(self.certified_rows, self.rows_generation) and _same(
+            self.certified_artifacts, self.artifacts_generation
+        )
 
 
 def _same(certified: int | None, now: int | None) -> bool:

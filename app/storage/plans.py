@@ -577,6 +577,7 @@ class PlanStore:
         raise) and certify the digests just recorded at them. Returns the rows generation."""
         digests.ensure_generations(conn, version_id)
         digests.record(conn, version_id, rows=rows, artifacts=artifacts)
+        digests.certify_generations(conn, version_id)  # what the mode did not write is certified absent
         return self.certification(version_id, conn).rows_generation or 0
 
     def _schedule_ready_copy(self, content: PlanContent, texts: dict[str, str], generation: int) -> None:
