@@ -472,3 +472,72 @@ def test_repair_workers_are_one_more_than_the_cores_and_yield_the_cpu() -> None:
     assert repair.repair_jobs(None, 2) is None, "a few versions: the map decides (here, in order)"
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         assert pool.submit(_niceness_after_repair_start).result() == repair.REPAIR_WORKER_NICE
+
+
+# --- the ready copy --------------------------------------------------------------------------------
+
+
+def traced(store: PlanStore) -> tuple[PlanStore, list[str]]:
+    """A store on a fresh engine of the same file whose connections record every statement they run."""
+    from sqlalchemy import event
+
+    url = store.engine.url.render_as_string(hide_password=False)
+    db.dispose_engines(url)
+    engine = db.get_engine(url)
+    statements: list[str] = []
+    event.listen(engine, "connect", lambda dbapi, _record: dbapi.set_trace_callback(statements.append))
+    return PlanStore(engine), statements
+
+
+def test_a_stripped_version_is_repaired_by_moving_its_ready_copy_without_reading_its_rows(healthy):
+    from app.ops.rollback import repair
+
+    drop_artifacts(healthy, "h-both")
+    store, statements = traced(healthy)
+
+    verdict = repair.assess(store, "h-both")
+
+    assert (verdict["action"], verdict["source"]) == ("repair", "ready copy")
+    assert not [s for s in statements if "plan_series" in s or "plan_kpis" in s], statements
+    repair.write_repair(store, "h-both", verdict)
+    assert artifacts(store, "h-both")["h-both"] == codec_artifacts.encode(store.read_rows("h-both"))
+    assert store.certification("h-both").pair_trusted
+    assert check.check_database(store.engine, "h-both").ok
+
+
+def test_without_a_ready_copy_the_repair_decodes_the_rows_and_keeps_a_copy(healthy):
+    from app.ops.rollback import repair
+
+    # a process killed between the version's write and its ready copy leaves no copy
+    with healthy.engine.begin() as conn:
+        conn.execute(text("DELETE FROM plan_ready_copies WHERE version_id = 'h-db'"))
+    verdict = repair.assess(healthy, "h-db")
+    assert (verdict["action"], verdict["source"], verdict["keep_copy"]) == ("repair", "rows", True)
+
+    repair.write_repair(healthy, "h-db", verdict)
+
+    texts = artifacts(healthy, "h-db")["h-db"]
+    assert texts == codec_artifacts.encode(healthy.read_rows("h-db"))
+    copy = healthy.ready_copy_texts("h-db")
+    assert {n: t.decode() for n, t in copy.items()} == texts
+    drop_artifacts(healthy, "h-db")
+    assert repair.assess(healthy, "h-db")["source"] == "ready copy"
+
+
+def test_a_ready_copy_not_matching_the_certified_digest_or_behind_the_rows_is_not_moved(healthy):
+    from app.ops.rollback import repair
+
+    drop_artifacts(healthy, "h-both")
+    body = ready_copy.compress('{"rows":[]}\n')
+    with healthy.engine.begin() as conn:  # a copy damaged by hand
+        conn.execute(
+            text("UPDATE plan_ready_copies SET body = :b WHERE version_id = 'h-both' AND name = 'mrp.json'"),
+            {"b": body},
+        )
+    assert repair.assess(healthy, "h-both")["source"] == "rows"
+    # rows written since the copy was made: the copy is refused when stored, and not trusted when read
+    rows_generation = healthy.certification("h-db").rows_generation
+    corrupt_rows(healthy, "h-db")
+    assert not healthy.write_ready_copy("h-db", {"report.csv": "x"}, rows_generation=rows_generation)
+    verdict = repair.assess(healthy, "h-db")  # the rows now break an identity and nothing else is trusted
+    assert verdict["action"] == "needs_restore" and "aggregate_identity" in verdict["why"]
