@@ -14,8 +14,9 @@ PSI overrides and events are edited in place, so neither digest covers them; che
 (they are small).
 
 **Write generations.** Database triggers (revision 0005) raise a version's ``rows_generation`` on every
-write to ``plan_series``, ``plan_kpis``, ``plan_overrides`` or ``plan_override_events`` and its
-``artifacts_generation`` on every write to ``plan_artifacts`` or ``plan_ready_copies`` — whoever writes,
+write to ``plan_series``, ``plan_kpis``, ``plan_overrides`` or ``plan_override_events``, its
+``artifacts_generation`` on every write to ``plan_artifacts`` (and ``copy_generation`` on every write to
+the ready copy, which carries its own digest and rows generation) — whoever writes,
 a hand-made ``UPDATE`` in ``sqlite3`` or ``psql`` included. :func:`record` notes the generation each
 digest is true at (``certified_rows_generation``, ``certified_artifacts_generation``). While a generation
 still equals its certified one, nothing was written to that encoding since, so its digest is still true
@@ -228,7 +229,11 @@ def ensure_generations(conn: Connection, version_id: str) -> None:
     g = plan_write_generations
     exists = conn.execute(select(g.c.version_id).where(g.c.version_id == version_id)).first()
     if exists is None:
-        conn.execute(g.insert().values(version_id=version_id, rows_generation=1, artifacts_generation=1))
+        conn.execute(
+            g.insert().values(
+                version_id=version_id, rows_generation=1, artifacts_generation=1, copy_generation=1
+            )
+        )
 
 
 def certify_generations(conn: Connection, version_id: str) -> None:
@@ -262,8 +267,8 @@ class Certification:
 
     @property
     def artifacts_trusted(self) -> bool:
-        """The artifacts digest is still true: nothing was written to the artifacts or the ready copy
-        since it was certified."""
+        """The artifacts digest is still true: nothing was written to the artifacts since it was
+        certified."""
         return bool(self.artifacts_digest) and _same(self.certified_artifacts, self.artifacts_generation)
 
     @property

@@ -588,48 +588,59 @@ class PlanStore:
 
     def write_ready_copy(self, version_id: str, texts: ready_copy.Texts, *, rows_generation: int) -> bool:
         """Store ``texts`` (every artifact text, made from the content whose rows were at
-        ``rows_generation``) as the version's ready copy, replacing any earlier one.
+        ``rows_generation``) as the version's ready copy, replacing any earlier one, with their digest.
 
         Refused (False, nothing written) when the rows were written since or their digest is not
-        certified, or when the texts do not hash to the version's certified artifacts digest. A version
-        without one (``db`` mode) gets the texts' digest as its certified artifacts digest: they were
-        made from the very content of its certified rows."""
+        certified, or when the version has a certified artifacts digest the texts do not hash to. The
+        catalogue is not changed: the copy carries its own digest and rows generation."""
         value = digests.artifacts_digest(texts)
-        bodies = [(name, ready_copy.compress(text)) for name, text in texts.items()]
-        sizes = {name: len(t.encode("utf-8") if isinstance(t, str) else t) for name, t in texts.items()}
+        bodies = _compressed(texts)
         with self.engine.begin() as conn:
             before = digests.certification(conn, version_id)
             if before is None or not before.rows_trusted or before.rows_generation != rows_generation:
                 return False
             if before.artifacts_digest is not None and before.artifacts_digest != value:
                 return False
-            self._insert_ready_copy(conn, version_id, bodies, sizes)
-            if before.artifacts_digest is None or before.artifacts_trusted:
-                digests.record(conn, version_id, rows=before.rows_digest, artifacts=value)
+            self._insert_ready_copy(conn, version_id, bodies, value, rows_generation)
         return True
 
-    def _insert_ready_copy(self, conn: Connection, version_id: str, bodies: list[tuple[str, bytes]], sizes: dict[str, int]) -> None:  # fmt: skip
+    def _insert_ready_copy(
+        self,
+        conn: Connection,
+        version_id: str,
+        bodies: dict[str, tuple[bytes, int]],
+        value: str,
+        rows_generation: int,
+    ) -> None:
         conn.execute(delete(plan_ready_copies).where(plan_ready_copies.c.version_id == version_id))
         ts = now_ms()
         conn.execute(
             insert(plan_ready_copies),
             [
-                {"version_id": version_id, "name": n, "codec": ready_copy.CODEC, "body": b,
-                 "text_bytes": sizes[n], "created_at": ts}
-                for n, b in bodies
+                {"version_id": version_id, "name": n, "codec": ready_copy.CODEC, "body": body, "text_bytes": size,
+                 "artifacts_digest": value, "rows_generation": rows_generation, "created_at": ts}
+                for n, (body, size) in bodies.items()
             ],
         )  # fmt: skip
 
-    def ready_copy_texts(self, version_id: str) -> dict[str, bytes]:
-        """The version's ready copy as UTF-8 texts by artifact name (empty without one). Raises
-        ``ValueError`` for a copy that does not decompress; whether it is the certified one is for the
-        caller to check (:func:`digests.artifacts_digest`)."""
-        query = select(plan_ready_copies.c.name, plan_ready_copies.c.codec, plan_ready_copies.c.body).where(
-            plan_ready_copies.c.version_id == version_id
+    def ready_copy(self, version_id: str) -> ReadyCopy | None:
+        """The version's ready copy (None without one, or one whose rows disagree on what it was made
+        from). Raises ``ValueError`` for a body that does not decompress; whether the texts still hash
+        to the copy's digest is for the caller to check."""
+        c = plan_ready_copies.c
+        query = select(c.name, c.codec, c.body, c.artifacts_digest, c.rows_generation).where(
+            c.version_id == version_id
         )
         with self.engine.connect() as conn:
             found = conn.execute(query).all()
-        return {name: ready_copy.decompress(codec, bytes(body)) for name, codec, body in found}
+        if not found or len({(r.artifacts_digest, r.rows_generation) for r in found}) != 1:
+            return None
+        texts = {r.name: ready_copy.decompress(r.codec, bytes(r.body)) for r in found}
+        return ReadyCopy(texts, found[0].artifacts_digest, found[0].rows_generation)
+
+    def ready_copy_texts(self, version_id: str) -> dict[str, bytes]:
+        copy = self.ready_copy(version_id)
+        return copy.texts if copy is not None else {}
 
     def has_ready_copy(self, version_id: str) -> bool:
         query = select(plan_ready_copies.c.name).where(plan_ready_copies.c.version_id == version_id).limit(1)
@@ -650,9 +661,7 @@ class PlanStore:
         ``artifacts_digest`` is what the version's artifacts hash to once written. ``keep_ready_copy``:
         also store them as the version's ready copy (a version that had none)."""
         decoded = {n: t.decode("utf-8") if isinstance(t, bytes) else t for n, t in texts.items()}
-        if keep_ready_copy:
-            bodies = [(name, ready_copy.compress(text)) for name, text in texts.items()]
-            sizes = {n: len(t) if isinstance(t, bytes) else len(t.encode("utf-8")) for n, t in texts.items()}
+        bodies = _compressed(texts) if keep_ready_copy else {}
         with self.engine.begin() as conn:
             self._require(conn, version_id)
             conn.execute(
@@ -661,9 +670,10 @@ class PlanStore:
                 )
             )
             self._insert_artifacts(conn, version_id, decoded, now_ms())
-            if keep_ready_copy:
-                self._insert_ready_copy(conn, version_id, bodies, sizes)
             digests.ensure_generations(conn, version_id)
+            if keep_ready_copy:
+                generation = digests.certification(conn, version_id).rows_generation or 0
+                self._insert_ready_copy(conn, version_id, bodies, digests.artifacts_digest(texts), generation)
             digests.record(conn, version_id, rows=rows_digest, artifacts=artifacts_digest)
 
     # --- internals -----------------------------------------------------------------------------
@@ -758,6 +768,25 @@ class PlanStore:
 
     def _read(self, conn: Connection | None):
         return _Borrowed(conn) if conn is not None else self.engine.connect()
+
+
+@dataclass(frozen=True)
+class ReadyCopy:
+    """A version's ready copy: UTF-8 texts by artifact name, the digest recorded for them, and the rows
+    generation they were made from."""
+
+    texts: dict[str, bytes]
+    artifacts_digest: str
+    rows_generation: int
+
+
+def _compressed(texts: ready_copy.Texts) -> dict[str, tuple[bytes, int]]:
+    """Each text compressed for the ready copy, with its UTF-8 length."""
+    out = {}
+    for name, text in texts.items():
+        body = text.encode("utf-8") if isinstance(text, str) else text
+        out[name] = (ready_copy.compress(body), len(body))
+    return out
 
 
 class _Borrowed:

@@ -1,8 +1,8 @@
 """Per-version write generations kept by database triggers, and the ready copy of each version's artifacts.
 
-``plan_write_generations`` holds two counters per version, one per encoding: ``rows_generation``
-(``plan_series``, ``plan_kpis``, ``plan_overrides``, ``plan_override_events``) and
-``artifacts_generation`` (``plan_artifacts``, ``plan_ready_copies``). Triggers on every content table add
+``plan_write_generations`` holds three counters per version: ``rows_generation`` (``plan_series``,
+``plan_kpis``, ``plan_overrides``, ``plan_override_events``), ``artifacts_generation``
+(``plan_artifacts``) and ``copy_generation`` (``plan_ready_copies``). Triggers on every content table add
 one to the counter of each version a write touches, whoever writes: the plan store, or an operator's
 hand-made ``UPDATE`` in ``sqlite3`` or ``psql``. ``plan_versions`` gains the generations its certified
 digests were recorded at (``certified_rows_generation``, ``certified_artifacts_generation``).
@@ -12,8 +12,9 @@ store inserts that row after a new version's rows, so a first write's row trigge
 (an index probe, no write). PostgreSQL uses statement-level triggers with transition tables: one
 ``UPDATE`` per statement (per ``COPY``), whatever its row count.
 
-``plan_ready_copies`` holds the zlib-compressed text of each version's artifacts, written only by the
-plan store (``app.storage.plans``), for the rollback to verify and move instead of decoding rows.
+``plan_ready_copies`` holds the zlib-compressed text of each version's artifacts with the digest of
+those texts and the rows generation they were made at, written only by the plan store
+(``app.storage.plans``), for the rollback to verify and move instead of decoding rows.
 
 Note for later revisions: on SQLite a batch ("move and copy") alteration of a content table drops its
 triggers; such a revision must create them again (``content_triggers`` below says how).
@@ -40,7 +41,7 @@ CONTENT_TABLES = {
     "plan_overrides": "rows_generation",
     "plan_override_events": "rows_generation",
     "plan_artifacts": "artifacts_generation",
-    "plan_ready_copies": "artifacts_generation",
+    "plan_ready_copies": "copy_generation",
 }
 _EVENTS = ("insert", "update", "delete")
 
@@ -108,6 +109,7 @@ def upgrade() -> None:
         sa.Column("version_id", sa.String(64), nullable=False),
         sa.Column("rows_generation", sa.BigInteger(), nullable=False),
         sa.Column("artifacts_generation", sa.BigInteger(), nullable=False),
+        sa.Column("copy_generation", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
             ["version_id"],
             ["plan_versions.version_id"],
@@ -124,6 +126,8 @@ def upgrade() -> None:
         sa.Column("codec", sa.String(16), nullable=False),
         sa.Column("body", sa.LargeBinary(), nullable=False),
         sa.Column("text_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("artifacts_digest", sa.String(64), nullable=False),
+        sa.Column("rows_generation", sa.BigInteger(), nullable=False),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
             ["version_id"],
@@ -138,8 +142,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("certified_artifacts_generation", sa.BigInteger(), nullable=True))
     # versions stored before this revision get counters; nothing is certified at them yet
     op.execute(
-        "INSERT INTO plan_write_generations (version_id, rows_generation, artifacts_generation) "
-        "SELECT version_id, 0, 0 FROM plan_versions"
+        "INSERT INTO plan_write_generations (version_id, rows_generation, artifacts_generation, copy_generation) "
+        "SELECT version_id, 0, 0, 0 FROM plan_versions"
     )
     for statement in content_triggers(op.get_bind().dialect.name):
         op.execute(statement)

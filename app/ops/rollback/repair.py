@@ -111,17 +111,23 @@ def _from_ready_copy(
     store: PlanStore, version_id: str, certified: digests.Certification, blobs: dict[str, bytes]
 ) -> dict[str, Any] | None:
     """The ``repair`` verdict moving the version's ready copy, or None when there is no copy to trust:
-    none stored, rows written since they were certified, or a copy that does not hash to the certified
-    artifacts digest (or lacks a core artifact)."""
-    if not certified.rows_trusted or not certified.artifacts_digest:
+    none stored, rows written since they were certified or since the copy was made from them, texts
+    that do not hash to the copy's digest or to the version's certified artifacts digest, or a core
+    artifact missing."""
+    if not certified.rows_trusted:
         return None
     try:
-        texts = store.ready_copy_texts(version_id)
+        copy = store.ready_copy(version_id)
     except ValueError:
         return None
+    if copy is None or copy.rows_generation != certified.rows_generation:
+        return None
+    if certified.artifacts_digest is not None and copy.artifacts_digest != certified.artifacts_digest:
+        return None
+    texts = copy.texts
     if (
         not all(n in texts for n in CORE_ARTIFACTS)
-        or digests.artifacts_digest(texts) != certified.artifacts_digest
+        or digests.artifacts_digest(texts) != copy.artifacts_digest
     ):
         return None
     differ = sorted(n for n, t in texts.items() if blobs.get(n) != t)
