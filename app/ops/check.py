@@ -125,23 +125,23 @@ def check_database(
     *,
     deep: bool = False,
     jobs: int | None = None,
-    walk_pages: bool = True,
+    database_level: bool = True,
 ) -> CheckReport:
     """Check the whole database, or only ``version_id`` (then the database-level pragmas are skipped
     and nothing is recorded). Raises ``PlanNotFound`` for an unknown ``version_id``.
 
     Versions are checked in ``jobs`` processes (default: one per core, at most four) while SQLite's own
     integrity check runs in a thread beside them; ``deep`` decodes every version even when its certified
-    digests match. ``walk_pages`` False leaves out SQLite's ``integrity_check`` (the foreign keys are
-    still checked)."""
+    digests match. ``database_level`` False leaves out SQLite's integrity and foreign-key checks (each
+    reads the whole file) and checks the versions only."""
     engine = engine or get_engine()
     report = CheckReport()
     pragmas: dict[str, list[Problem]] = {}
     walker = None
-    if version_id is None:
-        report.database_checked = walk_pages
+    if version_id is None and database_level:
+        report.database_checked = True
         walker = threading.Thread(
-            target=lambda: pragmas.update(found=database_problems(engine, walk_pages)),
+            target=lambda: pragmas.update(found=database_problems(engine)),
             name="scpln-db-pragmas",
         )
         walker.start()
@@ -190,19 +190,14 @@ def last_check(engine: Engine | None = None) -> dict[str, Any] | None:
 # --- database level -----------------------------------------------------------------------------
 
 
-def database_problems(engine: Engine, walk_pages: bool = True) -> list[Problem]:
-    """SQLite's own integrity and foreign-key checks (nothing to do on PostgreSQL, which enforces both);
-    ``walk_pages`` False leaves out the integrity check."""
+def database_problems(engine: Engine) -> list[Problem]:
+    """SQLite's own integrity and foreign-key checks (nothing to do on PostgreSQL, which enforces both)."""
     if engine.dialect.name != "sqlite":
         return []
     problems: list[Problem] = []
     with engine.connect() as conn:
         try:
-            lines = (
-                [r[0] for r in conn.exec_driver_sql("PRAGMA integrity_check").fetchall()]
-                if walk_pages
-                else ["ok"]
-            )
+            lines = [r[0] for r in conn.exec_driver_sql("PRAGMA integrity_check").fetchall()]
         except Exception as exc:  # SQLite refuses to walk a badly damaged file at all
             lines = [f"integrity_check failed: {_short(exc)}"]
         if lines != ["ok"]:

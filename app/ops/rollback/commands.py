@@ -529,8 +529,8 @@ def _backfill(engine: Engine, state_path: Path) -> dict[str, Any]:
 
 def _check(engine: Engine, step: Progress, jobs: int | None = None) -> dict[str, Any]:
     """Every version whole and both encodings equal (versions not written since certified are taken as
-    certified), and the foreign keys; SQLite's walk of every page of the file is left to ``scpln db
-    check`` (on a database of many GB it alone takes minutes, and tells nothing of the encodings)."""
-    result = check.check_database(engine, jobs=jobs, walk_pages=False)
+    certified). SQLite's integrity and foreign-key checks are left to ``scpln db check``: each reads the
+    whole file (minutes on a database of many GB) and tells nothing of the encodings."""
+    result = check.check_database(engine, jobs=jobs, database_level=False)
     step("check", int(100 * 3 / len(ROLLFORWARD_PHASES)))
     return {"ok": result.ok, "problems": len(result.problems), "text": result.as_text()}

@@ -31,7 +31,7 @@ from sqlalchemy import select
 from app.ops import check
 from app.ops.parallel import POOL_MIN_VERSIONS, default_jobs, store_for
 from app.ops.rollback.runner import Progress, State, crash_point
-from app.planning.model import CORE_ARTIFACTS
+from app.planning.model import CORE_ARTIFACTS, PLAN_ARTIFACTS
 from app.storage import codec_artifacts, digests
 from app.storage.plans import PlanStore
 from app.storage.schema import plan_versions
@@ -131,13 +131,15 @@ def _from_ready_copy(
     ):
         return None
     differ = sorted(n for n, t in texts.items() if blobs.get(n) != t)
+    # what the artifacts hash to once written: the copy's digest, unless a stored artifact stays beside it
+    beside = [n for n in blobs if n in PLAN_ARTIFACTS and n not in texts]
     return {
         "action": "repair",
         "why": f"artifacts missing or different: {', '.join(differ)}",
         "source": "ready copy",
         "texts": texts,
         "rows_digest": certified.rows_digest,
-        "artifacts_digest": digests.artifacts_digest({**blobs, **texts}),
+        "artifacts_digest": digests.artifacts_digest({**blobs, **texts}) if beside else copy.artifacts_digest,
         "keep_copy": False,
     }
 
