@@ -31,9 +31,6 @@ from app.storage.db import (
 )
 from app.storage.plans import PlanStore
 
-#: The former name of ``insert_for``, kept for code that still imports it from here.
-_insert_for = insert_for
-
 __all__ = [
     "alembic_config",
     "database_url",

@@ -25,7 +25,7 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.config import get_settings
-from app.db import database_url, get_engine, init_db, now_ms
+from app.storage.db import database_url, get_engine, init_db, now_ms
 from app.storage.schema import runs
 
 #: Columns a caller may set; ``summary`` (a dict) is stored as ``summary_json``.

@@ -20,9 +20,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.config import get_settings
-from app.db import database_url, get_engine
 from app.errors import AuthMisconfigured, Forbidden, Unauthorized
 from app.storage import tokens
+from app.storage.db import database_url, get_engine
 from app.storage.plans import PlanStore
 
 bearer = HTTPBearer(auto_error=False, description="An API token made by `scpln token create`.")

@@ -16,9 +16,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app import metrics
 from app.api.schemas import Health
-from app.db import schema_revision
 from app.storage import modes, views
 from app.storage import settings as st
+from app.storage.db import schema_revision
 from app.storage.plans import PlanStore
 
 router = APIRouter(tags=["service"])

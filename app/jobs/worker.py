@@ -30,9 +30,9 @@ from huey.consumer import Consumer, Worker
 
 from app import metrics
 from app.config import get_settings
-from app.db import database_url, get_engine, init_db
 from app.jobs.queue import describe_queue, get_huey, reaper_seconds
 from app.jobs.tasks import reap_stale_jobs, release_job
+from app.storage.db import database_url, get_engine, init_db
 from app.storage.plans import observe_writes
 from app.storage.settings import intake_open
 

@@ -59,8 +59,8 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from app.config import resolve_path
-from app.db import get_engine, sqlite_path
 from app.errors import ScplnError
+from app.storage.db import get_engine, sqlite_path
 
 #: Pages copied per backup step (4 MiB with the default 4 KiB page), and the pause between steps.
 PAGES_PER_STEP = 1024

@@ -30,13 +30,13 @@ import numpy as np
 from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DBAPIError
 
-from app.db import get_engine, now_ms
 from app.errors import PlanNotFound
 from app.ops.parallel import map_versions, store_for
 from app.planning import documents as docs
 from app.planning.model import CORE_ARTIFACTS, PSI_ARTIFACTS, PlanContent
 from app.storage import codec_artifacts, digests
 from app.storage.codec_series import KNOWN_DOCUMENTS
+from app.storage.db import get_engine, now_ms
 from app.storage.plans import PlanStore
 from app.storage.schema import plan_series, plan_versions
 from app.storage.settings import get_value, set_value
@@ -125,21 +125,24 @@ def check_database(
     *,
     deep: bool = False,
     jobs: int | None = None,
+    database_level: bool = True,
 ) -> CheckReport:
     """Check the whole database, or only ``version_id`` (then the database-level pragmas are skipped
     and nothing is recorded). Raises ``PlanNotFound`` for an unknown ``version_id``.
 
     Versions are checked in ``jobs`` processes (default: one per core, at most four) while SQLite's own
     integrity check runs in a thread beside them; ``deep`` decodes every version even when its certified
-    digests match."""
+    digests match. ``database_level`` False leaves out SQLite's integrity and foreign-key checks (each
+    reads the whole file) and checks the versions only."""
     engine = engine or get_engine()
     report = CheckReport()
     pragmas: dict[str, list[Problem]] = {}
     walker = None
-    if version_id is None:
+    if version_id is None and database_level:
         report.database_checked = True
         walker = threading.Thread(
-            target=lambda: pragmas.update(found=database_problems(engine)), name="scpln-db-pragmas"
+            target=lambda: pragmas.update(found=database_problems(engine)),
+            name="scpln-db-pragmas",
         )
         walker.start()
     try:
@@ -227,13 +230,12 @@ def _owner_of(conn: Any, table: str, rowid: int | None) -> str | None:
 
 
 def _catalogue(engine: Engine, version_id: str | None) -> list[dict[str, Any]]:
-    query = select(
-        plan_versions.c.version_id,
-        plan_versions.c.status,
-        plan_versions.c.storage_mode,
-        plan_versions.c.rows_digest,
-        plan_versions.c.artifacts_digest,
-    ).order_by(plan_versions.c.created_at, plan_versions.c.version_id)
+    query = (
+        select(plan_versions.c.version_id, plan_versions.c.status, plan_versions.c.storage_mode)
+        .add_columns(*digests.certification_columns())
+        .select_from(digests.certification_join())
+        .order_by(plan_versions.c.created_at, plan_versions.c.version_id)
+    )
     if version_id is not None:
         query = query.where(plan_versions.c.version_id == version_id)
     try:
@@ -258,13 +260,19 @@ def _catalogue(engine: Engine, version_id: str | None) -> list[dict[str, Any]]:
 
 
 def check_version(store: PlanStore, info: Mapping[str, Any], deep: bool = False) -> list[Problem]:
-    """Every problem of one ready version (``info``: its ``version_id``, ``storage_mode`` and recorded
-    digests). A version whose certified digest pair still matches both encodings (and whose PSI
-    documents agree) is whole without decoding; otherwise, or with ``deep``, both are decoded, compared
+    """Every problem of one ready version (``info``: its catalogue row as :func:`_catalogue` reads it).
+
+    Without ``deep``: a version certified at write generations that have not changed since is whole
+    as certified — nothing of it is read. Otherwise an encoding whose generation is unchanged keeps its
+    certified digest, the other is rehashed; a certified pair still matching both encodings (with PSI
+    documents that agree) is whole without decoding. Anything else, or ``deep``, is decoded, compared
     and checked against the plan identities."""
     vid = info["version_id"]
     mode = info["storage_mode"] or "files"
     problems: list[Problem] = []
+    certified = _certification(info)
+    if not deep and _written_since_certified(certified, mode) is False:
+        return problems
 
     def problem(kind: str, detail: str, encoding: str | None = None) -> None:
         problems.append(Problem(vid, kind, detail, encoding))
@@ -282,7 +290,7 @@ def check_version(store: PlanStore, info: Mapping[str, Any], deep: bool = False)
         missing = [n for n in CORE_ARTIFACTS if n not in blobs]
         if missing:
             problem("missing_artifact", f"storage mode {mode} but no {', '.join(missing)}", "artifacts")
-    if not deep and not problems and levels and blobs and _certified_pair_holds(store, info, blobs):
+    if not deep and not problems and levels and blobs and _certified_pair_holds(store, certified, vid, blobs):
         return problems
     texts = {name: body.decode("utf-8") for name, body in blobs.items()}
 
@@ -320,16 +328,39 @@ def check_version(store: PlanStore, info: Mapping[str, Any], deep: bool = False)
     return problems
 
 
-def _certified_pair_holds(store: PlanStore, info: Mapping[str, Any], blobs: Mapping[str, bytes]) -> bool:
+def _certification(info: Mapping[str, Any]) -> digests.Certification:
+    return digests.Certification(
+        info.get("rows_digest"), info.get("artifacts_digest"),
+        info.get("certified_rows_generation"), info.get("certified_artifacts_generation"),
+        info.get("rows_generation"), info.get("artifacts_generation"),
+    )  # fmt: skip
+
+
+def _written_since_certified(certified: digests.Certification, mode: str) -> bool:
+    """False when neither encoding was written since the version was certified whole and the digests
+    its mode needs are recorded (``both``: the pair; ``db``: the rows'; ``files``: the artifacts'),
+    True otherwise. Only a writer that knew the version whole certifies it: a write of the plan store,
+    a rollback repair, a backfill."""
+    needed = {"both": ("rows", "artifacts"), "db": ("rows",), "files": ("artifacts",)}[mode]
+    present = {"rows": certified.rows_digest, "artifacts": certified.artifacts_digest}
+    return not (certified.unchanged and all(present[n] for n in needed))
+
+
+def _certified_pair_holds(
+    store: PlanStore, certified: digests.Certification, vid: str, blobs: Mapping[str, bytes]
+) -> bool:
     """True when the version has a certified digest pair, both encodings still hash to it, and the
-    PSI documents (which no digest covers) are the same in both. ``blobs``: the stored artifacts as
-    UTF-8 bytes."""
-    rows_digest, artifacts_digest = info.get("rows_digest"), info.get("artifacts_digest")
-    if not rows_digest or not artifacts_digest or digests.artifacts_digest(blobs) != artifacts_digest:
+    PSI documents (which no digest covers) are the same in both. An encoding whose generation has not
+    changed since its certification is not hashed again. ``blobs``: the stored artifacts as UTF-8
+    bytes."""
+    rows_digest, artifacts_digest = certified.rows_digest, certified.artifacts_digest
+    if not rows_digest or not artifacts_digest:
         return False
-    if store.rows_digest_now(info["version_id"]) != rows_digest:
+    if not certified.artifacts_trusted and digests.artifacts_digest(blobs) != artifacts_digest:
         return False
-    psi = store.read_psi_documents(info["version_id"])
+    if not certified.rows_trusted and store.rows_digest_now(vid) != rows_digest:
+        return False
+    psi = store.read_psi_documents(vid)
     for name in PSI_ARTIFACTS:
         held = psi.get(name)
         if (held is None) != (name not in blobs):

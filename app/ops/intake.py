@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from app.config import get_settings
-from app.db import get_engine, now_ms
+from app.storage.db import get_engine, now_ms
 from app.storage.settings import PAUSED, get_value, intake_paused_in_db, set_value
 
 PAUSED_BY = "jobs_paused_by"

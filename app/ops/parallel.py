@@ -23,7 +23,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine
 
-from app.db import get_engine
+from app.storage.db import get_engine
 
 T = TypeVar("T")
 #: At most this many processes by default, however many cores there are.

@@ -13,6 +13,15 @@ Owns two SHA-256 digests kept in ``plan_versions``:
 PSI overrides and events are edited in place, so neither digest covers them; checks compare them in full
 (they are small).
 
+**Write generations.** Database triggers (revision 0005) raise a version's ``rows_generation`` on every
+write to ``plan_series``, ``plan_kpis``, ``plan_overrides`` or ``plan_override_events``, its
+``artifacts_generation`` on every write to ``plan_artifacts`` (and ``copy_generation`` on every write to
+the ready copy, which carries its own digest and rows generation) — whoever writes,
+a hand-made ``UPDATE`` in ``sqlite3`` or ``psql`` included. :func:`record` notes the generation each
+digest is true at (``certified_rows_generation``, ``certified_artifacts_generation``). While a generation
+still equals its certified one, nothing was written to that encoding since, so its digest is still true
+without hashing anything: :func:`trusted` says which encodings a check may take as certified.
+
 **Certified pair.** When both columns are set, the two encodings were written from one and the same
 content: by a ``both``-mode write, by a rollback repair that made the artifacts from rows whose digest
 matched, or by a backfill that made the rows from the artifacts. A check that recomputes both digests and
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -44,7 +54,13 @@ from sqlalchemy import (
 
 from app.planning.model import PLAN_ARTIFACTS
 from app.storage import codec_series
-from app.storage.schema import plan_artifacts, plan_kpis, plan_series, plan_versions
+from app.storage.schema import (
+    plan_artifacts,
+    plan_kpis,
+    plan_series,
+    plan_versions,
+    plan_write_generations,
+)
 
 #: Levels the rows digest covers, in the order they are hashed (PSI markers change with PSI edits).
 DIGEST_LEVELS = tuple(level for level in codec_series.LEVEL_COLUMNS if level != "psi")
@@ -154,18 +170,40 @@ def stored_artifact_bytes(conn: Connection, version_id: str) -> dict[str, bytes]
     return {name: bytes(value) for name, value in conn.execute(query)}
 
 
+def _generation_now(version_id: str, column: str) -> Any:
+    """The version's current generation of one encoding, as a subquery of the writing transaction (NULL
+    when the version has no counters yet, which no check trusts)."""
+    g = plan_write_generations
+    return select(g.c[column]).where(g.c.version_id == version_id).scalar_subquery()
+
+
 def record(conn: Connection, version_id: str, *, rows: str | None, artifacts: str | None) -> None:
-    """Set both digests of a version (None clears one)."""
+    """Set both digests of a version (None clears one), certified at the encodings' generations as they
+    stand in this transaction: call it after the writes the digests describe."""
     conn.execute(
         update(plan_versions)
         .where(plan_versions.c.version_id == version_id)
-        .values(rows_digest=rows, artifacts_digest=artifacts)
+        .values(
+            rows_digest=rows,
+            artifacts_digest=artifacts,
+            certified_rows_generation=_generation_now(version_id, "rows_generation") if rows else None,
+            certified_artifacts_generation=(
+                _generation_now(version_id, "artifacts_generation") if artifacts else None
+            ),
+        )
     )
 
 
 def set_artifacts(conn: Connection, version_id: str, value: str | None) -> None:
     conn.execute(
-        update(plan_versions).where(plan_versions.c.version_id == version_id).values(artifacts_digest=value)
+        update(plan_versions)
+        .where(plan_versions.c.version_id == version_id)
+        .values(
+            artifacts_digest=value,
+            certified_artifacts_generation=(
+                _generation_now(version_id, "artifacts_generation") if value else None
+            ),
+        )
     )
 
 
@@ -176,5 +214,103 @@ def clear(conn: Connection, version_ids: Iterable[str]) -> None:
         conn.execute(
             update(plan_versions)
             .where(plan_versions.c.version_id.in_(ids))
-            .values(rows_digest=None, artifacts_digest=None)
+            .values(
+                rows_digest=None,
+                artifacts_digest=None,
+                certified_rows_generation=None,
+                certified_artifacts_generation=None,
+            )
         )
+
+
+def ensure_generations(conn: Connection, version_id: str) -> None:
+    """Give a version its counters if it has none. The plan store calls it after writing a new
+    version's content, so the triggers of that first bulk write found no counter to raise."""
+    g = plan_write_generations
+    exists = conn.execute(select(g.c.version_id).where(g.c.version_id == version_id)).first()
+    if exists is None:
+        conn.execute(
+            g.insert().values(
+                version_id=version_id, rows_generation=1, artifacts_generation=1, copy_generation=1
+            )
+        )
+
+
+def certify_generations(conn: Connection, version_id: str) -> None:
+    """Certify the version whole at its current generations, an encoding without a digest as absent.
+    Only a writer that has just written the whole version (the plan store) may say so."""
+    conn.execute(
+        update(plan_versions)
+        .where(plan_versions.c.version_id == version_id)
+        .values(
+            certified_rows_generation=_generation_now(version_id, "rows_generation"),
+            certified_artifacts_generation=_generation_now(version_id, "artifacts_generation"),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Certification:
+    """A version's recorded digests, the generations they were certified at, and its generations now."""
+
+    rows_digest: str | None
+    artifacts_digest: str | None
+    certified_rows: int | None
+    certified_artifacts: int | None
+    rows_generation: int | None
+    artifacts_generation: int | None
+
+    @property
+    def rows_trusted(self) -> bool:
+        """The rows digest is still true: nothing was written to the rows since it was certified."""
+        return bool(self.rows_digest) and _same(self.certified_rows, self.rows_generation)
+
+    @property
+    def artifacts_trusted(self) -> bool:
+        """The artifacts digest is still true: nothing was written to the artifacts since it was
+        certified."""
+        return bool(self.artifacts_digest) and _same(self.certified_artifacts, self.artifacts_generation)
+
+    @property
+    def pair_trusted(self) -> bool:
+        return self.rows_trusted and self.artifacts_trusted
+
+    @property
+    def unchanged(self) -> bool:
+        """Neither encoding was written since the version was last certified whole."""
+        return _same(self.certified_rows, self.rows_generation) and _same(
+            self.certified_artifacts, self.artifacts_generation
+        )
+
+
+def _same(certified: int | None, now: int | None) -> bool:
+    return certified is not None and now is not None and certified == now
+
+
+def certification_columns() -> list[Any]:
+    v, g = plan_versions, plan_write_generations
+    return [
+        v.c.rows_digest,
+        v.c.artifacts_digest,
+        v.c.certified_rows_generation,
+        v.c.certified_artifacts_generation,
+        g.c.rows_generation,
+        g.c.artifacts_generation,
+    ]
+
+
+def certification_join() -> Any:
+    """``plan_versions`` outer-joined to its counters (select :func:`certification_columns` from it)."""
+    return plan_versions.outerjoin(
+        plan_write_generations, plan_write_generations.c.version_id == plan_versions.c.version_id
+    )
+
+
+def certification(conn: Connection, version_id: str) -> Certification | None:
+    """A version's certification (None when the version does not exist); one catalogue read."""
+    found = conn.execute(
+        select(*certification_columns())
+        .select_from(certification_join())
+        .where(plan_versions.c.version_id == version_id)
+    ).first()
+    return Certification(*found) if found is not None else None

@@ -29,7 +29,7 @@ from app.errors import EncodingMissing, PlanNotFound, StorageError, VersionConfl
 from app.planning import derive, psi
 from app.planning import documents as docs
 from app.planning.model import DERIVED_ARTIFACTS, PlanContent
-from app.storage import codec_artifacts, codec_series, digests, modes, rowtext
+from app.storage import codec_artifacts, codec_series, digests, modes, ready_copy, rowtext
 from app.storage.codec_series import PSI_OVERRIDES, PSI_STATE
 from app.storage.db import get_engine, insert_for, now_ms, sqlite_path
 from app.storage.schema import (
@@ -37,8 +37,10 @@ from app.storage.schema import (
     plan_kpis,
     plan_override_events,
     plan_overrides,
+    plan_ready_copies,
     plan_series,
     plan_versions,
+    plan_write_generations,
 )
 from app.storage.settings import effective_mode, storage_pin
 
@@ -183,6 +185,7 @@ class PlanStore:
                 set_approval(conn, vid, codec_series.psi_approval(content))
                 if before_commit:
                     before_commit(conn)
+                generation = self._seal_write(conn, vid, values["rows_digest"], values["artifacts_digest"])
         except VersionConflict:
             raise
         except Exception as exc:
@@ -192,6 +195,8 @@ class PlanStore:
             raise StorageError(f"plan {vid} was not stored ({mode}): {exc}") from exc
         seconds = time.perf_counter() - started
         self._notify(mode, seconds, None)
+        if rows is not None:
+            self._schedule_ready_copy(content, texts, generation)
         return WriteResult(
             vid,
             mode,
@@ -273,6 +278,10 @@ class PlanStore:
         """Delete a version from every encoding (content tables cascade)."""
         with self.engine.begin() as conn:
             self._require(conn, version_id)
+            # first, so the generation triggers of the rows deleted below find no counter to raise
+            conn.execute(
+                delete(plan_write_generations).where(plan_write_generations.c.version_id == version_id)
+            )
             conn.execute(delete(plan_artifacts).where(plan_artifacts.c.version_id == version_id))
             if (
                 self.dialect == "sqlite"
@@ -561,6 +570,122 @@ class PlanStore:
         with self.engine.connect() as conn:
             return conn.execute(query).scalar_one_or_none()
 
+    # --- write generations and the ready copy --------------------------------------------------
+    # The database triggers of revision 0005 raise a version's generations on every content write;
+    # ``app.storage.digests`` says what they certify, ``app.storage.ready_copy`` when copies are made.
+
+    def certification(self, version_id: str, conn: Connection | None = None) -> digests.Certification:
+        """The version's recorded digests and generations (one catalogue read)."""
+        with self._read(conn) as c:
+            found = digests.certification(c, version_id)
+        if found is None:
+            raise PlanNotFound(f"plan version {version_id!r} does not exist")
+        return found
+
+    def _seal_write(self, conn: Connection, version_id: str, rows: str | None, artifacts: str | None) -> int:
+        """End a version's write: give it its counters (after its rows, so their triggers found none to
+        raise) and certify the digests just recorded at them. Returns the rows generation."""
+        digests.ensure_generations(conn, version_id)
+        digests.record(conn, version_id, rows=rows, artifacts=artifacts)
+        digests.certify_generations(conn, version_id)  # what the mode did not write is certified absent
+        return self.certification(version_id, conn).rows_generation or 0
+
+    def _schedule_ready_copy(self, content: PlanContent, texts: dict[str, str], generation: int) -> None:
+        """After a db- or both-mode write: its ready copy, made off the request's path. The texts of a
+        both-mode write are those just stored; a db-mode write's are made from the same content."""
+        made = (lambda: texts) if texts else (lambda: codec_artifacts.encode(content, validated=True))
+        ready_copy.schedule(self, content.version_id, made, generation)
+
+    def write_ready_copy(self, version_id: str, texts: ready_copy.Texts, *, rows_generation: int) -> bool:
+        """Store ``texts`` (every artifact text, made from the content whose rows were at
+        ``rows_generation``) as the version's ready copy, replacing any earlier one, with their digest.
+
+        Refused (False, nothing written) when the rows were written since or their digest is not
+        certified, or when the version has a certified artifacts digest the texts do not hash to. The
+        catalogue is not changed: the copy carries its own digest and rows generation."""
+        value = digests.artifacts_digest(texts)
+        bodies = _compressed(texts)
+        with self.engine.begin() as conn:
+            before = digests.certification(conn, version_id)
+            if before is None or not before.rows_trusted or before.rows_generation != rows_generation:
+                return False
+            if before.artifacts_digest is not None and before.artifacts_digest != value:
+                return False
+            self._insert_ready_copy(conn, version_id, bodies, value, rows_generation)
+        return True
+
+    def _insert_ready_copy(
+        self,
+        conn: Connection,
+        version_id: str,
+        bodies: dict[str, tuple[bytes, int]],
+        value: str,
+        rows_generation: int,
+    ) -> None:
+        conn.execute(delete(plan_ready_copies).where(plan_ready_copies.c.version_id == version_id))
+        ts = now_ms()
+        conn.execute(
+            insert(plan_ready_copies),
+            [
+                {"version_id": version_id, "name": n, "codec": ready_copy.CODEC, "body": body, "text_bytes": size,
+                 "artifacts_digest": value, "rows_generation": rows_generation, "created_at": ts}
+                for n, (body, size) in bodies.items()
+            ],
+        )  # fmt: skip
+
+    def ready_copy(self, version_id: str) -> ReadyCopy | None:
+        """The version's ready copy (None without one, or one whose rows disagree on what it was made
+        from). Raises ``ValueError`` for a body that does not decompress; whether the texts still hash
+        to the copy's digest is for the caller to check."""
+        c = plan_ready_copies.c
+        query = select(c.name, c.codec, c.body, c.artifacts_digest, c.rows_generation).where(
+            c.version_id == version_id
+        )
+        with self.engine.connect() as conn:
+            found = conn.execute(query).all()
+        if not found or len({(r.artifacts_digest, r.rows_generation) for r in found}) != 1:
+            return None
+        texts = {r.name: ready_copy.decompress(r.codec, bytes(r.body)) for r in found}
+        return ReadyCopy(texts, found[0].artifacts_digest, found[0].rows_generation)
+
+    def ready_copy_texts(self, version_id: str) -> dict[str, bytes]:
+        copy = self.ready_copy(version_id)
+        return copy.texts if copy is not None else {}
+
+    def has_ready_copy(self, version_id: str) -> bool:
+        query = select(plan_ready_copies.c.name).where(plan_ready_copies.c.version_id == version_id).limit(1)
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def replace_artifacts(
+        self,
+        version_id: str,
+        texts: ready_copy.Texts,
+        *,
+        rows_digest: str,
+        artifacts_digest: str,
+        keep_ready_copy: bool = False,
+    ) -> None:
+        """Write ``texts`` over the version's artifacts of the same names and record the certified pair:
+        the caller made or verified them as the content of rows hashing to ``rows_digest``, and
+        ``artifacts_digest`` is what the version's artifacts hash to once written. ``keep_ready_copy``:
+        also store them as the version's ready copy (a version that had none)."""
+        decoded = {n: t.decode("utf-8") if isinstance(t, bytes) else t for n, t in texts.items()}
+        bodies = _compressed(texts) if keep_ready_copy else {}
+        with self.engine.begin() as conn:
+            self._require(conn, version_id)
+            conn.execute(
+                delete(plan_artifacts).where(
+                    plan_artifacts.c.version_id == version_id, plan_artifacts.c.name.in_(list(decoded))
+                )
+            )
+            self._insert_artifacts(conn, version_id, decoded, now_ms())
+            digests.ensure_generations(conn, version_id)
+            if keep_ready_copy:
+                generation = digests.certification(conn, version_id).rows_generation or 0
+                self._insert_ready_copy(conn, version_id, bodies, digests.artifacts_digest(texts), generation)
+            digests.record(conn, version_id, rows=rows_digest, artifacts=artifacts_digest)
+
     # --- internals -----------------------------------------------------------------------------
 
     @property
@@ -778,6 +903,25 @@ class PlanStore:
                     },
                 )
             )
+
+
+@dataclass(frozen=True)
+class ReadyCopy:
+    """A version's ready copy: UTF-8 texts by artifact name, the digest recorded for them, and the rows
+    generation they were made from."""
+
+    texts: dict[str, bytes]
+    artifacts_digest: str
+    rows_generation: int
+
+
+def _compressed(texts: ready_copy.Texts) -> dict[str, tuple[bytes, int]]:
+    """Each text compressed for the ready copy, with its UTF-8 length."""
+    out = {}
+    for name, text in texts.items():
+        body = text.encode("utf-8") if isinstance(text, str) else text
+        out[name] = (ready_copy.compress(body), len(body))
+    return out
 
 
 class _Borrowed:

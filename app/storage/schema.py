@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -76,7 +77,40 @@ plan_versions = Table(
     # SHA-256 of the content rows and of the plan artifact texts (app.storage.digests; revision 0004)
     Column("rows_digest", String(64)),
     Column("artifacts_digest", String(64)),
+    # the write generations those digests were certified at (plan_write_generations; revision 0005)
+    Column("certified_rows_generation", BigInteger),
+    Column("certified_artifacts_generation", BigInteger),
     Index(None, "created_at"),
+)
+
+#: Three counters per version, raised by database triggers on every write to its content tables,
+#: whoever writes: ``rows_generation`` by the PlanRepository tables, ``artifacts_generation`` by
+#: ``plan_artifacts``, ``copy_generation`` by ``plan_ready_copies`` (revision 0005 creates the
+#: triggers; ``app.storage.digests`` says how checks use them).
+plan_write_generations = Table(
+    "plan_write_generations",
+    metadata,
+    _version_fk(primary_key=True),
+    Column("rows_generation", BigInteger, nullable=False),
+    Column("artifacts_generation", BigInteger, nullable=False),
+    Column("copy_generation", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+#: The ready copy: each artifact's text compressed (``codec``), kept for the rollback to move into
+#: ``plan_artifacts`` without decoding rows, with the digest of the whole copy's texts and the rows
+#: generation they were made from. Written by the plan store only.
+plan_ready_copies = Table(
+    "plan_ready_copies",
+    metadata,
+    _version_fk(primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("codec", String(16), nullable=False),  # zlib
+    Column("body", LargeBinary, nullable=False),
+    Column("text_bytes", BigInteger, nullable=False),  # the UTF-8 length of the text it holds
+    Column("artifacts_digest", String(64), nullable=False),  # of every text of the copy
+    Column("rows_generation", BigInteger, nullable=False),  # the rows they were made from
+    _ms("created_at"),
 )
 
 plan_artifacts = Table(

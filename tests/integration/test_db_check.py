@@ -10,13 +10,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
+from sqlalchemy.engine import make_url
 
 from app import db
 from app.errors import PlanNotFound
 from app.ops.check import check_database, last_check
 from app.services.plans import PlanRequest, run_plan
+from app.storage import ready_copy
 from app.storage.plans import PlanStore
 from tests.conftest import ROOT, SAMPLE
 
@@ -252,3 +255,102 @@ def test_db_check_cli_exits_0_when_healthy_and_1_with_a_report(tmp_path: Path) -
     assert report["ok"] is False
     assert {"version_id": "v-1", "kind": "missing_level"}.items() <= report["problems"][0].items()
     db.dispose_engines(url)
+
+
+# --- write generations (revision 0005) -----------------------------------------------------------
+
+
+def by_hand(url: str, statement: str, *params: object) -> None:
+    """One statement through the database's own driver, outside the application: what an operator
+    typing into ``sqlite3`` or ``psql`` does (no engine event, no plan store)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        with sqlite3.connect(parsed.database) as conn:
+            conn.execute(statement, params)
+        return
+    dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn) as conn:
+        conn.execute(statement.replace("?", "%s"), params)
+
+
+def generations(engine: Engine, vid: str) -> tuple[int, ...]:
+    with engine.connect() as conn:
+        return tuple(
+            conn.execute(
+                text(
+                    "SELECT rows_generation, artifacts_generation, copy_generation FROM plan_write_generations "
+                    "WHERE version_id = :v"
+                ),
+                {"v": vid},
+            ).one()
+        )
+
+
+@pytest.mark.parametrize(
+    ("statement", "encoding"),
+    [
+        ("UPDATE plan_series SET demand = demand + 1 WHERE version_id = ? AND level = 'det' AND seq = 3", 0),
+        ("DELETE FROM plan_kpis WHERE version_id = ? AND seq = 0", 0),
+        (
+            "INSERT INTO plan_override_events (version_id, event_type, event_ts, actor) VALUES (?, 'edit', 1, 'x')",
+            0,
+        ),
+        (
+            "UPDATE plan_artifacts SET created_at = created_at + 1 WHERE version_id = ? AND name = 'report.csv'",
+            1,
+        ),
+        ("DELETE FROM plan_ready_copies WHERE version_id = ?", 2),
+    ],
+)
+def test_every_hand_made_write_to_a_content_table_changes_the_generation(
+    db_url: str, statement: str, encoding: int
+) -> None:
+    engine = planned(db_url, v="both")
+    ready_copy.wait()
+    before = generations(engine, "v")
+    by_hand(db_url, statement, "v")
+    after = generations(engine, "v")
+    assert after[encoding] > before[encoding]
+    assert [a for i, a in enumerate(after) if i != encoding] == [
+        b for i, b in enumerate(before) if i != encoding
+    ]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE plan_series SET supply = supply + 1 WHERE version_id = ? AND level = 'aggregate' AND seq = 0",
+        "DELETE FROM plan_artifacts WHERE version_id = ? AND name = 'mrp.json'",
+    ],
+)
+def test_corruption_planted_by_hand_is_found_without_deep(db_url: str, statement: str) -> None:
+    engine = planned(db_url, v="both", w="both")
+    ready_copy.wait()
+    assert check_database(engine).ok
+    by_hand(db_url, statement, "v")
+    report = check_database(engine)
+    assert found(report, "v") and not found(report, "w"), report.as_text()
+
+
+def test_a_version_not_written_since_certified_is_checked_without_reading_its_content(
+    sqlite_url: str,
+) -> None:
+    engine = planned(sqlite_url, v="both", d="db", f="files")
+    ready_copy.wait()
+    statements: list[str] = []
+    db.dispose_engines(sqlite_url)
+    engine = db.get_engine(sqlite_url)
+    event.listen(engine, "connect", lambda dbapi, _record: dbapi.set_trace_callback(statements.append))
+    content = ("plan_series", "plan_kpis", "plan_artifacts", "plan_overrides", "plan_override_events")
+    for version_id in ("v", "d", "f"):
+        statements.clear()
+        assert check_database(engine, version_id).ok
+        assert statements, "the trace sees the check's statements"
+        assert not [s for s in statements if any(t in s for t in content)], statements
+    # a value changed by hand: that version is read again, and only it
+    by_hand(sqlite_url, "UPDATE plan_series SET demand = demand WHERE version_id = 'v' AND seq = 0")
+    statements.clear()
+    assert check_database(engine, "v").ok
+    assert [s for s in statements if "plan_series" in s]
+    statements.clear()
+    assert check_database(engine, "d").ok and not [s for s in statements if "plan_series" in s]

@@ -16,7 +16,7 @@ from app.ops.rollback import content_checksums, rollback
 from app.planning.model import PLAN_ARTIFACTS
 from app.services import psi
 from app.services.plans import PlanRequest, run_plan
-from app.storage import digests
+from app.storage import digests, ready_copy
 from app.storage.plans import PlanStore
 from app.storage.schema import plan_artifacts, plan_versions
 
@@ -56,10 +56,18 @@ def test_each_storage_mode_records_the_digests_of_what_it_stored(db_url: str) ->
     store = open_store(db_url)
     for mode in ("both", "db", "files"):
         plan(store, f"d-{mode}", mode)
+    ready_copy.wait()
     rows, artifacts = store.stored_digests("d-both")
     assert rows == store.rows_digest_now("d-both") and len(rows) == 64
     assert artifacts == digests.artifacts_digest(stored_texts(store, "d-both"))
     assert store.stored_digests("d-db") == (store.rows_digest_now("d-db"), None)
+    # the ready copies (db and both mode) carry the digest of their texts and the rows they were made from
+    for vid in ("d-db", "d-both"):
+        copy = store.ready_copy(vid)
+        assert copy.artifacts_digest == digests.artifacts_digest(copy.texts)
+        assert copy.rows_generation == store.certification(vid).rows_generation
+    assert store.ready_copy("d-both").artifacts_digest == artifacts
+    assert not stored_texts(store, "d-db") and not store.has_ready_copy("d-files")
     assert store.stored_digests("d-files") == (None, digests.artifacts_digest(stored_texts(store, "d-files")))
     # one content: the rows digest does not depend on the mode it was written in
     assert store.stored_digests("d-db")[0] == rows

@@ -10,7 +10,19 @@ from typing import Any
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Boolean, Engine, Float, Integer, MetaData, String, Table, func, inspect, select
+from sqlalchemy import (
+    Boolean,
+    Engine,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    func,
+    inspect,
+    select,
+)
 
 from app import db
 from app.storage.schema import metadata
@@ -38,6 +50,8 @@ def sample_value(table: Table, column: Any, tag: str) -> Any:
         return None
     if isinstance(column.type, Boolean):
         return True
+    if isinstance(column.type, LargeBinary):
+        return f"{table.name}.{column.name}-{tag}".encode()
     if isinstance(column.type, Integer):
         return 7
     if isinstance(column.type, Float):

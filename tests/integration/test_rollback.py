@@ -30,7 +30,7 @@ from app.ops.rollback import VERIFY_NOTE, content_checksums, rollback, rollforwa
 from app.planning.model import CORE_ARTIFACTS, PLAN_ARTIFACTS, PSI_ARTIFACTS
 from app.services import psi
 from app.services.plans import PlanRequest, run_plan
-from app.storage import codec_artifacts, digests
+from app.storage import codec_artifacts, digests, ready_copy
 from app.storage import settings as st
 from app.storage.plans import PlanStore
 from app.storage.schema import plan_artifacts, plan_series, plan_versions, runs
@@ -38,6 +38,8 @@ from tests.conftest import ROOT, SAMPLE
 
 ENV_CLEARED = ("PLAN_STORAGE_MODE", "JOBS_ENABLED", "SCPLN_INPUT_DIR", "REGISTRY_BACKEND", "SCPLN_CRASH_AT")
 REPAIRED = ["rb-psi", "rb-db", "rb-missing", "rb-changed"]
+#: Repaired from their ready copy: rows not written since certified (rb-psi's PSI edit wrote rows).
+FROM_COPY = ["rb-db", "rb-missing", "rb-changed"]
 
 
 @dataclass
@@ -60,8 +62,10 @@ def open_store(path: Path) -> PlanStore:
     return PlanStore(db.get_engine(url))
 
 
-def plan(store: PlanStore, version_id: str, mode: str) -> None:
+def plan(store: PlanStore, version_id: str, mode: str | None) -> None:
+    """Plan the sample as ``version_id`` and wait for its ready copy (db and both mode)."""
     run_plan(PlanRequest(input_dir=str(SAMPLE), version_id=version_id), storage=mode, store=store)
+    ready_copy.wait()
 
 
 def artifacts(store: PlanStore, version_id: str | None = None) -> dict[str, dict[str, str]]:
@@ -219,7 +223,7 @@ def test_rollback_repairs_artifacts_from_healthy_rows_keeps_the_rest_and_names_t
 
     report = rollback(store.engine, **ops_paths(tmp_path))
 
-    assert report.repaired == REPAIRED
+    assert report.repaired == REPAIRED and report.repaired_from_copy == FROM_COPY
     assert (
         list(report.kept_artifacts) == ["rb-rows-bad"]
         and "aggregate_identity" in report.kept_artifacts["rb-rows-bad"]
@@ -288,7 +292,9 @@ def test_rollback_cli_exits_1_naming_the_version_that_needs_restore_with_plain_p
 
     assert res.returncode == 1, res.stderr
     assert "rollback FAILED in" in res.stdout and "versions checked: 8" in res.stdout
-    assert f"artifacts repaired from PlanRepository rows: 4 ({', '.join(REPAIRED)})" in res.stdout
+    assert (
+        f"artifacts repaired: 4 ({', '.join(REPAIRED)}), of which 3 moved from their ready copy" in res.stdout
+    )
     assert "artifacts kept (rows unhealthy): 1 (rb-rows-bad)" in res.stdout
     assert "need restore from backup: 1 (rb-broken)" in res.stdout
     assert "RESTORE NEEDED: rb-broken:" in res.stdout and "scpln db restore" in res.stdout
@@ -311,7 +317,8 @@ def test_rollback_dry_run_changes_nothing_and_prints_the_plan(scenario, tmp_path
     out = res.stdout
     assert "rollback (dry run, nothing changed): would do" in out
     for vid in REPAIRED:
-        assert f"version {vid}: repair artifacts from rows" in out
+        source = "ready copy" if vid in FROM_COPY else "rows"
+        assert f"version {vid}: repair artifacts from {source}" in out
     assert "version rb-rows-bad: keep artifacts (rows unhealthy)" in out
     assert "version rb-broken: NEEDS RESTORE from backup" in out
     assert "8 ready versions checked" in out and "(2 runs)" in out and "pin the storage mode to files" in out
@@ -445,10 +452,10 @@ def test_rollback_and_rollforward_on_postgresql_back_up_with_pg_dump(pg_url, tmp
 
 
 def _niceness_after_repair_start() -> int:
-    from app.ops import rollback as rollback_ops
+    from app.ops.rollback import repair
 
     before = os.nice(0)
-    rollback_ops._repair_worker_start(None)
+    repair.repair_worker_start(None)
     return os.nice(0) - before
 
 
@@ -457,10 +464,79 @@ def test_repair_workers_are_one_more_than_the_cores_and_yield_the_cpu() -> None:
     from concurrent.futures import ProcessPoolExecutor
 
     from app.ops import parallel
-    from app.ops import rollback as rollback_ops
+    from app.ops.rollback import repair
 
-    assert rollback_ops.repair_jobs(None, 100) == parallel.default_jobs() + 1
-    assert rollback_ops.repair_jobs(3, 100) == 3
-    assert rollback_ops.repair_jobs(None, 2) is None, "a few versions: the map decides (here, in order)"
+    assert repair.repair_jobs(None, 100) == parallel.default_jobs() + 1
+    assert repair.repair_jobs(3, 100) == 3
+    assert repair.repair_jobs(None, 2) is None, "a few versions: the map decides (here, in order)"
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        assert pool.submit(_niceness_after_repair_start).result() == rollback_ops.REPAIR_WORKER_NICE
+        assert pool.submit(_niceness_after_repair_start).result() == repair.REPAIR_WORKER_NICE
+
+
+# --- the ready copy --------------------------------------------------------------------------------
+
+
+def traced(store: PlanStore) -> tuple[PlanStore, list[str]]:
+    """A store on a fresh engine of the same file whose connections record every statement they run."""
+    from sqlalchemy import event
+
+    url = store.engine.url.render_as_string(hide_password=False)
+    db.dispose_engines(url)
+    engine = db.get_engine(url)
+    statements: list[str] = []
+    event.listen(engine, "connect", lambda dbapi, _record: dbapi.set_trace_callback(statements.append))
+    return PlanStore(engine), statements
+
+
+def test_a_stripped_version_is_repaired_by_moving_its_ready_copy_without_reading_its_rows(healthy):
+    from app.ops.rollback import repair
+
+    drop_artifacts(healthy, "h-both")
+    store, statements = traced(healthy)
+
+    verdict = repair.assess(store, "h-both")
+
+    assert (verdict["action"], verdict["source"]) == ("repair", "ready copy")
+    assert not [s for s in statements if "plan_series" in s or "plan_kpis" in s], statements
+    repair.write_repair(store, "h-both", verdict)
+    assert artifacts(store, "h-both")["h-both"] == codec_artifacts.encode(store.read_rows("h-both"))
+    assert store.certification("h-both").pair_trusted
+    assert check.check_database(store.engine, "h-both").ok
+
+
+def test_without_a_ready_copy_the_repair_decodes_the_rows_and_keeps_a_copy(healthy):
+    from app.ops.rollback import repair
+
+    # a process killed between the version's write and its ready copy leaves no copy
+    with healthy.engine.begin() as conn:
+        conn.execute(text("DELETE FROM plan_ready_copies WHERE version_id = 'h-db'"))
+    verdict = repair.assess(healthy, "h-db")
+    assert (verdict["action"], verdict["source"], verdict["keep_copy"]) == ("repair", "rows", True)
+
+    repair.write_repair(healthy, "h-db", verdict)
+
+    texts = artifacts(healthy, "h-db")["h-db"]
+    assert texts == codec_artifacts.encode(healthy.read_rows("h-db"))
+    copy = healthy.ready_copy_texts("h-db")
+    assert {n: t.decode() for n, t in copy.items()} == texts
+    drop_artifacts(healthy, "h-db")
+    assert repair.assess(healthy, "h-db")["source"] == "ready copy"
+
+
+def test_a_ready_copy_not_matching_the_certified_digest_or_behind_the_rows_is_not_moved(healthy):
+    from app.ops.rollback import repair
+
+    drop_artifacts(healthy, "h-both")
+    body = ready_copy.compress('{"rows":[]}\n')
+    with healthy.engine.begin() as conn:  # a copy damaged by hand
+        conn.execute(
+            text("UPDATE plan_ready_copies SET body = :b WHERE version_id = 'h-both' AND name = 'mrp.json'"),
+            {"b": body},
+        )
+    assert repair.assess(healthy, "h-both")["source"] == "rows"
+    # rows written since the copy was made: the copy is refused when stored, and not trusted when read
+    rows_generation = healthy.certification("h-db").rows_generation
+    corrupt_rows(healthy, "h-db")
+    assert not healthy.write_ready_copy("h-db", {"report.csv": "x"}, rows_generation=rows_generation)
+    verdict = repair.assess(healthy, "h-db")  # the rows now break an identity and nothing else is trusted
+    assert verdict["action"] == "needs_restore" and "aggregate_identity" in verdict["why"]

@@ -183,7 +183,10 @@ def test_an_uninterrupted_rollback_repairs_keeps_and_pins(rollback_outcomes):
     _, outcomes = rollback_outcomes
     baseline = outcomes[None]
     assert baseline["returncode"] == 0, baseline["stdout"] + baseline["stderr"]
-    assert "artifacts repaired from PlanRepository rows: 2 (c-missing, c-db)" in baseline["stdout"]
+    assert (
+        "artifacts repaired: 2 (c-missing, c-db), of which 2 moved from their ready copy"
+        in baseline["stdout"]
+    )
     assert "artifacts kept (rows unhealthy): 1 (c-bad)" in baseline["stdout"]
     state = baseline["state"]
     assert state["settings"] == {st.PIN: "files"} and state["verification_versions"] == 1

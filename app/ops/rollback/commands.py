@@ -1,22 +1,19 @@
-"""Rollback to ``plan_artifacts`` and roll-forward to the PlanRepository, each as one resumable command.
-
-Owns the runbook's procedure (seed runbook §4, SPEC 7) as phases that are each idempotent and recorded
-in a state file after they complete, so a run killed at any point is simply run again:
+"""``scpln rollback`` and ``scpln rollforward``: the runbook's procedure as phases (seed runbook §4, SPEC 7).
 
 rollback:    pause → backup → snapshot → repair → pin → runs → verify → resume
 rollforward: pause → backfill → check → unpin → resume
 
-``repair`` writes a version's artifacts from its PlanRepository rows where they are missing or differ —
-only from rows that decode, hold every core document and keep the plan identities; a version whose rows
-fail keeps its artifacts when those are whole and sound, and one with neither encoding healthy is
+Owns what each phase does but the repair (``app.ops.rollback.repair``) and the order of the phases;
+``app.ops.rollback.runner`` runs them, each idempotent and recorded in a state file after it completes,
+so a command killed at any point is simply run again. A version with neither encoding healthy is
 reported as needing a restore from the backup (the rollback then ends with ``ok`` False).
 
 Roll-forward backfills rows for versions that have none (those written in files mode during the
 rollback), runs the whole-database check, and clears the storage pin only when the check passes; when
 anything fails it reopens intake on files mode and leaves the pin in place.
 
-Plan content goes through the plan store and the two codecs only. This module never deletes a version,
-its rows, overrides or events.
+Plan content is written through the plan store only. This module never deletes a version, its rows,
+overrides or events.
 """
 
 from __future__ import annotations
@@ -26,47 +23,41 @@ import csv
 import datetime as dt
 import functools
 import hashlib
-import itertools
 import json
 import multiprocessing
 import os
 import shutil
-import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Engine, func, select, update
 
 from app.config import get_settings, resolve_path
-from app.db import get_engine, now_ms
 from app.errors import ScplnError
 from app.ops import backfill, backup, check, intake
-from app.ops.parallel import POOL_MIN_VERSIONS, VersionMap, default_jobs, map_versions, store_for
+from app.ops.parallel import VersionMap, map_versions
+from app.ops.rollback import repair
+from app.ops.rollback.runner import CRASH_ENV, Progress, State, phase_runner
 from app.planning.model import CORE_ARTIFACTS, PlanParams
-from app.storage import codec_artifacts, digests, rowtext
+from app.storage import codec_artifacts
 from app.storage import settings as st
+from app.storage.db import get_engine
 from app.storage.plans import PlanStore
-from app.storage.schema import plan_artifacts, plan_versions, runs
+from app.storage.schema import plan_versions, runs
 
 ROLLBACK_PHASES = ("pause", "backup", "snapshot", "repair", "pin", "runs", "verify", "resume")
 ROLLFORWARD_PHASES = ("pause", "backfill", "check", "unpin", "resume")
 DEFAULT_STATE = "tmp/rollback_state.json"
 DEFAULT_FORWARD_STATE = "tmp/rollforward_state.json"
-#: Test hook. ``SCPLN_CRASH_AT=<phase>`` kills the rollback with SIGKILL after that phase did its work
-#: and before the state file records it (the widest window); ``repair:<n>`` after the n-th version of
-#: this run's repair was written; ``forward:<phase>`` the same for the roll-forward.
-CRASH_ENV = "SCPLN_CRASH_AT"
+__all__ = ["CRASH_ENV", "ROLLBACK_PHASES", "ROLLFORWARD_PHASES", "OpsReport", "RollbackFailed"]
 #: The note of the version the verify phase plans; it tells that version apart from the operators'.
 VERIFY_NOTE = "rollback verification"
 #: How many version ids a text report names per list before it only counts.
 NAMED = 20
-
-Progress = Callable[[str, int], None]
 
 
 class RollbackFailed(ScplnError):
@@ -84,6 +75,7 @@ class OpsReport:
     phases_skipped: list[str] = field(default_factory=list)
     versions_checked: int = 0
     repaired: list[str] = field(default_factory=list)
+    repaired_from_copy: list[str] = field(default_factory=list)
     kept_artifacts: dict[str, str] = field(default_factory=dict)
     needs_restore: dict[str, str] = field(default_factory=dict)
     backup_path: str | None = None
@@ -118,7 +110,8 @@ class OpsReport:
         if self.kind == "rollback":
             lines += [
                 f"  versions checked: {self.versions_checked}",
-                f"  artifacts repaired from PlanRepository rows: {len(self.repaired)}{_names(self.repaired)}",
+                f"  artifacts repaired: {len(self.repaired)}{_names(self.repaired)}, of which "
+                f"{len(self.repaired_from_copy)} moved from their ready copy, the others made from rows",
                 f"  artifacts kept (rows unhealthy): {len(self.kept_artifacts)}{_names(self.kept_artifacts)}",
                 f"  need restore from backup: {len(self.needs_restore)}{_names(self.needs_restore)}",
                 f"  backup: {self.backup_path}",
@@ -142,71 +135,6 @@ def _names(ids: Any) -> str:
         return ""
     more = f" … and {len(ids) - NAMED} more" if len(ids) > NAMED else ""
     return f" ({', '.join(ids[:NAMED])}{more})"
-
-
-class _State:
-    """The state file: completed phases and per-phase results, written atomically. A finished (or
-    missing, or unreadable) state file starts a new run."""
-
-    def __init__(self, path: Path, kind: str, dry_run: bool):
-        self.path = path
-        self.dry_run = dry_run
-        data: dict[str, Any] = {}
-        if path.exists():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                data = {}
-        if not isinstance(data, dict) or data.get("kind") != kind or data.get("finished"):
-            data = {"kind": kind, "started_at": now_ms(), "phases": {}, "finished": False}
-        self.data = data
-
-    def done(self, phase: str) -> bool:
-        return phase in self.data["phases"]
-
-    def result(self, phase: str) -> Any:
-        return self.data["phases"].get(phase)
-
-    def complete(self, phase: str, result: Any = True) -> None:
-        self.data["phases"][phase] = result
-        self.save()
-
-    def put(self, key: str, value: Any) -> None:
-        self.data[key] = value
-        self.save()
-
-    def save(self) -> None:
-        if self.dry_run:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(self.data, handle, indent=1, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)  # a resumed run never reads half a state file
-
-
-def _crash_point(name: str) -> None:
-    if os.environ.get(CRASH_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _runner(state: _State, report: OpsReport, phases: tuple[str, ...], step: Progress, prefix: str = ""):
-    """Run a phase unless the state file says it is done; record it after it completes."""
-
-    def phase(name: str, fn: Callable[[], Any]) -> Any:
-        step(name, int(100 * phases.index(name) / len(phases)))
-        if state.done(name):
-            report.phases_skipped.append(name)
-            return state.result(name)
-        result = fn()
-        _crash_point(f"{prefix}{name}")
-        state.complete(name, result)
-        report.phases_done.append(name)
-        return result
-
-    return phase
 
 
 def _enter_maintenance(engine: Engine, actor: str) -> bool:
@@ -260,7 +188,7 @@ def rollback(
 ) -> OpsReport:
     """Fall back from the PlanRepository to ``plan_artifacts`` (the whole seed runbook §4). ``jobs``:
     processes assessing and repairing versions (default: one per core, at most four, plus one; see
-    :func:`repair_jobs`).
+    :func:`repair.repair_jobs`).
 
     Relative paths are taken from the repository root, like ``SCPLN_DB``. Raises ``RollbackFailed``
     when verification fails; intake then stays paused and the state file lets a later run resume.
@@ -269,13 +197,13 @@ def rollback(
     store = PlanStore(engine)
     started = time.perf_counter()
     report = OpsReport("rollback", dry_run=dry_run)
-    state = _State(resolve_path(state_file), "rollback", dry_run)
+    state = State(resolve_path(state_file), "rollback", dry_run)
     step = progress or (lambda _s, _p: None)
     if dry_run:
         report.plan = _rollback_plan(store, state, cutover_ts, snapshot_versions, jobs)
         report.seconds = time.perf_counter() - started
         return report
-    phase = _runner(state, report, ROLLBACK_PHASES, step)
+    phase = phase_runner(state, report.phases_done, report.phases_skipped, ROLLBACK_PHASES, step)
 
     def pause() -> bool:
         return _enter_maintenance(engine, actor)
@@ -292,22 +220,26 @@ def rollback(
         assessments = None
         may_write = multiprocessing.get_context("spawn").Event()
         if not state.done("repair"):
-            todo = _repair_todo(store, state)
+            todo = repair.repair_todo(store, state)
             assessments = stack.enter_context(
                 VersionMap(
-                    _repair_in_worker, engine, todo, repair_jobs(jobs, len(todo)), size=_verdict_size,
-                    initializer=_repair_worker_start, initargs=(may_write,),
+                    repair.repair_in_worker, engine, todo, repair.repair_jobs(jobs, len(todo)),
+                    size=repair.verdict_size, initializer=repair.repair_worker_start, initargs=(may_write,),
                 )
             )  # fmt: skip
         with ThreadPoolExecutor(1, thread_name_prefix="scpln-snapshot") as side:
             # The snapshot is recorded after the backup, as the runbook orders them.
             early = side.submit(snapshot) if not state.done("backup") and not state.done("snapshot") else None
             report.backup_path = phase("backup", lambda: _backup(engine, backup_dir))
+            # The workers write what they repair from now on, while the snapshot may still be taken: the
+            # repair writes artifacts, never the plan_series rows the snapshot holds.
+            may_write.set()
             report.snapshots = phase("snapshot", early.result if early else snapshot)
-        may_write.set()  # the workers write what they repair from now on
-        outcome = phase("repair", lambda: _repair(store, state, step, assessments))
+        share = (ROLLBACK_PHASES.index("repair"), len(ROLLBACK_PHASES))
+        outcome = phase("repair", lambda: repair.repair(store, state, step, assessments, share))
     report.versions_checked = outcome["checked"]
     report.repaired = list(outcome["repaired"])
+    report.repaired_from_copy = list(outcome.get("from_copy", []))
     report.kept_artifacts = dict(outcome["kept"])
     report.needs_restore = dict(outcome["needs_restore"])
     phase("pin", lambda: st.set_storage_pin(engine, "files") or "files")
@@ -330,7 +262,7 @@ def rollback(
 
 
 def _rollback_plan(
-    store: PlanStore, state: _State, cutover_ts: int | None, n_snapshot: int, jobs: int | None = None
+    store: PlanStore, state: State, cutover_ts: int | None, n_snapshot: int, jobs: int | None = None
 ) -> list[str]:
     """What a rollback would do, version by version; reads only."""
     lines = [
@@ -342,19 +274,15 @@ def _rollback_plan(
         "verified against its checksum; pg_dump on PostgreSQL), with the snapshot taken meanwhile",
         f"snapshot the plan_series rows of the {n_snapshot} latest versions (CSV) and the RunRegistry (JSON)",
     ]
-    if store.dialect == "sqlite" and not rowtext.built():
-        lines.append(
-            "note: the C text writer (app/storage/_rowtext.c) is not built here, so repairs decode rows in "
-            "Python, about 2.5 times slower; reinstall with gcc and libsqlite3-dev to build it"
-        )
-    versions = _ready_versions(store)
+    versions = repair.ready_versions(store)
     counts: dict[str, int] = {}
-    for verdict in map_versions(_assess_in_worker, store.engine, versions, jobs):
+    for verdict in map_versions(repair.assess_in_worker, store.engine, versions, jobs):
         vid = verdict["version_id"]
         counts[verdict["action"]] = counts.get(verdict["action"], 0) + 1
         if verdict["action"] != "ok":
-            lines.append(f"version {vid}: {_ACTION_TEXT[verdict['action']]} ({verdict['why']})")
-    summary = ", ".join(f"{_ACTION_TEXT[a]}: {n}" for a, n in sorted(counts.items()))
+            source = f" from {verdict['source']}" if verdict.get("source") else ""
+            lines.append(f"version {vid}: {repair.ACTION_TEXT[verdict['action']]}{source} ({verdict['why']})")
+    summary = ", ".join(f"{repair.ACTION_TEXT[a]}: {n}" for a, n in sorted(counts.items()))
     lines.append(f"{len(versions)} ready versions checked" + (f" — {summary}" if summary else ""))
     ts = cutover_ts if cutover_ts is not None else _default_cutover(store.engine)
     lines += [
@@ -364,25 +292,6 @@ def _rollback_plan(
         "resume plan intake, maintenance off",
     ]
     return lines
-
-
-_ACTION_TEXT = {
-    "ok": "artifacts already whole",
-    "repair": "repair artifacts from rows",
-    "keep": "keep artifacts (rows unhealthy)",
-    "needs_restore": "NEEDS RESTORE from backup",
-}
-
-
-def _ready_versions(store: PlanStore) -> list[str]:
-    with store.engine.connect() as conn:
-        return list(
-            conn.execute(
-                select(plan_versions.c.version_id)
-                .where(plan_versions.c.status == "ready")
-                .order_by(plan_versions.c.created_at, plan_versions.c.version_id)
-            ).scalars()
-        )
 
 
 def _backup(engine: Engine, backup_dir: str | Path) -> str:
@@ -452,255 +361,6 @@ def _registry_records(engine: Engine) -> list[dict[str, Any]]:
     return DbRunBackend(engine).list(None, 0)
 
 
-def _assess(store: PlanStore, version_id: str) -> dict[str, Any]:
-    """What the repair phase does with one version, and why: ``ok`` (artifacts still hash to the
-    version's certified digest, or hold what its healthy rows hold, or there are no rows and the
-    artifacts are sound), ``repair`` (with the texts to write), ``keep`` (rows unhealthy, artifacts
-    sound) or ``needs_restore``. ``rows_digest`` is set when healthy rows were read."""
-    with store.engine.connect() as conn:  # as UTF-8 bytes: hashed as they are, decoded only if needed
-        blobs = digests.stored_artifact_bytes(conn, version_id)
-    rows_recorded, artifacts_recorded = store.stored_digests(version_id)
-    if (
-        rows_recorded
-        and artifacts_recorded
-        and all(n in blobs for n in CORE_ARTIFACTS)
-        and digests.artifacts_digest(blobs) == artifacts_recorded
-    ):
-        # made from the same content as the rows and unchanged since: nothing to read or decode
-        return {"action": "ok", "why": "artifacts match their certified digest"}
-    stored = {name: body.decode("utf-8") for name, body in blobs.items()}
-    rows_ok, rows_why, expected, rows_digest = _rows_health(
-        store, version_id, rows_recorded, artifacts_recorded, stored
-    )
-    if rows_ok:
-        # The rows' canonical texts against the stored texts: equal texts are equal documents, so a
-        # whole version is judged without decoding its artifacts.
-        differ = sorted(n for n, t in expected.items() if stored.get(n) != t)
-        if differ:
-            return {
-                "action": "repair",
-                "why": f"artifacts missing or different: {', '.join(differ)}",
-                "texts": expected,
-                "rows_digest": rows_digest,
-                # what the version's artifacts hash to once these texts are written
-                "artifacts_digest": digests.artifacts_digest({**stored, **expected}),
-            }
-        return {"action": "ok", "why": "artifacts equal the rows", "rows_digest": rows_digest}
-    artifacts_why = _artifacts_problem(version_id, stored)
-    if artifacts_why is None:
-        if rows_why is None:
-            return {"action": "ok", "why": "artifacts only (files mode)"}
-        return {"action": "keep", "why": rows_why}
-    return {"action": "needs_restore", "why": f"{rows_why or 'no PlanRepository rows'}; {artifacts_why}"}
-
-
-def _assess_in_worker(url: str, version_id: str) -> dict[str, Any]:
-    """:func:`_assess` in a worker process of :func:`app.ops.parallel.map_versions`."""
-    verdict = _assess(store_for(url), version_id)
-    verdict["version_id"] = version_id
-    return verdict
-
-
-#: In a repair worker process: set once the rollback may write (its backup is recorded).
-_MAY_WRITE: Any = None
-
-
-def repair_jobs(jobs: int | None, versions: int) -> int | None:
-    """The repair's worker processes: ``jobs`` when given, else one more than the default (one per
-    core, at most four): a worker that commits a repair waits on the disk (its WAL write and checkpoint)
-    and the extra one keeps the cores busy meanwhile. None (the map decides) for a few versions."""
-    if jobs is not None or versions < POOL_MIN_VERSIONS:
-        return jobs
-    return default_jobs() + 1
-
-
-#: How much a repair worker process lowers its CPU priority: while the backup is being copied and
-#: verified, the copier and this process (both on the rollback's critical path) come first, and the
-#: workers take the rest of the cores.
-REPAIR_WORKER_NICE = 5
-
-
-def _repair_worker_start(may_write: Any) -> None:
-    global _MAY_WRITE
-    _MAY_WRITE = may_write
-    with contextlib.suppress(OSError, AttributeError):
-        os.nice(REPAIR_WORKER_NICE)
-
-
-def _repair_in_worker(url: str, version_id: str) -> dict[str, Any]:
-    """Assess a version in a repair worker and, once the rollback may write, write its repaired
-    artifacts right here (the texts then need not travel to the parent). Before that, the verdict
-    carries the texts and the parent writes them after the backup."""
-    store = store_for(url)
-    verdict = _assess(store, version_id)
-    verdict["version_id"] = version_id
-    if verdict["action"] == "repair" and _MAY_WRITE is not None and _MAY_WRITE.is_set():
-        with store.engine.begin() as conn:
-            _write_repair(conn, version_id, verdict)
-        del verdict["texts"]
-        verdict["written"] = True
-    return verdict
-
-
-def _write_repair(conn: Connection, version_id: str, verdict: dict[str, Any]) -> None:
-    """The repaired artifacts and, since they were made from these rows, the certified digest pair."""
-    _replace_artifacts(conn, version_id, verdict["texts"])
-    digests.record(conn, version_id, rows=verdict["rows_digest"], artifacts=verdict["artifacts_digest"])
-
-
-def _rows_health(
-    store: PlanStore,
-    version_id: str,
-    recorded: str | None = None,
-    artifacts_recorded: str | None = None,
-    stored: dict[str, str] | None = None,
-) -> tuple[bool, str | None, dict[str, str] | None, str | None]:
-    """(healthy, why not — None when there are no rows at all, the rows' artifact texts, the digest of
-    the rows read). Rows with a recorded digest are decoded straight to text (by the C writer where the
-    store can). When those texts, over the ``stored`` ones, hash to the version's certified
-    ``artifacts_recorded`` digest, they are the very artifacts certified equal to the rows, so the rows
-    still hold that content: their own digest is not needed. Otherwise the rows are read again: rows
-    that still hash to ``recorded`` are as the planner made them; only rows without a digest, or that
-    changed, are checked against the plan identities (as dicts)."""
-    if not store.has_rows(version_id):
-        return False, None, None, None
-    try:
-        if recorded is not None and artifacts_recorded is not None:
-            quick = store.read_rows_as_text(version_id)
-            texts = _texts_if_whole(quick) if quick is not None else None
-            if (
-                texts is not None
-                and digests.artifacts_digest({**(stored or {}), **texts}) == artifacts_recorded
-            ):
-                return True, None, texts, recorded
-        content, rows_digest = store.read_rows_and_digest(version_id, fragments=recorded is not None)
-        if content is not None and rows_digest != recorded and recorded is not None:
-            content, rows_digest = store.read_rows_and_digest(version_id)
-        if content is None:
-            return False, None, None, None
-    except Exception as exc:  # noqa: BLE001 - undecodable rows are unhealthy, not fatal
-        return False, f"rows do not decode: {_short(exc)}", None, None
-    missing = [n for n in CORE_ARTIFACTS if n not in content.documents]
-    if missing:
-        return False, f"rows lack {', '.join(missing)}", None, None
-    problems = check.identity_problems(content) if rows_digest != recorded else []
-    if problems:
-        return False, f"rows break {problems[0][0]}: {_short(problems[0][1])}", None, None
-    try:  # decoded rows have the declared shapes already; only the text is made here
-        return True, None, codec_artifacts.encode(content, validated=True), rows_digest
-    except (ValueError, TypeError) as exc:
-        return False, f"rows do not encode: {_short(exc)}", None, None
-
-
-def _texts_if_whole(content: Any) -> dict[str, str] | None:
-    """The artifact texts of decoded rows holding every core document, else None."""
-    if any(n not in content.documents for n in CORE_ARTIFACTS):
-        return None
-    try:
-        return codec_artifacts.encode(content, validated=True)
-    except (ValueError, TypeError):
-        return None
-
-
-def _artifacts_problem(version_id: str, stored: dict[str, str]) -> str | None:
-    """Why the stored artifacts cannot stand on their own, or None when they are whole and sound."""
-    missing = [n for n in CORE_ARTIFACTS if n not in stored]
-    if missing:
-        return f"artifacts lack {', '.join(missing)}"
-    try:
-        content = codec_artifacts.decode(version_id, stored)
-    except Exception as exc:  # noqa: BLE001
-        return f"artifacts do not parse: {_short(exc)}"
-    problems = check.identity_problems(content)
-    if problems:
-        return f"artifacts break {problems[0][0]}: {_short(problems[0][1])}"
-    return None
-
-
-def _short(exc: Any, limit: int = 160) -> str:
-    text = str(exc).replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _repair_state(state: _State) -> dict[str, Any]:
-    return state.data.setdefault(
-        "repair", {"done": [], "proven": [], "repaired": [], "kept": {}, "needs_restore": {}}
-    )
-
-
-def _repair_todo(store: PlanStore, state: _State) -> list[str]:
-    """The ready versions the repair phase has not been through yet (all of them on a first run)."""
-    done = set(_repair_state(state)["done"])
-    return [vid for vid in _ready_versions(store) if vid not in done]
-
-
-def _verdict_size(verdict: dict[str, Any]) -> int:
-    return sum(len(text) for text in verdict.get("texts", {}).values())
-
-
-def _repair(store: PlanStore, state: _State, step: Progress, assessments: Iterable[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
-    """Make every version readable from artifacts. ``assessments`` are the verdicts of
-    :func:`_repair_todo`'s versions in order (made in worker processes: reading and decoding rows is
-    the expensive part). A repair is written in its own transaction — by the worker that made it once
-    the backup is recorded, else here — and every version is recorded in the state file in order, so a
-    resumed run continues after the last one recorded (a version written but not yet recorded is then
-    found whole and left alone)."""
-    progress = _repair_state(state)
-    versions = _ready_versions(store)
-    already = len(progress["done"])
-    written = 0
-
-    def late() -> Iterator[dict[str, Any]]:
-        # a job still running when intake was paused may have finished a version meanwhile
-        for vid in _repair_todo(store, state):
-            yield {**_assess(store, vid), "version_id": vid}
-
-    with store.engine.connect() as conn:
-        for i, verdict in enumerate(itertools.chain(assessments, late())):
-            vid = verdict["version_id"]
-            step(
-                f"repair {vid}", int(100 * (3 + (already + i) / max(len(versions), 1)) / len(ROLLBACK_PHASES))
-            )
-            if verdict["action"] == "repair":
-                if not verdict.get("written"):  # assessed before the backup was recorded
-                    with conn.begin():
-                        _write_repair(conn, vid, verdict)
-                progress["repaired"].append(vid)
-                written += 1
-                _crash_point(f"repair:{written}")
-            elif verdict["action"] == "ok" and verdict.get("rows_digest"):
-                with conn.begin():  # rows and artifacts were found equal: remember it
-                    store.certify(conn, vid, verdict["rows_digest"])
-            elif verdict["action"] == "keep":
-                progress["kept"][vid] = verdict["why"]
-            elif verdict["action"] == "needs_restore":
-                progress["needs_restore"][vid] = verdict["why"]
-            if verdict["action"] != "needs_restore":
-                progress["proven"].append(vid)  # its artifacts were just read and found sound
-            progress["done"].append(vid)
-            state.save()
-    return {
-        "checked": len(progress["done"]),
-        "repaired": progress["repaired"],
-        "kept": progress["kept"],
-        "needs_restore": progress["needs_restore"],
-        "proven": progress["proven"],
-    }
-
-
-def _replace_artifacts(conn: Connection, version_id: str, texts: dict[str, str]) -> None:
-    conn.execute(
-        plan_artifacts.delete().where(
-            plan_artifacts.c.version_id == version_id, plan_artifacts.c.name.in_(list(texts))
-        )
-    )
-    ts = now_ms()
-    conn.execute(
-        plan_artifacts.insert(),
-        [{"version_id": version_id, "name": n, "json_text": t, "created_at": ts} for n, t in texts.items()],
-    )
-
-
 def _default_cutover(engine: Engine) -> int | None:
     """The cut-over: when the first version was written to the PlanRepository (db or both mode)."""
     with engine.connect() as conn:
@@ -736,7 +396,7 @@ def _clear_run_jobs(engine: Engine, cutover_ts: int | None) -> dict[str, Any]:
     return {"cleared": result.rowcount or 0, "cutover_ts": ts}
 
 
-def _verify(store: PlanStore, state: _State, restore_needed: set[str], proven: set[str]) -> dict[str, Any]:
+def _verify(store: PlanStore, state: State, restore_needed: set[str], proven: set[str]) -> dict[str, Any]:
     """Plan one version in files mode and read every version back from artifacts (runbook 4.6).
 
     Versions the repair phase proved (their artifacts equal their healthy rows' canonical texts, or were
@@ -761,7 +421,7 @@ def _verify(store: PlanStore, state: _State, restore_needed: set[str], proven: s
     if store.has_rows(vid):
         raise RollbackFailed(f"verification plan {vid} was written to the PlanRepository in files mode")
     failures = []
-    versions = _ready_versions(store)
+    versions = repair.ready_versions(store)
     for version_id in versions:
         if version_id in restore_needed:
             continue
@@ -772,7 +432,7 @@ def _verify(store: PlanStore, state: _State, restore_needed: set[str], proven: s
             if version_id not in proven:
                 store.read_version(version_id, mode="files")
         except Exception as exc:  # noqa: BLE001 - every failure is listed
-            failures.append(f"{version_id}: {_short(exc)}")
+            failures.append(f"{version_id}: {repair.short(exc)}")
     if failures:
         raise RollbackFailed(
             f"{len(failures)} version(s) not readable from artifacts; intake stays paused — fix them and run "
@@ -805,7 +465,7 @@ def rollforward(
     started = time.perf_counter()
     report = OpsReport("rollforward", dry_run=dry_run)
     path = resolve_path(state_file)
-    state = _State(path, "rollforward", dry_run)
+    state = State(path, "rollforward", dry_run)
     step = progress or (lambda _s, _p: None)
     if dry_run:
         preview = backfill.backfill_repository(engine, dry_run=True)
@@ -820,7 +480,9 @@ def rollforward(
         ]
         report.seconds = time.perf_counter() - started
         return report
-    phase = _runner(state, report, ROLLFORWARD_PHASES, step, prefix="forward:")
+    phase = phase_runner(
+        state, report.phases_done, report.phases_skipped, ROLLFORWARD_PHASES, step, prefix="forward:"
+    )
 
     def pause() -> bool:
         return _enter_maintenance(engine, actor)
@@ -866,6 +528,9 @@ def _backfill(engine: Engine, state_path: Path) -> dict[str, Any]:
 
 
 def _check(engine: Engine, step: Progress, jobs: int | None = None) -> dict[str, Any]:
-    result = check.check_database(engine, jobs=jobs)
+    """Every version whole and both encodings equal (versions not written since certified are taken as
+    certified). SQLite's integrity and foreign-key checks are left to ``scpln db check``: each reads the
+    whole file (minutes on a database of many GB) and tells nothing of the encodings."""
+    result = check.check_database(engine, jobs=jobs, database_level=False)
     step("check", int(100 * 3 / len(ROLLFORWARD_PHASES)))
     return {"ok": result.ok, "problems": len(result.problems), "text": result.as_text()}
