@@ -48,7 +48,7 @@ from app.errors import ScplnError
 from app.ops import backfill, backup, check, intake
 from app.ops.parallel import POOL_MIN_VERSIONS, VersionMap, default_jobs, map_versions, store_for
 from app.planning.model import CORE_ARTIFACTS, PlanParams
-from app.storage import codec_artifacts, digests, rowtext
+from app.storage import codec_artifacts, digests
 from app.storage import settings as st
 from app.storage.plans import PlanStore
 from app.storage.schema import plan_artifacts, plan_versions, runs
@@ -342,11 +342,6 @@ def _rollback_plan(
         "verified against its checksum; pg_dump on PostgreSQL), with the snapshot taken meanwhile",
         f"snapshot the plan_series rows of the {n_snapshot} latest versions (CSV) and the RunRegistry (JSON)",
     ]
-    if store.dialect == "sqlite" and not rowtext.built():
-        lines.append(
-            "note: the C text writer (app/storage/_rowtext.c) is not built here, so repairs decode rows in "
-            "Python, about 2.5 times slower; reinstall with gcc and libsqlite3-dev to build it"
-        )
     versions = _ready_versions(store)
     counts: dict[str, int] = {}
     for verdict in map_versions(_assess_in_worker, store.engine, versions, jobs):
@@ -556,8 +551,7 @@ def _rows_health(
     stored: dict[str, str] | None = None,
 ) -> tuple[bool, str | None, dict[str, str] | None, str | None]:
     """(healthy, why not — None when there are no rows at all, the rows' artifact texts, the digest of
-    the rows read). Rows with a recorded digest are decoded straight to text (by the C writer where the
-    store can). When those texts, over the ``stored`` ones, hash to the version's certified
+    the rows read). Rows with a recorded digest are decoded straight to text. When those texts, over the ``stored`` ones, hash to the version's certified
     ``artifacts_recorded`` digest, they are the very artifacts certified equal to the rows, so the rows
     still hold that content: their own digest is not needed. Otherwise the rows are read again: rows
     that still hash to ``recorded`` are as the planner made them; only rows without a digest, or that
