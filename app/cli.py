@@ -7,7 +7,6 @@ check or operation, 2 bad input (the problems listed one per line).
 from __future__ import annotations
 
 import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -596,16 +595,25 @@ def rollback_cmd(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print what would be done; change nothing.")
     ] = False,
-    state_file: Annotated[Path, typer.Option(help="Resumable state of this rollback.")] = Path(
-        "tmp/rollback_state.json"
-    ),
+    state_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Resumable state of this rollback (default: tmp/rollback_state.json in the data directory)."
+        ),
+    ] = None,
     cutover_ts: Annotated[
         int | None, typer.Option(help="Clear runs.plan_job_id for runs created at/after this ms timestamp.")
     ] = None,
-    backup_dir: Annotated[Path, typer.Option(help="Where the pre-rollback backup goes.")] = Path("backup"),
-    tmp_dir: Annotated[Path, typer.Option(help="Where the plan_series and RunRegistry snapshots go.")] = Path(
-        "tmp"
-    ),
+    backup_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where the pre-rollback backup goes (default: backup/ in the data directory)."),
+    ] = None,
+    tmp_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where the plan_series and RunRegistry snapshots go (default: tmp/ in the data directory)."
+        ),
+    ] = None,
     jobs: Annotated[
         int | None,
         typer.Option(
@@ -637,9 +645,12 @@ def rollforward_cmd(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print what would be done; change nothing.")
     ] = False,
-    state_file: Annotated[Path, typer.Option(help="Resumable state of this roll-forward.")] = Path(
-        "tmp/rollforward_state.json"
-    ),
+    state_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Resumable state of this roll-forward (default: tmp/rollforward_state.json in the data directory)."
+        ),
+    ] = None,
     jobs: Annotated[
         int | None,
         typer.Option(
@@ -747,50 +758,24 @@ def db_check(
         raise typer.Exit(1)
 
 
-class _BackupMethod(StrEnum):
-    online = "online"
-    file = "file"
-
-
-class _BackupVerify(StrEnum):
-    full = "full"
-    copy = "copy"
-
-
 @db_app.command("backup")
 def db_backup(
-    dest: Annotated[Path, typer.Option("--dest", help="Folder of the backups.")] = Path("backup"),
-    method: Annotated[
-        _BackupMethod,
+    dest: Annotated[
+        Path | None,
         typer.Option(
-            "--method",
-            help="SQLite only. 'online': the backup API in steps, writers keep going. 'file': "
-            "checkpoint the WAL, hold the write lock and copy the file as bytes (much faster on big "
-            "databases). Readers go on; writers wait for the copy and fail after their 30 s busy "
-            "timeout, so pause writers on big databases. Falls back to 'online' when writers never "
-            "pause.",
+            "--dest",
+            help="Folder of the backups (default: backup/ in the data directory: SCPLN_HOME, else beside "
+            "the database).",
         ),
-    ] = _BackupMethod.online,
-    verify: Annotated[
-        _BackupVerify,
-        typer.Option(
-            "--verify",
-            help="SQLite only. 'full': PRAGMA integrity_check on the copy. 'copy' (needs --method "
-            "file): read the copy back and compare its checksum and size with the source's, then "
-            "open it as SQLite; much faster, but does not re-check the source's own structure.",
-        ),
-    ] = _BackupVerify.full,
+    ] = None,
 ) -> None:
-    """Copy the database while it is in use (SQLite online backup or file copy, pg_dump on
-    PostgreSQL), verified."""
+    """Copy the database while it is in use (SQLite online backup verified by integrity_check, pg_dump
+    on PostgreSQL)."""
     from app.ops.backup import backup_database
 
     try:
         with _Progress("backup") as progress:
-            path = backup_database(
-                dest, _engine(init=False), progress=_copy_progress(progress),
-                method=method.value, verify=verify.value,
-            )  # fmt: skip
+            path = backup_database(dest, _engine(init=False), progress=_copy_progress(progress))
     except ScplnError as exc:
         _fail(exc)
     console.print(f"Backup written and verified: {path}", highlight=False)

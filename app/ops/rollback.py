@@ -30,9 +30,7 @@ import itertools
 import json
 import multiprocessing
 import os
-import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +40,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select, update
 
-from app.config import get_settings, resolve_path
+from app.config import data_paths, get_settings, resolve_path
 from app.db import get_engine, now_ms
 from app.errors import ScplnError
 from app.ops import backfill, backup, check, intake
@@ -55,8 +53,6 @@ from app.storage.schema import plan_artifacts, plan_versions, runs
 
 ROLLBACK_PHASES = ("pause", "backup", "snapshot", "repair", "pin", "runs", "verify", "resume")
 ROLLFORWARD_PHASES = ("pause", "backfill", "check", "unpin", "resume")
-DEFAULT_STATE = "tmp/rollback_state.json"
-DEFAULT_FORWARD_STATE = "tmp/rollforward_state.json"
 #: Test hook. ``SCPLN_CRASH_AT=<phase>`` kills the rollback with SIGKILL after that phase did its work
 #: and before the state file records it (the widest window); ``repair:<n>`` after the n-th version of
 #: this run's repair was written; ``forward:<phase>`` the same for the roll-forward.
@@ -248,11 +244,11 @@ def content_checksums(engine: Engine | None = None) -> dict[str, str]:
 def rollback(
     engine: Engine | None = None,
     *,
-    state_file: str | Path = DEFAULT_STATE,
+    state_file: str | Path | None = None,
     dry_run: bool = False,
     cutover_ts: int | None = None,
-    backup_dir: str | Path = "backup",
-    tmp_dir: str | Path = "tmp",
+    backup_dir: str | Path | None = None,
+    tmp_dir: str | Path | None = None,
     snapshot_versions: int = 5,
     actor: str = "scpln rollback",
     progress: Progress | None = None,
@@ -262,17 +258,21 @@ def rollback(
     processes assessing and repairing versions (default: one per core, at most four, plus one; see
     :func:`repair_jobs`).
 
-    Relative paths are taken from the repository root, like ``SCPLN_DB``. Raises ``RollbackFailed``
-    when verification fails; intake then stays paused and the state file lets a later run resume.
+    The state file, the backup folder and the snapshot folder default to the database's own
+    (:func:`app.config.data_paths`); relative paths are taken from the repository root, like
+    ``SCPLN_DB``. Raises ``RollbackFailed`` when verification fails; intake then stays paused and the
+    state file lets a later run resume.
     """
     engine = engine or get_engine()
     store = PlanStore(engine)
     started = time.perf_counter()
     report = OpsReport("rollback", dry_run=dry_run)
-    state = _State(resolve_path(state_file), "rollback", dry_run)
+    paths = data_paths(engine.url.render_as_string(hide_password=False))
+    state = _State(resolve_path(state_file or paths.rollback_state), "rollback", dry_run)
+    backup_dir = resolve_path(backup_dir or paths.backup)
     step = progress or (lambda _s, _p: None)
     if dry_run:
-        report.plan = _rollback_plan(store, state, cutover_ts, snapshot_versions, jobs)
+        report.plan = _rollback_plan(store, state, cutover_ts, snapshot_versions, jobs, backup_dir)
         report.seconds = time.perf_counter() - started
         return report
     phase = _runner(state, report, ROLLBACK_PHASES, step)
@@ -284,7 +284,7 @@ def rollback(
         return _leave_maintenance(engine)
 
     phase("pause", pause)
-    snapshot = functools.partial(_snapshot, engine, resolve_path(tmp_dir), snapshot_versions)
+    snapshot = functools.partial(_snapshot, engine, resolve_path(tmp_dir or paths.tmp), snapshot_versions)
     with contextlib.ExitStack() as stack:
         # Versions are read and assessed in worker processes from here on, while the backup copies and
         # the snapshot is taken: both only read, and nothing is written before the backup is recorded
@@ -330,7 +330,12 @@ def rollback(
 
 
 def _rollback_plan(
-    store: PlanStore, state: _State, cutover_ts: int | None, n_snapshot: int, jobs: int | None = None
+    store: PlanStore,
+    state: _State,
+    cutover_ts: int | None,
+    n_snapshot: int,
+    jobs: int | None,
+    backup_dir: Path,
 ) -> list[str]:
     """What a rollback would do, version by version; reads only."""
     lines = [
@@ -338,8 +343,8 @@ def _rollback_plan(
     ]
     lines += [
         "pause plan intake, maintenance on (SQLite WAL checkpointed into the main file)",
-        "backup to backup/plan_db_prerollback_<YYYYMMDDHHMM>.db (SQLite: file copy under the write lock, "
-        "verified against its checksum; pg_dump on PostgreSQL), with the snapshot taken meanwhile",
+        f"backup to {backup_dir}/plan_db_prerollback_<YYYYMMDDHHMM>.db (SQLite's online backup, the "
+        "database as it is; pg_dump on PostgreSQL), with the snapshot taken meanwhile",
         f"snapshot the plan_series rows of the {n_snapshot} latest versions (CSV) and the RunRegistry (JSON)",
     ]
     versions = _ready_versions(store)
@@ -380,14 +385,12 @@ def _ready_versions(store: PlanStore) -> list[str]:
         )
 
 
-def _backup(engine: Engine, backup_dir: str | Path) -> str:
-    """The pre-rollback backup. Intake is paused by now, so on SQLite the file itself is copied under
-    the write lock and verified byte for byte against the checksum taken while copying (the runbook's
-    ``cp``, made safe); the roll-forward's check runs SQLite's integrity check on the live database."""
+def _backup(engine: Engine, backup_dir: Path) -> str:
+    """The pre-rollback backup: the runbook's ``cp``, made safe by taking it with SQLite's online backup
+    API. It is not held to ``integrity_check``: a damaged database is what a rollback is for, and it must
+    be kept as it is (a restore verifies the copy in full before using it)."""
     return str(
-        backup.backup_database(
-            dest_dir=backup_dir, engine=engine, prefix="plan_db_prerollback", method="file", verify="copy"
-        )
+        backup.backup_database(dest_dir=backup_dir, engine=engine, prefix="plan_db_prerollback", verify=False)
     )
 
 
@@ -412,18 +415,9 @@ def _snapshot(engine: Engine, tmp_dir: Path, n_versions: int) -> list[str]:
 
 
 def _write_csv(engine: Engine, query: str, path: Path) -> None:
-    """The result of ``query`` as CSV with a header. A million rows through Python objects take a minute,
-    so the database writes the CSV itself where it can: the ``sqlite3`` shell for a SQLite file, ``COPY``
-    on PostgreSQL; otherwise rows are streamed from the DBAPI cursor in batches."""
-    database = engine.url.database
-    binary = shutil.which("sqlite3")
-    if engine.dialect.name == "sqlite" and binary and database and database != ":memory:":
-        subprocess.run(
-            [binary, "-bail", "-cmd", ".timeout 30000", database, ".headers on", ".mode csv",
-             f'.output "{path}"', query],
-            check=True, capture_output=True, timeout=3600,
-        )  # fmt: skip
-        return
+    """The result of ``query`` as CSV with a header row of column names (``docs/storage.md``, "Rollback
+    snapshot"): PostgreSQL writes it itself with ``COPY``; otherwise rows are streamed from the DBAPI
+    cursor in batches through the ``csv`` module (NULL as an empty field)."""
     with engine.connect() as conn, path.open("w", newline="", encoding="utf-8") as fh:
         cursor = conn.connection.dbapi_connection.cursor()
         if engine.dialect.name == "postgresql":
@@ -783,7 +777,7 @@ def _verify(store: PlanStore, state: _State, restore_needed: set[str], proven: s
 def rollforward(
     engine: Engine | None = None,
     *,
-    state_file: str | Path = DEFAULT_FORWARD_STATE,
+    state_file: str | Path | None = None,
     dry_run: bool = False,
     actor: str = "scpln rollforward",
     progress: Progress | None = None,
@@ -798,7 +792,9 @@ def rollforward(
     engine = engine or get_engine()
     started = time.perf_counter()
     report = OpsReport("rollforward", dry_run=dry_run)
-    path = resolve_path(state_file)
+    path = resolve_path(
+        state_file or data_paths(engine.url.render_as_string(hide_password=False)).rollforward_state
+    )
     state = _State(path, "rollforward", dry_run)
     step = progress or (lambda _s, _p: None)
     if dry_run:
