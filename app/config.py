@@ -121,7 +121,8 @@ def data_paths(database: str | None = None, settings: Settings | None = None) ->
     name = url.database or ""
     if url.get_backend_name() == "sqlite" and name and name != ":memory:" and not name.startswith("file:"):
         return data_paths(name, settings)
-    parts = [url.get_backend_name(), url.host or "local", str(url.port or ""), name or "memory"]
+    backend = "postgresql" if url.get_backend_name() == "postgres" else url.get_backend_name()  # one name
+    parts = [backend, url.host or "local", str(url.port or ""), name or "memory"]
     return DataPaths(REPO_ROOT / "data" / re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(p for p in parts if p)))
 
 

@@ -43,6 +43,7 @@ def test_a_server_database_gets_a_folder_of_its_own_in_the_repository() -> None:
     one = data_paths("postgresql+psycopg://planner:secret@db.example:5433/plans")
     assert one.home == REPO_ROOT / "data" / "postgresql-db.example-5433-plans"
     assert "secret" not in str(one.home)
+    assert data_paths("postgres://planner@db.example:5433/plans").home == one.home  # as SCPLN_DB may say it
     other = data_paths("postgresql+psycopg://planner@db.example:5433/plans_test")
     assert other.backup != one.backup
     assert data_paths("sqlite://").home == REPO_ROOT / "data" / "sqlite-local-memory"
