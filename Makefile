@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed-stamp
 
 .PHONY: run test lint bench soak install clean
 
-$(STAMP): pyproject.toml app/storage/_rowtext.c
+$(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -21,11 +21,11 @@ run: $(STAMP)
 
 ## Lint, then the whole test suite.
 test: $(STAMP)
-	$(BIN)/ruff check app tests bench scripts setup.py
+	$(BIN)/ruff check app tests bench scripts
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check app tests bench scripts setup.py
+	$(BIN)/ruff check app tests bench scripts
 	$(BIN)/ruff format --check app tests bench scripts
 
 ## Benchmarks (engine, storage, API, rollback); figures go to docs/benchmarks.md.

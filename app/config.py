@@ -1,19 +1,24 @@
 """Settings read from the environment: one pydantic-settings object, re-read on every call.
 
 Owns the names and defaults of the environment variables the service, the worker and the CLI obey
-(SPEC 4, 5). It only reads them; the operator pin and pause flags stored in the database live in
-``app.storage.settings`` and win over these where the specification says so.
+(SPEC 4, 5), and the one rule of where a database's own files live (:func:`data_paths`: backups,
+rollback and roll-forward state, scratch files). It only reads the environment; the operator pin and
+pause flags stored in the database live in ``app.storage.settings`` and win over these where the
+specification says so.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 #: The repository root: the folder that holds ``app/``, ``migrations/`` and ``alembic.ini``.
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +32,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
 
     scpln_db: str = "data/scpln.db"
+    scpln_home: str | None = None
     plan_storage_mode: StorageMode | None = None
     scpln_input_dir: str = "samples/planning"
     jobs_enabled: bool = True
@@ -38,7 +44,12 @@ class Settings(BaseSettings):
     scpln_worker_nice: int = Field(10, ge=0, le=19)
 
     @field_validator(
-        "plan_storage_mode", "runs_db_max_rows", "scpln_queue_url", "scpln_api_tokens", mode="before"
+        "plan_storage_mode",
+        "runs_db_max_rows",
+        "scpln_queue_url",
+        "scpln_api_tokens",
+        "scpln_home",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
@@ -62,6 +73,57 @@ def resolve_path(value: str | Path) -> Path:
     """An absolute path: relative ones are taken from the repository root, not the current directory."""
     path = Path(value).expanduser()
     return path if path.is_absolute() else REPO_ROOT / path
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """The folders and files that belong to one database: its backups and its scratch files."""
+
+    #: The data directory: ``SCPLN_HOME``, or the one :func:`data_paths` derives from the database.
+    home: Path
+
+    @property
+    def backup(self) -> Path:
+        """``scpln db backup``, ``POST /ops/backup``, the ops page and the rollback's backup."""
+        return self.home / "backup"
+
+    @property
+    def tmp(self) -> Path:
+        """Scratch files: the rollback's snapshots and the state files below."""
+        return self.home / "tmp"
+
+    @property
+    def rollback_state(self) -> Path:
+        return self.tmp / "rollback_state.json"
+
+    @property
+    def rollforward_state(self) -> Path:
+        return self.tmp / "rollforward_state.json"
+
+
+def data_paths(database: str | None = None, settings: Settings | None = None) -> DataPaths:
+    """Where the files of ``database`` (a SQLAlchemy URL or a ``SCPLN_DB`` value; default ``SCPLN_DB``)
+    live, so that a hub serving one database never lists or overwrites another database's files.
+
+    ``SCPLN_HOME``, when set, is the data directory. Otherwise a SQLite file's data directory is the
+    folder that holds it, or the parent of that folder when the folder is named ``data``: the
+    repository's ``data/scpln.db`` keeps ``backup/`` and ``tmp/`` at the repository root, where the
+    runbook looks for them, and ``/srv/x/plan.db`` gets ``/srv/x/backup``. A database without a file
+    (PostgreSQL, in-memory SQLite) gets ``data/<backend>-<host>-<port>-<name>`` in the repository."""
+    settings = settings or get_settings()
+    if settings.scpln_home:
+        return DataPaths(resolve_path(settings.scpln_home))
+    value = (database or settings.scpln_db).strip()
+    if "://" not in value:
+        folder = resolve_path(value).parent
+        return DataPaths(folder.parent if folder.name == "data" else folder)
+    url = make_url(value)
+    name = url.database or ""
+    if url.get_backend_name() == "sqlite" and name and name != ":memory:" and not name.startswith("file:"):
+        return data_paths(name, settings)
+    backend = "postgresql" if url.get_backend_name() == "postgres" else url.get_backend_name()  # one name
+    parts = [backend, url.host or "local", str(url.port or ""), name or "memory"]
+    return DataPaths(REPO_ROOT / "data" / re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(p for p in parts if p)))
 
 
 def get_settings() -> Settings:

@@ -110,8 +110,8 @@ def run_check(store: Store, body: Annotated[CheckIn | None, Body()] = None) -> d
 @router.post(
     "/backup",
     summary="Back up the database",
-    description="SQLite: an online backup to backup/plan_db_<YYYYMMDDHHMM>.db verified by integrity_check; "
-    "PostgreSQL: pg_dump -Fc.",
+    description="SQLite: an online backup to plan_db_<YYYYMMDDHHMM>.db in the database's backup folder "
+    "(backup/ in SCPLN_HOME, else beside the database), verified by integrity_check; PostgreSQL: pg_dump -Fc.",
     response_model=BackupOut,
     responses=ERRORS,
 )
@@ -123,12 +123,12 @@ def run_backup(store: Store) -> Any:
 @router.get(
     "/backups",
     summary="List backups",
-    description="Backup files in the backup folder, newest first: name, path, size, created_at.",
+    description="Backup files in the database's backup folder, newest first: name, path, size, created_at.",
     response_model=BackupList,
     responses=ERRORS,
 )
-def get_backups() -> Any:
-    return {"items": list_backups()}
+def get_backups(store: Store) -> Any:
+    return {"items": list_backups(engine=store.engine)}
 
 
 @router.put(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -90,49 +89,23 @@ def db_check(
         raise typer.Exit(1)
 
 
-class _BackupMethod(StrEnum):
-    online = "online"
-    file = "file"
-
-
-class _BackupVerify(StrEnum):
-    full = "full"
-    copy = "copy"
-
-
 @db_app.command("backup")
 def db_backup(
-    dest: Annotated[Path, typer.Option("--dest", help="Folder of the backups.")] = Path("backup"),
-    method: Annotated[
-        _BackupMethod,
+    dest: Annotated[
+        Path | None,
         typer.Option(
-            "--method",
-            help="SQLite only. 'online': the backup API in steps, writers keep going. 'file': "
-            "checkpoint the WAL, hold the write lock and copy the file as bytes (much faster on big "
-            "databases). Readers go on; writers wait for the copy and fail after their 30 s busy "
-            "timeout, so pause writers on big databases. Falls back to 'online' when writers never "
-            "pause.",
+            "--dest",
+            help="Folder of the backups (default: backup/ in the data directory: SCPLN_HOME, else beside "
+            "the database).",
         ),
-    ] = _BackupMethod.online,
-    verify: Annotated[
-        _BackupVerify,
-        typer.Option(
-            "--verify",
-            help="SQLite only. 'full': PRAGMA integrity_check on the copy. 'copy' (needs --method "
-            "file): read the copy back and compare its checksum and size with the source's, then "
-            "open it as SQLite; much faster, but does not re-check the source's own structure.",
-        ),
-    ] = _BackupVerify.full,
+    ] = None,
 ) -> None:
-    """Copy the database while it is in use (SQLite online backup or file copy, pg_dump on
-    PostgreSQL), verified."""
+    """Copy the database while it is in use (SQLite online backup verified by integrity_check, pg_dump
+    on PostgreSQL)."""
     from app.ops.backup import backup_database
 
     with Progress("backup") as progress:
-        path = backup_database(
-            dest, open_engine(init=False), progress=copy_progress(progress),
-            method=method.value, verify=verify.value,
-        )  # fmt: skip
+        path = backup_database(dest, open_engine(init=False), progress=copy_progress(progress))
     console.print(f"Backup written and verified: {path}", highlight=False)
 
 

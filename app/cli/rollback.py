@@ -14,16 +14,25 @@ def rollback_cmd(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print what would be done; change nothing.")
     ] = False,
-    state_file: Annotated[Path, typer.Option(help="Resumable state of this rollback.")] = Path(
-        "tmp/rollback_state.json"
-    ),
+    state_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Resumable state of this rollback (default: tmp/rollback_state.json in the data directory)."
+        ),
+    ] = None,
     cutover_ts: Annotated[
         int | None, typer.Option(help="Clear runs.plan_job_id for runs created at/after this ms timestamp.")
     ] = None,
-    backup_dir: Annotated[Path, typer.Option(help="Where the pre-rollback backup goes.")] = Path("backup"),
-    tmp_dir: Annotated[Path, typer.Option(help="Where the plan_series and RunRegistry snapshots go.")] = Path(
-        "tmp"
-    ),
+    backup_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where the pre-rollback backup goes (default: backup/ in the data directory)."),
+    ] = None,
+    tmp_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where the plan_series and RunRegistry snapshots go (default: tmp/ in the data directory)."
+        ),
+    ] = None,
     jobs: Annotated[
         int | None,
         typer.Option(
@@ -51,9 +60,12 @@ def rollforward_cmd(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print what would be done; change nothing.")
     ] = False,
-    state_file: Annotated[Path, typer.Option(help="Resumable state of this roll-forward.")] = Path(
-        "tmp/rollforward_state.json"
-    ),
+    state_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Resumable state of this roll-forward (default: tmp/rollforward_state.json in the data directory)."
+        ),
+    ] = None,
     jobs: Annotated[
         int | None,
         typer.Option(

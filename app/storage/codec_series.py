@@ -390,7 +390,6 @@ def decode(
     events: Iterable[Row] = (),
     approval: str | None = None,
     fragments: bool = False,
-    premade: Mapping[str, tuple[orjson.Fragment, int]] | None = None,
 ) -> PlanContent:
     """Rebuild every document exactly from rows: ``series_rows`` maps a level to its row tuples in
     ``LEVEL_COLUMNS[level]`` order (any order of rows), ``kpi_rows`` are in ``KPI_COLUMNS`` order;
@@ -398,9 +397,7 @@ def decode(
 
     ``fragments``: the row tables of the JSON documents are their canonical JSON text already
     (``orjson.Fragment``), not lists of dicts. Such documents are only good for writing their text
-    (``documents.artifact_text`` gives the same text either way), which skips building a dict per row.
-    ``premade`` (with ``fragments``): levels whose canonical text was made elsewhere, as (text, row
-    count); their rows are not given (``app.storage.rowtext``)."""
+    (``documents.artifact_text`` gives the same text either way), which skips building a dict per row."""
     unknown = set(series_rows) - set(LEVEL_NAMES)
     if unknown:
         raise ValueError(f"plan_series of {version_id}: unknown level(s) {sorted(unknown)}")
@@ -414,8 +411,8 @@ def decode(
         if name == REPORT:
             documents[name] = _decode_report(levels["report"])
         else:
-            documents[name] = _decode_document(name, header, levels, kpis, leftovers, fragments, premade)
-    _refuse_orphans(version_id, documents, levels, kpis, premade)
+            documents[name] = _decode_document(name, header, levels, kpis, leftovers, fragments)
+    _refuse_orphans(version_id, documents, levels, kpis)
     documents.update(
         _decode_psi(version_id, schema_version, levels["psi"], list(overrides), list(events), approval)
     )
@@ -429,18 +426,11 @@ def _decode_document(
     kpis: list[Row],
     leftovers: str | None,
     fragments: bool = False,
-    premade: Mapping[str, tuple[orjson.Fragment, int]] | None = None,
 ) -> dict[str, Any]:
     """A JSON artifact: the version's header, its tables from rows, then its stored leftover keys."""
     doc: dict[str, Any] = {**header, "params": json.loads(header["params"])}
     table = _level_fragment if fragments else _decode_level
-    made = premade or {}
-    doc.update(
-        {
-            lv.table: made[lv.name][0] if lv.name in made else table(lv, levels[lv.name])
-            for lv in DOCUMENT_LEVELS[name]
-        }
-    )
+    doc.update({lv.table: table(lv, levels[lv.name]) for lv in DOCUMENT_LEVELS[name]})
     if name == KPI_TABLE[0]:
         doc["kpis"] = _decode_kpis(kpis)
     if leftovers:
@@ -587,13 +577,10 @@ def _refuse_orphans(
     documents: Mapping[str, Any],
     levels: Mapping[str, list[Row]],
     kpis: list[Row],
-    premade: Mapping[str, tuple[orjson.Fragment, int]] | None = None,
 ) -> None:
     """Rows whose document has no meta row mean a broken encoding, not an empty table."""
-    made = premade or {}
     for level in LEVELS:
-        has_rows = made[level.name][1] > 0 if level.name in made else bool(levels[level.name])
-        if has_rows and level.document not in documents:
+        if levels[level.name] and level.document not in documents:
             raise ValueError(
                 f"plan_series of {version_id}: level {level.name!r} has rows but no {level.document}"
             )

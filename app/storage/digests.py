@@ -104,40 +104,24 @@ def canonical_rows(kinds: Sequence[str], rows: Sequence[Row]) -> Sequence[Row]:
 
 
 def _hash_table(digest: Any, name: str, width: int, rows: Sequence[Row]) -> None:
-    _hash_text(digest, name, width, len(rows), orjson.dumps(rows) if rows else b"")
+    digest.update(f"\x1e{name}\x1f{len(rows)}\x1f{width}\x1e".encode())
+    if rows:
+        digest.update(orjson.dumps(rows))
 
 
-def _hash_text(digest: Any, name: str, width: int, count: int, text: bytes) -> None:
-    digest.update(f"\x1e{name}\x1f{count}\x1f{width}\x1e".encode())
-    if count:
-        digest.update(text)
-
-
-def rows_digest(
-    levels: Mapping[str, Sequence[Row]],
-    kpis: Sequence[Row],
-    *,
-    canonical: bool = False,
-    texts: Mapping[str, tuple[bytes, int]] | None = None,
-) -> str:
+def rows_digest(levels: Mapping[str, Sequence[Row]], kpis: Sequence[Row], *, canonical: bool = False) -> str:
     """The digest of content rows: ``levels`` maps a level to tuples in ``LEVEL_COLUMNS[level]`` order,
     ``kpis`` are tuples in ``KPI_COLUMNS`` order (as the codec encodes and the store reads them).
     ``canonical``: the caller vouches the rows are already as :func:`canonical_rows` makes them (rows
-    read back from SQLite in ``seq`` order are), which skips the type scan. ``texts``: levels given
-    instead as the text ``orjson.dumps`` makes of their canonical rows, with their row count
-    (``app.storage.rowtext.rows_texts``)."""
+    read back from SQLite in ``seq`` order are), which skips the type scan."""
 
     def prepared(kinds: Sequence[str], rows: Sequence[Row]) -> Sequence[Row]:
         return rows if canonical else canonical_rows(kinds, rows)
 
-    given = texts or {}
     digest = hashlib.sha256(b"scpln rows digest 2")
     for level in DIGEST_LEVELS:
         width = len(_LEVEL_KINDS[level])
-        if level in given:
-            _hash_text(digest, level, width, given[level][1], given[level][0])
-        else:
-            _hash_table(digest, level, width, prepared(_LEVEL_KINDS[level], levels.get(level, ())))
+        _hash_table(digest, level, width, prepared(_LEVEL_KINDS[level], levels.get(level, ())))
     _hash_table(digest, "plan_kpis", len(_KPI_KINDS), prepared(_KPI_KINDS, kpis))
     return digest.hexdigest()
 

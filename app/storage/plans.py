@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -29,9 +29,9 @@ from app.errors import EncodingMissing, PlanNotFound, StorageError, VersionConfl
 from app.planning import derive, psi
 from app.planning import documents as docs
 from app.planning.model import DERIVED_ARTIFACTS, PlanContent
-from app.storage import codec_artifacts, codec_series, digests, modes, ready_copy, rowtext
+from app.storage import codec_artifacts, codec_series, digests, modes, ready_copy
 from app.storage.codec_series import PSI_OVERRIDES, PSI_STATE
-from app.storage.db import get_engine, insert_for, now_ms, sqlite_path
+from app.storage.db import get_engine, insert_for, now_ms
 from app.storage.schema import (
     plan_artifacts,
     plan_kpis,
@@ -84,11 +84,6 @@ class WriteResult:
     series_rows: int
     kpi_rows: int
     seconds: float
-
-
-#: The levels :meth:`PlanStore.read_rows_as_text` has the C writer make on SQLite: the tables of the
-#: JSON documents (report.csv's rows make CSV, not JSON).
-TEXT_LEVELS = tuple(lv.name for lv in codec_series.LEVELS if lv.document.endswith(".json"))
 
 
 class PlanStore:
@@ -371,38 +366,25 @@ class PlanStore:
 
     def read_rows_as_text(self, version_id: str) -> PlanContent | None:
         """The version's rows decoded for writing artifacts only: every row table is its canonical JSON
-        text (``fragments``). On SQLite the tables of the JSON documents are written by the C writer
-        where it can (``app.storage.rowtext``), the rest decoded row by row; None when the version has
-        no rows. The rows are not checked against their digest here: the caller checks the texts."""
-        made: dict[str, tuple[Any, int]] = {}
-        path = sqlite_path(self.engine.url.render_as_string(hide_password=False))
-        if path is not None:
-            made = rowtext.level_texts(path, version_id, TEXT_LEVELS)
-        fetched = self._fetch_rows(version_id, skip=made)
+        text (``fragments``); None when the version has no rows. The rows are not checked against their
+        digest here: the caller checks the texts."""
+        fetched = self._fetch_rows(version_id)
         if fetched is None:
-            if any(count for _, count in made.values()):  # as decode() refuses rows without a document
-                raise ValueError(f"plan_series of {version_id}: row tables but no meta rows")
             return None
         head, levels, kpis, overrides, events = fetched
         params = json.loads(head.params_json) if head.params_json else {}
         return codec_series.decode(
             version_id, params, head.schema_version, levels, kpis,
-            overrides=overrides, events=events, approval=head.approval, fragments=True, premade=made,
+            overrides=overrides, events=events, approval=head.approval, fragments=True,
         )  # fmt: skip
 
     def rows_digest_now(self, version_id: str) -> str | None:
         """The digest of the version's content rows as stored now (None when it has none); nothing is
-        decoded. On SQLite the C writer gives the hashed text of the levels it can
-        (``app.storage.rowtext``); the rest are read row by row."""
-        made: dict[str, tuple[bytes, int]] = {}
-        path = sqlite_path(self.engine.url.render_as_string(hide_password=False))
-        if path is not None:
-            made = rowtext.rows_texts(path, version_id, digests.DIGEST_LEVELS)
-        fetched = self._fetch_rows(version_id, psi=False, skip=made)
-        if fetched is None and not any(count for _, count in made.values()):
+        decoded."""
+        fetched = self._fetch_rows(version_id, psi=False)
+        if fetched is None:
             return None
-        levels, kpis = (fetched[1], fetched[2]) if fetched is not None else ({}, [])
-        return digests.rows_digest(levels, kpis, canonical=self.dialect == "sqlite", texts=made)
+        return self._digest_of_read(fetched[1], fetched[2])
 
     def _digest_of_read(self, levels: dict[str, list[tuple]], kpis: list[tuple]) -> str:
         # SQLite hands rows back in seq order with the canonical types already (REAL, INTEGER, TEXT);
@@ -443,10 +425,9 @@ class PlanStore:
             raise PlanNotFound(f"plan version {version_id!r} does not exist")
         return found[0], found[1]
 
-    def _fetch_rows(self, version_id: str, psi: bool = True, skip: Collection[str] = ()) -> tuple[Any, dict[str, list[tuple]], list[tuple], list, list] | None:  # fmt: skip
+    def _fetch_rows(self, version_id: str, psi: bool = True) -> tuple[Any, dict[str, list[tuple]], list[tuple], list, list] | None:  # fmt: skip
         """The catalogue head and the raw rows of a version, one level at a time in ``LEVEL_COLUMNS``
-        order, straight from the DBAPI cursor (None when it has no rows); levels in ``skip`` are not
-        read."""
+        order, straight from the DBAPI cursor (None when it has no rows)."""
         with self.engine.connect() as conn:
             head = conn.execute(
                 select(
@@ -458,8 +439,6 @@ class PlanStore:
             levels: dict[str, list[tuple]] = {}
             raw = _cursor(conn)
             for level, columns in codec_series.LEVEL_COLUMNS.items():
-                if level in skip:
-                    continue
                 raw.execute(
                     f"SELECT {', '.join(columns)} FROM plan_series WHERE version_id = {self._ph} "
                     f"AND level = {self._ph} ORDER BY seq",

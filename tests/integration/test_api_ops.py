@@ -12,13 +12,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from app import db
+from app.ops.backup import backup_database, verify_sqlite_backup
 from app.storage import settings as st
 from app.storage.plans import PlanStore
 
 warnings.filterwarnings("ignore", message=".*httpx2.*")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from app.api.app import create_app  # noqa: E402
+from app.web import create_app  # noqa: E402
 
 ENV_CLEARED = ("PLAN_STORAGE_MODE", "SCPLN_API_TOKENS", "JOBS_ENABLED", "SCPLN_INPUT_DIR", "REGISTRY_BACKEND")
 
@@ -191,12 +192,22 @@ def test_check_reports_a_healthy_database_and_a_damaged_version(hub):
     assert hub.post("/ops/check", json={"version_id": "../x"}).status_code == 422
 
 
-def test_backup_writes_a_verified_copy_and_lists_it(hub):
+def test_backup_lands_beside_the_database_and_lists_show_only_its_backups(hub, tmp_path):
+    other = tmp_path / "other" / "other.db"  # another database with a backup of its own
+    other.parent.mkdir()
+    db.init_db(f"sqlite:///{other}")
+    theirs = backup_database(engine=db.get_engine(f"sqlite:///{other}"), prefix="plan_db_other")
+    db.dispose_engines(f"sqlite:///{other}")
     hub.post("/plans/integrated/run?storage=files")
+
     made = hub.post("/ops/backup")
+
     assert made.status_code == 200, made.text
     path = Path(made.json()["path"])
+    assert path.parent == tmp_path / "backup"  # SCPLN_DB is tmp_path/data/hub.db
     assert path.is_file() and path.name.startswith("plan_db_") and made.json()["bytes"] == path.stat().st_size
+    assert verify_sqlite_backup(path) is None
     listed = hub.get("/ops/backups").json()["items"]
-    assert any(item["path"] == str(path) for item in listed)
-    path.unlink()
+    assert [item["path"] for item in listed] == [str(path)]  # not the other database's, not the repository's
+    page = hub.get("/ui/ops")
+    assert page.status_code == 200 and path.name in page.text and theirs.name not in page.text

@@ -9,9 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-import zlib
 from pathlib import Path
 
 import pytest
@@ -60,10 +58,7 @@ def version_ids(engine: Engine) -> list[str]:
         return sorted(conn.execute(text("SELECT version_id FROM plan_versions")).scalars())
 
 
-@pytest.mark.parametrize("method, verify", [("online", "full"), ("file", "copy")])
-def test_a_backup_taken_while_another_process_writes_plans_is_whole(
-    sqlite_url: str, tmp_path: Path, method: str, verify: str
-) -> None:
+def test_a_backup_taken_while_another_process_writes_plans_is_whole(sqlite_url: str, tmp_path: Path) -> None:
     planned(sqlite_url, "base")
     stop = tmp_path / "stop"
     writer = subprocess.Popen(
@@ -73,9 +68,7 @@ def test_a_backup_taken_while_another_process_writes_plans_is_whole(
     try:
         assert writer.stdout.readline().strip() == "1", writer.stderr.read()  # the writer is under way
         copies = [
-            backup_database(
-                tmp_path / "backup", db.get_engine(sqlite_url), pages_per_step=4, method=method, verify=verify
-            )
+            backup_database(tmp_path / "backup", db.get_engine(sqlite_url), pages_per_step=4)
             for _ in range(3)
         ]
         assert writer.poll() is None, "the writer kept going during the backups"
@@ -165,6 +158,7 @@ def test_db_backup_and_restore_cli(tmp_path: Path) -> None:
     url = f"sqlite:///{database}"
     planned(url, "cli-1")
     env = {**os.environ, "SCPLN_DB": str(database), "COLUMNS": "200"}
+    env.pop("SCPLN_HOME", None)
 
     def scpln(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -176,7 +170,7 @@ def test_db_backup_and_restore_cli(tmp_path: Path) -> None:
             timeout=120,
         )
 
-    made = scpln("db", "backup", "--dest", str(tmp_path / "backup"))
+    made = scpln("db", "backup")  # no --dest: the backup folder beside the database
     assert made.returncode == 0, made.stderr
     (copy,) = (tmp_path / "backup").glob("plan_db_*.db")
     assert copy.name in made.stdout.replace("\n", "")
@@ -189,283 +183,80 @@ def test_db_backup_and_restore_cli(tmp_path: Path) -> None:
     db.dispose_engines(url)
 
 
-# --- the file method --------------------------------------------------------------------------------
-
-
-def live_file(sqlite_url: str) -> Path:
-    path = db.sqlite_path(sqlite_url)
-    assert path is not None
-    return path
-
-
-def with_ticks(sqlite_url: str) -> Path:
-    """A planned database with a scratch table that tests commit small rows into."""
-    planned(sqlite_url, "v1", "v2")
-    live = live_file(sqlite_url)
-    with sqlite3.connect(live) as conn:
-        conn.execute("CREATE TABLE ticks (n INTEGER PRIMARY KEY)")
-    return live
-
-
 def commit_tick(live: Path) -> None:
-    conn = sqlite3.connect(live, timeout=30, isolation_level=None)
+    """One small commit by another connection, failing fast if it has to wait for a lock."""
+    conn = sqlite3.connect(live, timeout=0.5, isolation_level=None)
     try:
         conn.execute("INSERT INTO ticks DEFAULT VALUES")
     finally:
         conn.close()
 
 
-def write_lock_is_free(live: Path) -> bool:
-    conn = sqlite3.connect(live, timeout=0.5, isolation_level=None)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("ROLLBACK")
-        return True
-    except sqlite3.OperationalError:
-        return False
-    finally:
-        conn.close()
-
-
-def table_counts(path: Path) -> dict[str, int]:
-    with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as conn:
-        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        return {name: conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0] for name in names}
-
-
-def first_rows(path: Path, table: str, n: int = 5) -> list[tuple]:
-    with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as conn:
-        return conn.execute(f'SELECT * FROM "{table}" ORDER BY rowid LIMIT {n}').fetchall()
-
-
-def hidden_files(folder: Path) -> list[Path]:
-    return [p for p in folder.iterdir() if p.name.startswith(".")] if folder.is_dir() else []
-
-
-def test_a_file_backup_verified_by_copy_holds_the_same_content(sqlite_url: str, tmp_path: Path) -> None:
+def test_commits_during_a_backup_do_not_wait_restart_it_or_enter_the_copy(
+    sqlite_url: str, tmp_path: Path
+) -> None:
     engine = planned(sqlite_url, "v1", "v2")
-    live = live_file(sqlite_url)
-    calls: list[tuple[int, int]] = []
-    copy = backup_database(
-        tmp_path / "backup", engine, method="file", verify="copy", progress=lambda d, t: calls.append((d, t))
-    )
-    assert copy.parent == tmp_path / "backup"
-    assert copy.name.startswith("plan_db_") and len(copy.stem) == len("plan_db_YYYYMMDDHHMM")
-    assert not hidden_files(tmp_path / "backup"), "no partial file is left"
-    size = copy.stat().st_size
-    assert calls and calls[-1] == (size, size), "progress counts bytes up to the whole file"
-    assert all(done <= total for done, total in calls)
-    counts = table_counts(copy)
-    assert counts == table_counts(live) and counts["plan_versions"] == 2
-    for table in ("plan_versions", "plan_series", "plan_artifacts"):
-        if table in counts:
-            assert first_rows(copy, table) == first_rows(live, table)
-    assert backup_ops.verify_sqlite_backup(copy) is None
+    live = db.sqlite_path(sqlite_url)
+    with sqlite3.connect(live) as conn:
+        conn.execute("CREATE TABLE ticks (n INTEGER PRIMARY KEY)")
+    steps: list[tuple[int, int]] = []
+
+    def commit_between_steps(done: int, total: int) -> None:
+        steps.append((done, total))
+        commit_tick(live)
+
+    copy = backup_database(tmp_path / "backup", engine, pages_per_step=8, progress=commit_between_steps)
+    assert len(steps) > 10 and steps[-1][0] == steps[-1][1]
+    assert [d for d, _ in steps] == sorted(d for d, _ in steps), "the copy never started over"
+    with sqlite3.connect(copy) as raw:
+        assert raw.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert raw.execute("SELECT count(*) FROM ticks").fetchone() == (0,), "the database as the copy began"
+    with sqlite3.connect(live) as raw:
+        assert raw.execute("SELECT count(*) FROM ticks").fetchone() == (len(steps),)
     url = f"sqlite:///{copy}"
     assert version_ids(db.get_engine(url)) == ["v1", "v2"]
-    assert check_database(db.get_engine(url)).ok
     db.dispose_engines(url)
 
 
-def test_a_copy_verification_needs_the_file_method(sqlite_url: str, tmp_path: Path) -> None:
-    engine = planned(sqlite_url)
-    for method, verify in (("online", "copy"), ("rsync", "full"), ("file", "none")):
-        with pytest.raises(BackupError):
-            backup_database(tmp_path / "backup", engine, method=method, verify=verify)
-    assert not (tmp_path / "backup").exists()
-
-
-def test_a_commit_between_checkpoint_and_lock_is_retried(
-    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    live = with_ticks(sqlite_url)
-    checkpoint, online_copy = backup_ops._checkpoint, backup_ops._online_copy
-    checkpoints = []
-    online = []
-
-    def checkpoint_then_a_writer_slips_in(conn: sqlite3.Connection) -> None:
-        checkpoint(conn)
-        checkpoints.append(1)
-        if len(checkpoints) == 1:  # only the first time
-            commit_tick(live)
-
-    monkeypatch.setattr(backup_ops, "_checkpoint", checkpoint_then_a_writer_slips_in)
-    monkeypatch.setattr(backup_ops, "_online_copy", lambda *a: online.append(1) or online_copy(*a))
-    copy = backup_database(tmp_path, db.get_engine(sqlite_url), method="file", verify="copy")
-    assert len(checkpoints) == 2 and not online, "the second attempt found the WAL empty and copied"
-    assert table_counts(copy)["ticks"] == 1, "the row committed before the lock is in the copy"
-    assert write_lock_is_free(live)
-
-
-def test_writers_that_never_pause_make_the_file_method_fall_back_to_online(
-    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    live = with_ticks(sqlite_url)
-    checkpoint, online_copy = backup_ops._checkpoint, backup_ops._online_copy
-    online = []
-
-    def checkpoint_then_a_writer_slips_in(conn: sqlite3.Connection) -> None:
-        checkpoint(conn)
-        commit_tick(live)
-
-    monkeypatch.setattr(backup_ops, "_checkpoint", checkpoint_then_a_writer_slips_in)
-    monkeypatch.setattr(backup_ops, "_online_copy", lambda *a: online.append(1) or online_copy(*a))
-    copy = backup_database(tmp_path, db.get_engine(sqlite_url), method="file", verify="copy")
-    assert online == [1], "copied by the online method (and verified in full)"
-    assert table_counts(copy)["ticks"] == backup_ops.FILE_LOCK_ATTEMPTS
-    assert backup_ops.verify_sqlite_backup(copy) is None
-    assert not hidden_files(tmp_path)
-    assert write_lock_is_free(live)
-
-
-def test_a_file_backup_while_a_thread_keeps_committing_is_consistent(sqlite_url: str, tmp_path: Path) -> None:
-    live = with_ticks(sqlite_url)
-    stop = threading.Event()
-    first = threading.Event()
-    errors: list[BaseException] = []
-    committed = [0]
-
-    def writer() -> None:
-        conn = sqlite3.connect(live, timeout=30, isolation_level=None)
-        try:
-            while not stop.is_set():
-                conn.execute("BEGIN IMMEDIATE")
-                conn.execute("INSERT INTO ticks (n) VALUES (?)", (committed[0] + 1,))
-                conn.execute("COMMIT")
-                committed[0] += 1
-                first.set()
-                time.sleep(0.001)
-        except BaseException as exc:  # reported by the test below
-            errors.append(exc)
-            first.set()
-        finally:
-            conn.close()
-
-    thread = threading.Thread(target=writer, daemon=True)
-    thread.start()
-    try:
-        assert first.wait(10)
-        copies = [
-            backup_database(tmp_path, db.get_engine(sqlite_url), method="file", verify="copy")
-            for _ in range(3)
-        ]
-    finally:
-        stop.set()
-        thread.join(30)
-    assert not errors, errors
-    seen = []
-    for copy in copies:
-        with sqlite3.connect(copy) as raw:
-            assert raw.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-            count, low, high = raw.execute("SELECT count(*), min(n), max(n) FROM ticks").fetchone()
-        assert count >= 1 and (low, high) == (1, count), "the committed rows 1..n, no gaps"
-        url = f"sqlite:///{copy}"
-        assert version_ids(db.get_engine(url)) == ["v1", "v2"]
-        assert check_database(db.get_engine(url)).ok
-        db.dispose_engines(url)
-        seen.append(count)
-    assert seen == sorted(seen) and seen[-1] <= committed[0]
-    assert not hidden_files(tmp_path)
-
-
-def test_the_write_lock_is_released_after_a_file_backup_and_after_a_failed_copy(
+def test_a_copy_that_fails_its_integrity_check_is_deleted(
     sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = planned(sqlite_url, "v1")
-    live = live_file(sqlite_url)
-    backup_database(tmp_path / "ok", engine, method="file", verify="copy")
-    assert write_lock_is_free(live)
+    online_copy = backup_ops._online_copy
 
-    def broken_copy(source: Path, target: Path, progress: object) -> tuple[int, int]:
-        target.write_bytes(b"half a copy")
-        raise OSError(28, "No space left on device")
+    def copy_then_damage(source: Path, target: Path, *args: object) -> None:
+        online_copy(source, target, *args)
+        size = target.stat().st_size
+        with open(target, "r+b") as handle:  # wipe the middle third: b-tree pages no longer parse
+            handle.seek(size // 3)
+            handle.write(b"\xa5" * (size // 3))
 
-    monkeypatch.setattr(backup_ops, "_copy_chunks", broken_copy)
-    with pytest.raises(BackupError, match="No space left"):
-        backup_database(tmp_path / "failed", engine, method="file", verify="copy")
-    assert not list((tmp_path / "failed").iterdir()), "no partial file is left"
-    assert write_lock_is_free(live)
+    monkeypatch.setattr(backup_ops, "_online_copy", copy_then_damage)
+    with pytest.raises(BackupError, match="failed verification: integrity_check failed"):
+        backup_database(tmp_path / "backup", engine)
+    assert not list((tmp_path / "backup").iterdir()), "nothing is left behind"
     assert version_ids(engine) == ["v1"]
 
 
-def test_a_failing_copy_process_is_reported(
-    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    engine = planned(sqlite_url)
-    monkeypatch.setattr(backup_ops, "_CHUNK_COPIER", "import sys; sys.exit('cannot write the copy')")
-    with pytest.raises(BackupError, match="cannot write the copy"):
-        backup_database(tmp_path / "backup", engine, method="file", verify="copy")
-    assert not list((tmp_path / "backup").iterdir())
-    assert write_lock_is_free(live_file(sqlite_url))
-
-
-@pytest.mark.parametrize("damage", ["flip", "append"])
-def test_a_copy_changed_after_copying_is_refused(
-    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
-) -> None:
-    engine = planned(sqlite_url, "v1")
-    copy_chunks = backup_ops._copy_chunks
-
-    def copy_then_damage(source: Path, target: Path, progress: object) -> tuple[int, int]:
-        result = copy_chunks(source, target, progress)
-        with open(target, "r+b") as handle:
-            if damage == "flip":
-                handle.seek(result[0] // 2)
-                byte = handle.read(1)
-                handle.seek(result[0] // 2)
-                handle.write(bytes([byte[0] ^ 0xFF]))
-            else:
-                handle.seek(0, os.SEEK_END)
-                handle.write(b"\0" * 4096)
-        return result
-
-    monkeypatch.setattr(backup_ops, "_copy_chunks", copy_then_damage)
-    with pytest.raises(BackupError, match="failed verification"):
-        backup_database(tmp_path / "backup", engine, method="file", verify="copy")
-    assert not list((tmp_path / "backup").iterdir()), "nothing is left behind"
-    assert write_lock_is_free(live_file(sqlite_url))
-
-
-def test_db_backup_cli_with_the_file_method(tmp_path: Path) -> None:
-    database = tmp_path / "hub.db"
-    planned(f"sqlite:///{database}", "cli-1")
-    db.dispose_engines(f"sqlite:///{database}")
-    env = {**os.environ, "SCPLN_DB": str(database), "COLUMNS": "200"}
-    made = subprocess.run(
-        [sys.executable, "-m", "app.cli", "db", "backup", "--dest", str(tmp_path / "backup"),
-         "--method", "file", "--verify", "copy"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
-    (copy,) = (tmp_path / "backup").glob("plan_db_*.db")
-    assert copy.name in made.stdout.replace("\n", "")
-    assert backup_ops.verify_sqlite_backup(copy) is None
-
-
-def test_a_file_whose_size_is_not_a_whole_number_of_blocks_is_copied_and_verified(tmp_path: Path) -> None:
-    """512-byte pages and an odd page count: the copier writes the last part without O_DIRECT and the
-    read-back checks every byte."""
-    live = tmp_path / "small-pages.db"
-    with sqlite3.connect(live) as conn:
-        conn.execute("PRAGMA page_size = 512")
-        conn.execute("CREATE TABLE plan_versions (version_id TEXT PRIMARY KEY, note TEXT)")
-        rows = 0
-        while rows < 10 or live.stat().st_size % 4096 == 0:  # until the file ends inside a 4 KiB block
-            conn.execute("INSERT INTO plan_versions VALUES (?, ?)", (f"v{rows}", "x" * 300))
-            conn.commit()
-            rows += 1
-    assert live.stat().st_size % 512 == 0 and live.stat().st_size % 4096
-    url = f"sqlite:///{live}"
-    copy = backup_database(tmp_path / "backup", db.get_engine(url), method="file", verify="copy")
-    assert copy.read_bytes() == live.read_bytes()
-    db.dispose_engines(url)
-
-
-def test_the_read_back_without_o_direct_gives_the_same_checksum(
+def test_without_a_folder_backups_go_to_the_database_s_own_folder_and_list_only_its_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data = tmp_path / "data.bin"
-    data.write_bytes(os.urandom(3 * 4096 + 123))
-    direct = backup_ops._file_checksum(data)
-    monkeypatch.delattr(os, "O_DIRECT")  # a platform without it: a normal read after dropping the cache
-    assert backup_ops._file_checksum(data) == direct == (data.stat().st_size, zlib.crc32(data.read_bytes()))
+    monkeypatch.delenv("SCPLN_HOME", raising=False)
+    beside = tmp_path / "site" / "plan.db"  # any folder: backup/ beside the file
+    in_data = tmp_path / "hub" / "data" / "scpln.db"  # a folder named data: backup/ beside that folder
+    beside.parent.mkdir(parents=True)
+    in_data.parent.mkdir(parents=True)
+    one, two = planned(f"sqlite:///{beside}", "one"), planned(f"sqlite:///{in_data}", "two")
+    first, second = backup_database(engine=one), backup_database(engine=two)
+    assert first.parent == tmp_path / "site" / "backup"
+    assert second.parent == tmp_path / "hub" / "backup"
+    assert [b["path"] for b in list_backups(engine=one)] == [str(first)]
+    assert [b["path"] for b in list_backups(engine=two)] == [str(second)]
+    monkeypatch.setenv("SCPLN_DB", str(beside))  # without an engine: the database of SCPLN_DB
+    assert [b["path"] for b in list_backups()] == [str(first)]
+    monkeypatch.setenv("SCPLN_HOME", str(tmp_path / "home"))  # a configured data directory wins
+    third = backup_database(engine=two)
+    assert third.parent == tmp_path / "home" / "backup"
+    assert [b["path"] for b in list_backups(engine=one)] == [str(third)]
+    for url in (f"sqlite:///{beside}", f"sqlite:///{in_data}"):
+        db.dispose_engines(url)

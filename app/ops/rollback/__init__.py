@@ -5,8 +5,6 @@
 """
 
 from app.ops.rollback.commands import (
-    DEFAULT_FORWARD_STATE,
-    DEFAULT_STATE,
     ROLLBACK_PHASES,
     ROLLFORWARD_PHASES,
     VERIFY_NOTE,
@@ -20,8 +18,6 @@ from app.ops.rollback.runner import CRASH_ENV
 
 __all__ = [
     "CRASH_ENV",
-    "DEFAULT_FORWARD_STATE",
-    "DEFAULT_STATE",
     "ROLLBACK_PHASES",
     "ROLLFORWARD_PHASES",
     "VERIFY_NOTE",

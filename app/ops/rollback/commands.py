@@ -26,8 +26,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import shutil
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -36,7 +34,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select, update
 
-from app.config import get_settings, resolve_path
+from app.config import data_paths, get_settings, resolve_path
 from app.errors import ScplnError
 from app.ops import backfill, backup, check, intake
 from app.ops.parallel import VersionMap, map_versions
@@ -51,8 +49,6 @@ from app.storage.schema import plan_versions, runs
 
 ROLLBACK_PHASES = ("pause", "backup", "snapshot", "repair", "pin", "runs", "verify", "resume")
 ROLLFORWARD_PHASES = ("pause", "backfill", "check", "unpin", "resume")
-DEFAULT_STATE = "tmp/rollback_state.json"
-DEFAULT_FORWARD_STATE = "tmp/rollforward_state.json"
 __all__ = ["CRASH_ENV", "ROLLBACK_PHASES", "ROLLFORWARD_PHASES", "OpsReport", "RollbackFailed"]
 #: The note of the version the verify phase plans; it tells that version apart from the operators'.
 VERIFY_NOTE = "rollback verification"
@@ -176,11 +172,11 @@ def content_checksums(engine: Engine | None = None) -> dict[str, str]:
 def rollback(
     engine: Engine | None = None,
     *,
-    state_file: str | Path = DEFAULT_STATE,
+    state_file: str | Path | None = None,
     dry_run: bool = False,
     cutover_ts: int | None = None,
-    backup_dir: str | Path = "backup",
-    tmp_dir: str | Path = "tmp",
+    backup_dir: str | Path | None = None,
+    tmp_dir: str | Path | None = None,
     snapshot_versions: int = 5,
     actor: str = "scpln rollback",
     progress: Progress | None = None,
@@ -190,17 +186,21 @@ def rollback(
     processes assessing and repairing versions (default: one per core, at most four, plus one; see
     :func:`repair.repair_jobs`).
 
-    Relative paths are taken from the repository root, like ``SCPLN_DB``. Raises ``RollbackFailed``
-    when verification fails; intake then stays paused and the state file lets a later run resume.
+    The state file, the backup folder and the snapshot folder default to the database's own
+    (:func:`app.config.data_paths`); relative paths are taken from the repository root, like
+    ``SCPLN_DB``. Raises ``RollbackFailed`` when verification fails; intake then stays paused and the
+    state file lets a later run resume.
     """
     engine = engine or get_engine()
     store = PlanStore(engine)
     started = time.perf_counter()
     report = OpsReport("rollback", dry_run=dry_run)
-    state = State(resolve_path(state_file), "rollback", dry_run)
+    paths = data_paths(engine.url.render_as_string(hide_password=False))
+    state = State(resolve_path(state_file or paths.rollback_state), "rollback", dry_run)
+    backup_dir = resolve_path(backup_dir or paths.backup)
     step = progress or (lambda _s, _p: None)
     if dry_run:
-        report.plan = _rollback_plan(store, state, cutover_ts, snapshot_versions, jobs)
+        report.plan = _rollback_plan(store, state, cutover_ts, snapshot_versions, jobs, backup_dir)
         report.seconds = time.perf_counter() - started
         return report
     phase = phase_runner(state, report.phases_done, report.phases_skipped, ROLLBACK_PHASES, step)
@@ -212,7 +212,7 @@ def rollback(
         return _leave_maintenance(engine)
 
     phase("pause", pause)
-    snapshot = functools.partial(_snapshot, engine, resolve_path(tmp_dir), snapshot_versions)
+    snapshot = functools.partial(_snapshot, engine, resolve_path(tmp_dir or paths.tmp), snapshot_versions)
     with contextlib.ExitStack() as stack:
         # Versions are read and assessed in worker processes from here on, while the backup copies and
         # the snapshot is taken: both only read, and nothing is written before the backup is recorded
@@ -262,7 +262,7 @@ def rollback(
 
 
 def _rollback_plan(
-    store: PlanStore, state: State, cutover_ts: int | None, n_snapshot: int, jobs: int | None = None
+    store: PlanStore, state: State, cutover_ts: int | None, n_snapshot: int, jobs: int | None, backup_dir: Path
 ) -> list[str]:
     """What a rollback would do, version by version; reads only."""
     lines = [
@@ -270,8 +270,8 @@ def _rollback_plan(
     ]
     lines += [
         "pause plan intake, maintenance on (SQLite WAL checkpointed into the main file)",
-        "backup to backup/plan_db_prerollback_<YYYYMMDDHHMM>.db (SQLite: file copy under the write lock, "
-        "verified against its checksum; pg_dump on PostgreSQL), with the snapshot taken meanwhile",
+        f"backup to {backup_dir}/plan_db_prerollback_<YYYYMMDDHHMM>.db (SQLite's online backup, the "
+        "database as it is; pg_dump on PostgreSQL), with the snapshot taken meanwhile",
         f"snapshot the plan_series rows of the {n_snapshot} latest versions (CSV) and the RunRegistry (JSON)",
     ]
     versions = repair.ready_versions(store)
@@ -294,14 +294,12 @@ def _rollback_plan(
     return lines
 
 
-def _backup(engine: Engine, backup_dir: str | Path) -> str:
-    """The pre-rollback backup. Intake is paused by now, so on SQLite the file itself is copied under
-    the write lock and verified byte for byte against the checksum taken while copying (the runbook's
-    ``cp``, made safe); the roll-forward's check runs SQLite's integrity check on the live database."""
+def _backup(engine: Engine, backup_dir: Path) -> str:
+    """The pre-rollback backup: the runbook's ``cp``, made safe by taking it with SQLite's online backup
+    API. It is not held to ``integrity_check``: a damaged database is what a rollback is for, and it must
+    be kept as it is (a restore verifies the copy in full before using it)."""
     return str(
-        backup.backup_database(
-            dest_dir=backup_dir, engine=engine, prefix="plan_db_prerollback", method="file", verify="copy"
-        )
+        backup.backup_database(dest_dir=backup_dir, engine=engine, prefix="plan_db_prerollback", verify=False)
     )
 
 
@@ -326,18 +324,9 @@ def _snapshot(engine: Engine, tmp_dir: Path, n_versions: int) -> list[str]:
 
 
 def _write_csv(engine: Engine, query: str, path: Path) -> None:
-    """The result of ``query`` as CSV with a header. A million rows through Python objects take a minute,
-    so the database writes the CSV itself where it can: the ``sqlite3`` shell for a SQLite file, ``COPY``
-    on PostgreSQL; otherwise rows are streamed from the DBAPI cursor in batches."""
-    database = engine.url.database
-    binary = shutil.which("sqlite3")
-    if engine.dialect.name == "sqlite" and binary and database and database != ":memory:":
-        subprocess.run(
-            [binary, "-bail", "-cmd", ".timeout 30000", database, ".headers on", ".mode csv",
-             f'.output "{path}"', query],
-            check=True, capture_output=True, timeout=3600,
-        )  # fmt: skip
-        return
+    """The result of ``query`` as CSV with a header row of column names (``docs/storage.md``, "Rollback
+    snapshot"): PostgreSQL writes it itself with ``COPY``; otherwise rows are streamed from the DBAPI
+    cursor in batches through the ``csv`` module (NULL as an empty field)."""
     with engine.connect() as conn, path.open("w", newline="", encoding="utf-8") as fh:
         cursor = conn.connection.dbapi_connection.cursor()
         if engine.dialect.name == "postgresql":
@@ -449,7 +438,7 @@ def _verify(store: PlanStore, state: State, restore_needed: set[str], proven: se
 def rollforward(
     engine: Engine | None = None,
     *,
-    state_file: str | Path = DEFAULT_FORWARD_STATE,
+    state_file: str | Path | None = None,
     dry_run: bool = False,
     actor: str = "scpln rollforward",
     progress: Progress | None = None,
@@ -464,7 +453,9 @@ def rollforward(
     engine = engine or get_engine()
     started = time.perf_counter()
     report = OpsReport("rollforward", dry_run=dry_run)
-    path = resolve_path(state_file)
+    path = resolve_path(
+        state_file or data_paths(engine.url.render_as_string(hide_password=False)).rollforward_state
+    )
     state = State(path, "rollforward", dry_run)
     step = progress or (lambda _s, _p: None)
     if dry_run:

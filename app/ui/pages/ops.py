@@ -30,7 +30,7 @@ def ops_page(request: Request, msg: str | None = None) -> Response:
         "intake": intake_state(engine),
         "maintenance": st.maintenance_on(engine),
         "last_check": last_check(engine),
-        "backups": list_backups()[:20],
+        "backups": list_backups(engine=engine)[:20],
         "message": msg,
     }
     return render(request, "ops.html", context)
