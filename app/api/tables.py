@@ -27,6 +27,7 @@ from app.planning import documents as docs
 from app.planning.levels import compare_csv
 from app.storage import settings
 from app.storage.codec_series import LEVELS, Level
+from app.storage.layout import field_value
 from app.storage.plans import PlanStore, VersionInfo
 from app.storage.schema import app_settings, plan_artifacts, plan_kpis, plan_series, plan_versions
 
@@ -158,7 +159,7 @@ def _num(value: Any) -> Any:
 def _series_columns(spec: TableSpec) -> list[Any]:
     if spec.level is None:
         return [plan_kpis.c[k] for k in spec.columns]
-    return [plan_series.c[spec.level.columns_of.get(k, k)] for k in spec.columns] + [plan_series.c.extra_json]
+    return [field_value(spec.level, k) for k in spec.columns] + [plan_series.c.extra_json]
 
 
 def _series_where(spec: TableSpec, version_id: Any, row_filters: dict[str, Any]) -> list[Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
@@ -75,6 +75,8 @@ class WriteResult:
     series_rows: int
     kpi_rows: int
     seconds: float
+    #: The artifact texts as stored (empty in ``db`` mode), for a caller that also writes them out.
+    texts: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 #: The levels :meth:`PlanStore.read_rows_as_text` has the C writer make on SQLite: the tables of the
@@ -138,7 +140,7 @@ class PlanStore:
         vid = content.version_id
         try:
             rows = codec_series.encode(content) if mode in ("db", "both") else None
-            texts = codec_artifacts.encode(content, validated=rows is not None) if mode != "db" else {}
+            texts, artifacts_digest = _artifact_texts(content, validated=rows is not None) if mode != "db" else ({}, None)  # fmt: skip
         except ValueError as exc:
             self._failed(vid, mode, started, "encode", exc, content, input_label, note, parent_version_id)
             raise StorageError(f"plan {vid} could not be encoded: {exc}") from exc
@@ -153,7 +155,7 @@ class PlanStore:
                     schema_version=rows.schema_version if rows else _schema_version(content),
                     # both encodings are made from this one content: in both mode they are a certified pair
                     rows_digest=digests.series_digest(rows) if rows is not None else None,
-                    artifacts_digest=digests.artifacts_digest(texts) if texts else None,
+                    artifacts_digest=artifacts_digest,
                 )  # fmt: skip
                 if existing:
                     conn.execute(
@@ -189,6 +191,7 @@ class PlanStore:
             rows.series_row_count if rows else 0,
             len(rows.kpis) if rows else 0,
             seconds,
+            texts,
         )
 
     def write_artifacts(
@@ -359,7 +362,9 @@ class PlanStore:
         path = sqlite_path(self.engine.url.render_as_string(hide_password=False))
         if path is not None:
             made = rowtext.level_texts(path, version_id, TEXT_LEVELS)
-        fetched = self._fetch_rows(version_id, skip=made)
+        # a level another borrows from is read as rows too (codec_series.Level.base)
+        bases = {lv.base for lv in codec_series.LEVELS if lv.base}
+        fetched = self._fetch_rows(version_id, skip=[n for n in made if n not in bases])
         if fetched is None:
             if any(count for _, count in made.values()):  # as decode() refuses rows without a document
                 raise ValueError(f"plan_series of {version_id}: row tables but no meta rows")
@@ -673,6 +678,15 @@ def bulk_insert(cursor: Any, dialect: str, table: str, columns: Sequence[str], r
     with cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
+
+
+def _artifact_texts(content: PlanContent, *, validated: bool) -> tuple[dict[str, str], str | None]:
+    """The artifact texts to store, each encoded once, and the digest of exactly those bytes."""
+    bodies = codec_artifacts.encode_bytes(content, validated=validated)
+    digest = digests.artifacts_digest(bodies) if bodies else None
+    # one text at a time, so a large plan never holds every artifact twice
+    texts = {name: bodies.pop(name).decode() for name in list(bodies)}
+    return texts, digest
 
 
 def _schema_version(content: PlanContent) -> int | None:
