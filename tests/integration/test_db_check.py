@@ -183,7 +183,10 @@ def test_a_broken_plan_identity_in_the_rows_is_reported(
 def test_a_plan_final_row_holding_part_of_its_planned_values_is_a_decode_error(sqlite_url: str) -> None:
     # a plan_final row holds only the adjusted values; its planned part is the mrp row's
     engine = planned(sqlite_url, **{"v-db": "db"})
-    sql(engine, "UPDATE plan_series SET gross_req = 3 WHERE version_id = 'v-db' AND level = 'mrp_final' AND seq = 11")
+    sql(
+        engine,
+        "UPDATE plan_series SET gross_req = 3 WHERE version_id = 'v-db' AND level = 'mrp_final' AND seq = 11",
+    )
     problems = [p for p in check_database(engine).for_version("v-db") if p.kind == "decode_error"]
     assert problems and "row 11" in problems[0].detail
 
