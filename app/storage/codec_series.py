@@ -136,6 +136,7 @@ LEVELS: tuple[Level, ...] = (
 #: Levels holding a whole document per row: ``meta`` (small keys of each stored document) and ``psi``.
 DOCUMENT_LEVEL_COLUMNS = ("seq", "label", "extra_json")
 _LEVEL_BY_NAME = {lv.name: lv for lv in LEVELS}
+_BASE_DOCUMENTS = frozenset(lv.document for lv in LEVELS if lv.name in {b.base for b in LEVELS})
 LEVEL_COLUMNS: dict[str, tuple[str, ...]] = {
     **{lv.name: lv.columns for lv in LEVELS},
     "meta": DOCUMENT_LEVEL_COLUMNS,
@@ -175,13 +176,17 @@ class SeriesRows:
     def series_row_count(self) -> int:
         return sum(map(len, self.levels.values()))
 
-    def series_batches(self, version_id: str, created_at: int) -> Iterator[tuple[tuple[str, ...], list[Row]]]:
-        """Insert-ready batches, one per non-empty level: column names and full row tuples."""
+    def series_batches(
+        self, version_id: str, created_at: int, *, lazy: bool = False
+    ) -> Iterator[tuple[tuple[str, ...], Iterable[Row]]]:
+        """Insert-ready batches, one per non-empty level: column names and full row tuples (made one
+        at a time as they are consumed when ``lazy``)."""
         for level, rows in self.levels.items():
             if rows:
                 prefix = (version_id, level, LEVEL_BUCKET_TYPE[level], created_at)
                 columns = ("version_id", "level", "time_bucket_type", "created_at", *LEVEL_COLUMNS[level])
-                yield columns, [prefix + row for row in rows]
+                full = (prefix + row for row in rows)
+                yield columns, full if lazy else list(full)
 
     def kpi_batch(self, version_id: str, created_at: int) -> tuple[tuple[str, ...], list[Row]]:
         """Insert-ready ``plan_kpis`` rows: column names and full row tuples."""
@@ -359,6 +364,11 @@ def encode(content: PlanContent) -> SeriesRows:
             series.levels[level.name] = _level_rows(level, stored, leftovers)
         if "kpis" in tables:
             series.kpis = list(zip(range(len(doc["kpis"])), *tables["kpis"][0], strict=True))
+        if name not in _BASE_DOCUMENTS:
+            # only a base document's values are needed later (plan_final.json, the next document,
+            # borrows from mrp.json); letting the rest go keeps one copy of a large plan in memory
+            made.clear()
+            planned.clear()
         leftovers = None if name == REPORT else _document_leftovers(name, doc, content, series, params_text)
         series.levels["meta"].append((seq, name, leftovers))
     _encode_psi(content, series)

@@ -140,7 +140,10 @@ class PlanStore:
         vid = content.version_id
         try:
             rows = codec_series.encode(content) if mode in ("db", "both") else None
-            texts, artifacts_digest = _artifact_texts(content, validated=rows is not None) if mode != "db" else ({}, None)  # fmt: skip
+            rows_digest = digests.series_digest(rows) if rows is not None else None
+            # in both mode the texts are made once the rows are stored and let go (below), so a large
+            # plan never holds both encodings in memory at once
+            texts, artifacts_digest = _artifact_texts(content, validated=False) if mode == "files" else ({}, None)  # fmt: skip
         except ValueError as exc:
             self._failed(vid, mode, started, "encode", exc, content, input_label, note, parent_version_id)
             raise StorageError(f"plan {vid} could not be encoded: {exc}") from exc
@@ -154,7 +157,7 @@ class PlanStore:
                     storage_mode=mode, note=note, parent_version_id=parent_version_id, error=None,
                     schema_version=rows.schema_version if rows else _schema_version(content),
                     # both encodings are made from this one content: in both mode they are a certified pair
-                    rows_digest=digests.series_digest(rows) if rows is not None else None,
+                    rows_digest=rows_digest,
                     artifacts_digest=artifacts_digest,
                 )  # fmt: skip
                 if existing:
@@ -167,11 +170,16 @@ class PlanStore:
                             version_id=vid, approval="draft", created_at=ts, **values
                         )
                     )
-                if texts:
-                    self._insert_artifacts(conn, vid, texts, ts)
+                series_rows, kpi_rows = (rows.series_row_count, len(rows.kpis)) if rows else (0, 0)
                 if rows is not None:
                     self._insert_rows(conn, vid, rows, ts)
                     self._insert_psi(conn, vid, rows)
+                    rows.levels = {}
+                if mode == "both":
+                    texts, artifacts_digest = _artifact_texts(content, validated=True)
+                    digests.set_artifacts(conn, vid, artifacts_digest)
+                if texts:
+                    self._insert_artifacts(conn, vid, texts, ts)
                 set_approval(conn, vid, codec_series.psi_approval(content))
                 if before_commit:
                     before_commit(conn)
@@ -188,8 +196,8 @@ class PlanStore:
             vid,
             mode,
             sorted(texts),
-            rows.series_row_count if rows else 0,
-            len(rows.kpis) if rows else 0,
+            series_rows,
+            kpi_rows,
             seconds,
             texts,
         )
@@ -589,7 +597,8 @@ class PlanStore:
 
     def _insert_rows(self, conn: Connection, version_id: str, rows: codec_series.SeriesRows, ts: int) -> None:
         raw = _cursor(conn)
-        for columns, values in rows.series_batches(version_id, ts):
+        # each full row is made as the insert takes it, so a level is never held twice
+        for columns, values in rows.series_batches(version_id, ts, lazy=True):
             bulk_insert(raw, self.dialect, "plan_series", columns, values)
         kpi_columns, kpi_rows = rows.kpi_batch(version_id, ts)
         if kpi_rows:
