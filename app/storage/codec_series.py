@@ -164,6 +164,9 @@ class SeriesRows:
     first), and the KPI rows in ``KPI_COLUMNS`` order."""
 
     schema_version: int
+    #: Every value already has the type its column reads back as, rows in seq order (the engine's
+    #: content is encoded so): the rows digest can hash them as they are.
+    canonical: bool = field(default=False, compare=False)
     levels: dict[str, list[Row]] = field(default_factory=dict)
     kpis: list[Row] = field(default_factory=list)
     #: ``plan_overrides`` rows in ``OVERRIDE_COLUMNS`` order and ``plan_override_events`` rows in
@@ -348,7 +351,7 @@ def encode(content: PlanContent) -> SeriesRows:
     Each fact is stored once: an MRP row holds its item's constants only where they start (``carried``)
     and a plan_final row holds only what capacity reconciliation adds when the rest equals the mrp
     row with the same ``seq`` (``borrowed``)."""
-    series = SeriesRows(schema_version=_schema_version(content.documents))
+    series = SeriesRows(schema_version=_schema_version(content.documents), canonical=content.trusted)
     series.levels = {level: [] for level in LEVEL_NAMES}
     params_text = _json(content.params, "params")
     made: dict[int, list[Any]] = {}
@@ -379,8 +382,7 @@ def _trusted_tables(name: str, doc: Any, made: dict[int, list[Any]]) -> dict[str
     """The tables of one of the engine's documents, taken as they are (no check of any value).
     ``made``: the value lists made so far, by the id of the engine column they came from."""
     if name == REPORT:
-        rows = docs.report_rows_from_csv(doc)
-        return {"rows": ([list(map(itemgetter(k), rows)) for k in docs.REPORT_ROW], None)}
+        return {"rows": _table_columns(docs.report_rows_from_csv(doc), docs.REPORT_ROW, made)}
     tables = {lv.table: _table_columns(doc[lv.table], lv.shape, made) for lv in DOCUMENT_LEVELS[name]}
     if name == KPI_TABLE[0]:
         tables["kpis"] = _table_columns(doc["kpis"], docs.KPI_ROW, made)
@@ -403,11 +405,24 @@ def _table_columns(table: Any, shape: Mapping[str, str], made: dict[int, list[An
                 if isinstance(column, np.ndarray) and dtype is not None:
                     made[id(column)] = column.astype(dtype, copy=False).tolist()
                 else:
-                    made[id(column)] = list(column)
+                    made[id(column)] = _as_stored(shape[key], list(column))
             out.append(made[id(column)])
         return out, None
     keys = tuple(shape)
-    return [list(map(itemgetter(key), table)) for key in keys], _leftovers(table, keys)
+    columns = [list(map(itemgetter(key), table)) for key in keys]
+    return [_as_stored(shape[key], column) for key, column in zip(keys, columns, strict=True)], _leftovers(table, keys)  # fmt: skip
+
+
+def _as_stored(kind: str, column: list[Any]) -> list[Any]:
+    """A small table's column with each value of the type its column reads back as (what the rows
+    digest hashes): quantities as floats, flags as integers."""
+    if kind == "num":
+        return list(map(float, column))
+    if kind == "num?":
+        return [None if v is None else float(v) for v in column]
+    if kind == "bool":
+        return list(map(int, column))
+    return column
 
 
 def _store_once(level: Level, columns: list[Sequence[Any]], planned: Mapping[str, list[Sequence[Any]]]) -> list[Sequence[Any]]:  # fmt: skip

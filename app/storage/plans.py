@@ -140,7 +140,11 @@ class PlanStore:
         vid = content.version_id
         try:
             rows = codec_series.encode(content) if mode in ("db", "both") else None
-            rows_digest = digests.series_digest(rows) if rows is not None else None
+            rows_digest = (
+                digests.rows_digest(rows.levels, rows.kpis, canonical=rows.canonical)
+                if rows is not None
+                else None
+            )
             # in both mode the texts are made once the rows are stored and let go (below), so a large
             # plan never holds both encodings in memory at once
             texts, artifacts_digest = _artifact_texts(content, validated=False) if mode == "files" else ({}, None)  # fmt: skip

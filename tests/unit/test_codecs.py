@@ -15,7 +15,7 @@ from sqlalchemy import BigInteger, Boolean, Double, String, Text
 from app.planning import documents as docs
 from app.planning.model import PlanContent, PlanParams
 from app.planning.pipeline import plan_input_set
-from app.storage import codec_artifacts, codec_series
+from app.storage import codec_artifacts, codec_series, digests
 from app.storage.codec_series import LEVEL_COLUMNS, SeriesRows
 from app.storage.schema import plan_kpis, plan_series
 
@@ -413,4 +413,8 @@ def test_the_engines_own_content_is_written_as_the_same_rows_and_texts_as_checke
     assert codec_artifacts.encode(checked) == texts
     assert codec_series.encode(content) == codec_series.encode(checked)
     rows = codec_series.encode(content)
+    assert rows.canonical  # hashed as they are: the same digest as the checked content's rows
+    assert digests.rows_digest(rows.levels, rows.kpis, canonical=True) == digests.series_digest(
+        codec_series.encode(checked)
+    )
     assert canonical(rows_to_content(rows, content)) == texts
