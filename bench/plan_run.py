@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
 import shutil
@@ -93,7 +94,7 @@ def verdict(size: str, r: dict) -> str:
     return ", ".join(checks)
 
 
-def render(results: dict[str, list[dict]], load: float) -> str:
+def render(results: dict[str, list[dict]], load: float, baseline: dict | None = None) -> str:
     lines = [
         MARK_BEGIN,
         "## `scpln plan run`, the whole process (`bench/plan_run.py`)",
@@ -115,6 +116,20 @@ def render(results: dict[str, list[dict]], load: float) -> str:
                 f"| {r['db_bytes'] / 1e6:,.0f} "
                 f"| {verdict(size, r)} |"
             )
+    if baseline:
+        lines += [
+            "",
+            f"Before ({baseline['label']}), same sets and machine:",
+            "",
+            "| set | mode | seconds | CPU seconds | peak RSS (MB) | database (MB) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for size, rows in baseline["results"].items():
+            for r in rows:
+                lines.append(
+                    f"| {size} | {r['mode']} | {r['seconds']:.1f} | {r['cpu']:.1f} | {r['peak'] / 1e6:,.0f} "
+                    f"| {r['db_bytes'] / 1e6:,.0f} |"
+                )
     lines += [
         "",
         "Targets: 10k `files` at most 10 s, `both` at most 20 s, peak RSS at most 2 GiB, database at most "
@@ -132,6 +147,9 @@ def main() -> None:
     ap.add_argument("--sizes", nargs="+", choices=sorted(SETS), default=["1k", "10k"])
     ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     ap.add_argument("--write", type=Path, help="benchmarks page to update")
+    ap.add_argument("--json", type=Path, help="also save the figures as JSON (a later run's --baseline)")
+    ap.add_argument("--baseline", type=Path, help="JSON of an earlier run to show as 'before'")
+    ap.add_argument("--label", default="this run", help="what the --json figures are of")
     args = ap.parse_args()
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="scpln-plan-run-") as tmp:
@@ -144,7 +162,12 @@ def main() -> None:
                 print(f"{size} {mode}: {r['seconds']:.1f} s ({r['cpu']:.1f} s CPU), {r['peak'] / 1e6:,.0f} MB peak, "
                       f"{r['db_bytes'] / 1e6:,.0f} MB database", file=sys.stderr)  # fmt: skip
                 results[size].append(r)
-    section = render(results, os.getloadavg()[1])
+    if args.json:
+        args.json.write_text(
+            json.dumps({"label": args.label, "results": results}, indent=1), encoding="utf-8"
+        )
+    baseline = json.loads(args.baseline.read_text(encoding="utf-8")) if args.baseline else None
+    section = render(results, os.getloadavg()[1], baseline)
     print(section)
     if args.write:
         write_section(args.write, MARK_BEGIN, MARK_END, section)

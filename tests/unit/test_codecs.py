@@ -361,6 +361,10 @@ def test_plan_final_rows_hold_only_what_capacity_reconciliation_adds() -> None:
         assert column(rows, "mrp_final", name)[:3] == [None, None, None]
     assert column(rows, "mrp_final", "net_req")[3] == 4 and column(rows, "mrp_final", "lt_weeks")[3] == 2
     assert canonical(rows_to_content(rows, content)) == canonical(content)
+    as_text = codec_series.decode(
+        content.version_id, content.params, rows.schema_version, rows.levels, rows.kpis, fragments=True
+    )
+    assert codec_artifacts.encode(as_text, validated=True) == canonical(content)
 
 
 def test_a_row_whose_planned_part_differs_from_mrp_is_stored_whole() -> None:
