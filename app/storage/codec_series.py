@@ -3,17 +3,22 @@
 Owns the mapping of every artifact row onto ``plan_series`` columns (``LEVELS``), the validation of
 documents against the row shapes of ``app.planning.documents`` (``validate_document``), and the exact
 rebuilding of every document from rows. It does no I/O: the plan store inserts ``SeriesRows`` in bulk
-and hands back what it selects, one level at a time in ``LEVEL_COLUMNS`` order.
+and hands back what it selects, one level at a time in ``LEVEL_COLUMNS`` order. Documents from
+outside the engine are validated here; the engine's own (``PlanContent.trusted``) are taken column by
+column as made.
 
-One ``plan_series`` row per artifact row, every field in a typed column; ``extra_json`` holds only a
-row's keys beyond its declared shape. Level ``meta`` holds one row per stored document (its name in
-``label``) with the document's small object-valued keys. The PSI documents map onto their own tables:
+One ``plan_series`` row per artifact row, every field in a typed column, each fact stored once: an
+item's constants only on its first MRP row (``Level.carried``), a plan_final row's planned part only
+when it differs from the mrp row with the same ``seq`` (``Level.borrowed``); NULL marks what the
+decoder puts back (``fill_rows``), so rows that hold every value (versions written before) decode
+the same. ``extra_json`` holds only a row's keys beyond its declared shape. Level ``meta`` holds one
+row per stored document (its name in ``label``) with the document's small object-valued keys. The PSI documents map onto their own tables:
 each entry of ``psi_overrides.json`` is a ``plan_overrides`` row, each event of ``psi_state.json`` a
 ``plan_override_events`` row (in document order) and its approval is ``plan_versions.approval``; level
 ``psi`` keeps only what those cannot hold (a PSI document's extra keys, or that an empty one exists).
 Quantities come back by the number rule.
 
-Hot paths work column-wise (``itemgetter``/``zip``/numpy) because a 10k-SKU plan has ~1.5M rows.
+Hot paths work column-wise (``itemgetter``/``zip``/numpy) because a 10k-SKU plan has ~2M rows.
 """
 
 from __future__ import annotations
