@@ -119,7 +119,7 @@ def render(results: dict[str, list[dict]], load: float, baseline: dict | None = 
     if baseline:
         lines += [
             "",
-            f"Before ({baseline['label']}), same sets and machine:",
+            f"Before: {baseline['label']}, run on the same sets and machine:",
             "",
             "| set | mode | seconds | CPU seconds | peak RSS (MB) | database (MB) |",
             "|---|---|---|---|---|---|",
