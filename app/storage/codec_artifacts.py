@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.planning import documents as docs
-from app.planning.model import PlanContent
+from app.planning.model import PSI_ARTIFACTS, PlanContent
 from app.storage.codec_series import KNOWN_DOCUMENTS, validate_document
 
 
@@ -30,7 +30,8 @@ def encode_bytes(content: PlanContent, *, validated: bool = False) -> dict[str, 
     texts: dict[str, bytes] = {}
     for name in sorted(content.documents):
         document = content.documents[name]
-        if not (validated or content.trusted):
+        # PSI documents come from planners' edits, not from the engine: they are always checked
+        if not validated and (not content.trusted or name in PSI_ARTIFACTS):
             validate_document(name, document)
         texts[name] = docs.artifact_bytes(name, document)
     return texts
