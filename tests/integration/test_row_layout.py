@@ -105,3 +105,26 @@ def test_a_version_in_the_earlier_row_layout_verifies_and_exports_what_the_pipel
 
     expected = codec_artifacts.encode(pipeline)
     assert {p.name: p.read_text(encoding="utf-8") for p in written} == expected
+
+
+@pytest.mark.parametrize("mode", ["both", "db"])
+def test_plan_run_out_and_plan_export_write_the_same_bytes(tmp_path: Path, mode: str) -> None:
+    """SPEC 7: the exporter writes what the pipeline wrote; in db mode it rebuilds them from the
+    stored-once rows, while plan run --out writes the texts the run made."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SCPLN_DB": str(tmp_path / "hub.db"), "COLUMNS": "200"}
+
+    def scpln(*args: str) -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "app.cli", *args], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+
+    scpln("plan", "run", "--input", str(SAMPLE), "--storage", mode, "--version-id", "v-out", "--out", str(tmp_path / "run"))  # fmt: skip
+    scpln("plan", "export", "v-out", "-o", str(tmp_path / "export"))
+    run = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    exported = {p.name: p.read_bytes() for p in (tmp_path / "export").iterdir()}
+    assert run == exported and len(run) == 7
