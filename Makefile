@@ -28,10 +28,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check app tests bench scripts
 	$(BIN)/ruff format --check app tests bench scripts
 
-## Benchmarks (engine, storage, API, rollback); figures go to docs/benchmarks.md.
+## Benchmarks (engine, storage, plan run, API, rollback); figures go to docs/benchmarks.md.
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py --write docs/benchmarks.md
 	$(BIN)/python bench/storage.py --write docs/benchmarks.md
+	$(BIN)/python bench/plan_run.py --write docs/benchmarks.md
 	$(BIN)/python bench/api.py --write docs/benchmarks.md
 	$(BIN)/python bench/rollback.py --write docs/benchmarks.md
 

@@ -95,7 +95,8 @@ def plan_run(
     )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        for name, text in encode(content).items():
+        # the texts just stored, when this mode stored them: each artifact is encoded once
+        for name, text in (w.texts or encode(content)).items():
             (out / name).write_text(text, encoding="utf-8")
         console.print(f"Wrote {len(content.documents)} artifacts to {out}")
     print_summary(content, outcome.seconds)

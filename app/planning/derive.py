@@ -384,6 +384,8 @@ def _document(documents: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 
 def _rows(documents: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
     rows = _document(documents, name).get("rows")
+    if isinstance(rows, docs.RowTable):  # the engine's own table
+        return rows.rows()
     if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
         raise DerivationError(f"{name} rows must be a list of objects")
     return rows

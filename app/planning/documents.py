@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -174,8 +175,151 @@ def num_list(values: np.ndarray) -> list[int | float]:
     return [int(v) if i else v for v, i in zip(arr.tolist(), integral.tolist(), strict=True)]
 
 
+class RowTable(Sequence):
+    """An artifact table as the engine makes it: its rows held column by column, in shape order.
+
+    The engine's large tables have hundreds of thousands of rows. Both codecs read the columns
+    (:attr:`columns`) and write the canonical text straight from them (:func:`dumps`), so the engine's
+    own output never becomes a dict per row on its way to storage. A row dict is made only when
+    someone reads a row (the CLI summary, tests); reading rows freezes the columns out
+    (:attr:`columns` is then None), so that a caller who edits a row dict is what gets written.
+
+    Columns are numpy arrays (quantities, counts, flags) or lists (text); quantity columns obey the
+    number rule when written, as :func:`num_list` does.
+    """
+
+    __slots__ = ("shape", "_columns", "_rows")
+
+    def __init__(self, shape: Mapping[str, str], columns: Sequence[Any]):
+        if len(columns) != len(shape):
+            raise ValueError(f"a table of {len(shape)} keys got {len(columns)} columns")
+        lengths = {len(c) for c in columns}
+        if len(lengths) > 1:
+            raise ValueError(f"columns of unequal length: {sorted(lengths)}")
+        self.shape = dict(shape)
+        self._columns: list[Any] | None = list(columns)
+        self._rows: list[dict[str, Any]] | None = None
+
+    @property
+    def columns(self) -> list[Any] | None:
+        """The columns in shape order, or None once rows were handed out as dicts."""
+        return self._columns
+
+    def column_values(self, j: int) -> list[Any]:
+        """Column ``j`` as plain Python values (quantities by the number rule)."""
+        assert self._columns is not None
+        column = self._columns[j]
+        if not isinstance(column, np.ndarray):
+            return list(column)
+        kind = self.shape[tuple(self.shape)[j]]
+        if kind in ("num", "num?"):
+            return num_list(column)
+        return column.tolist()
+
+    def rows(self) -> list[dict[str, Any]]:
+        if self._rows is None:
+            keys = tuple(self.shape)
+            values = [self.column_values(j) for j in range(len(keys))]
+            self._rows = [dict(zip(keys, row, strict=True)) for row in zip(*values, strict=True)]
+            self._columns = None
+        return self._rows
+
+    def __len__(self) -> int:
+        if self._columns is not None:
+            return len(self._columns[0]) if self._columns else 0
+        return len(self._rows or ())
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.rows()[i]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.rows())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RowTable):
+            other = other.rows()
+        return self.rows() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"RowTable({len(self)} rows of {', '.join(self.shape)})"
+
+    def json_bytes(self) -> bytes:
+        """The canonical JSON text of the table (an array of objects with sorted keys)."""
+        if self._columns is None:
+            return orjson.dumps(self._rows, option=orjson.OPT_SORT_KEYS)
+        return rows_json(self.shape, self._columns)
+
+
+#: Rows written per piece of a table's text: bounds the per-value texts alive at once.
+_TEXT_CHUNK = 65_536
+
+
+def rows_json(shape: Mapping[str, str], columns: Sequence[Any]) -> bytes:
+    """The canonical JSON text of a table given column by column (shape order): each column's values
+    are written by orjson once and cut into items, then every row is one bytes template filled in."""
+    keys = tuple(shape)
+    n = len(columns[0]) if columns else 0
+    if n == 0:
+        return b"[]"
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    pieces = []
+    for start in range(0, n, _TEXT_CHUNK):
+        parts, items = [], []
+        for j in order:
+            quoted, cut = json_items(columns[j][start : start + _TEXT_CHUNK], shape[keys[j]])
+            parts.append(orjson.dumps(keys[j]) + (b':"%s"' if quoted else b":%s"))
+            items.append(cut)
+        template = b"{" + b",".join(parts) + b"}"
+        pieces.append(b",".join([template % item for item in zip(*items, strict=True)]))
+    return b"[" + b",".join(pieces) + b"]"
+
+
+#: Integers below this size are exact as doubles, so a whole-valued double is written as that integer.
+_EXACT_INT = 2.0**53
+
+
+def json_items(values: Any, kind: str) -> tuple[bool, list[bytes]]:
+    """The JSON text of each value of a column as it is written inside a document (numbers by the
+    number rule), and whether the texts are plain strings given without their quotes. orjson writes
+    the whole column once; numbers, booleans and nulls never hold a comma, and strings without a
+    quote, backslash or control character are written verbatim between quotes, so the column's text
+    is cut at the separators."""
+    if kind in ("num", "int"):
+        whole = _whole_numbers(values)
+        if whole is not None:
+            return False, orjson.dumps(whole, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
+        if kind == "num" and isinstance(values, np.ndarray):
+            values = num_list(values)
+    elif isinstance(values, np.ndarray):
+        values = values.tolist()
+    text = orjson.dumps(values)[1:-1]
+    if kind not in ("str", "str?"):
+        return False, text.split(b",")
+    # orjson escapes a quote, a backslash and every control character with a backslash, so a column
+    # whose text holds none was written verbatim
+    if None not in values and b"\\" not in text:
+        return True, text[1:-1].split(b'","')
+    return False, [orjson.dumps(v) for v in values]
+
+
+def _whole_numbers(values: Any) -> np.ndarray | None:
+    """The column as int64 when every value is a whole number below 2**53 (the number rule writes
+    them as integers); None when it holds a fraction, a None, a non-number or a larger value."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
+        return values
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if arr.ndim != 1 or not (arr == np.floor(arr)).all() or not (np.abs(arr) < _EXACT_INT).all():
+        return None
+    return arr.astype(np.int64)
+
+
 def document(
-    version_id: str, params: dict[str, Any], rows: list[dict[str, Any]], **extra: Any
+    version_id: str, params: dict[str, Any], rows: list[dict[str, Any]] | RowTable, **extra: Any
 ) -> dict[str, Any]:
     """A JSON artifact: ``{schema_version, version_id, params, rows, ...}``."""
     from app.planning.model import SCHEMA_VERSION
@@ -194,8 +338,20 @@ def dumps(doc: Any) -> str:
 
     One serializer (orjson) writes every artifact everywhere, so the same content always has the same
     text; floats are written in their shortest round-trip form (``1e-05`` as ``0.00001``). Non-finite
-    numbers never get here: the number rule and the codecs' validation refuse them first."""
-    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE).decode()
+    numbers never get here: the number rule and the codecs' validation refuse them first. An engine
+    table (:class:`RowTable`) is written from its columns."""
+    return dumps_bytes(doc).decode()
+
+
+def dumps_bytes(doc: Any) -> bytes:
+    """:func:`dumps` as UTF-8 bytes, the form that is hashed and written."""
+    return orjson.dumps(doc, default=_table_text, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+
+
+def _table_text(value: Any) -> Any:
+    if isinstance(value, RowTable):
+        return orjson.Fragment(value.json_bytes())
+    raise TypeError(f"{type(value).__name__} is not part of an artifact")
 
 
 def artifact_text(name: str, payload: Any) -> str:
@@ -205,6 +361,13 @@ def artifact_text(name: str, payload: Any) -> str:
             raise TypeError(f"{name} must be CSV text")
         return payload
     return dumps(payload)
+
+
+def artifact_bytes(name: str, payload: Any) -> bytes:
+    """:func:`artifact_text` as UTF-8 bytes."""
+    if name.endswith(".csv"):
+        return artifact_text(name, payload).encode()
+    return dumps_bytes(payload)
 
 
 def parse_artifact(name: str, text: str) -> Any:

@@ -269,11 +269,16 @@ class PlanContent:
 
     ``documents`` maps artifact name to its document: a dict for ``*.json``, the CSV text for
     ``*.csv``. This is the canonical in-memory form that the codecs translate.
+
+    ``trusted``: the engine made these documents, so they have the declared shapes and follow the
+    number rule; the codecs write them without checking every value again. Content from anywhere else
+    (imports, artifacts read back, hand-made documents) is checked at that boundary.
     """
 
     version_id: str
     params: dict[str, Any]
     documents: dict[str, Any]
+    trusted: bool = False
 
     def document(self, name: str) -> Any:
         return self.documents[name]

@@ -141,16 +141,19 @@ def _stepper(progress: Progress | None) -> Callable[[str], None]:
 
 
 def build_content(inputs: PlanInputs, params: PlanParams, version_id: str, r: StageResults) -> PlanContent:
+    """The plan's documents. The large tables are column tables (``documents.RowTable``) and the content
+    is marked ``trusted``: the engine made it, so the codecs write it without checking it again."""
     p = params.to_dict()
     cal = inputs.calendar
+    planned = mrp_rows(inputs, r.mrp)
     documents: dict[str, Any] = {
         "aggregate.json": docs.document(version_id, p, aggregate_rows(inputs, r.aggregate)),
         "sku_week.json": docs.document(version_id, p, sku_week_rows(inputs, r.allocation)),
-        "mrp.json": docs.document(version_id, p, mrp_rows(inputs, r.mrp)),
+        "mrp.json": docs.document(version_id, p, planned),
         "plan_final.json": docs.document(
             version_id,
             p,
-            final_rows(inputs, r.mrp, r.capacity),
+            final_rows(inputs, r.mrp, r.capacity, planned),
             weekly_summary=weekly_summary_rows(inputs, r.capacity),
             anchor_log=r.anchor_log,
             kpis=r.kpis,
@@ -171,14 +174,11 @@ def build_content(inputs: PlanInputs, params: PlanParams, version_id: str, r: St
         "exceptions.json": docs.document(version_id, p, r.exceptions),
         "report.csv": report_csv(r.report),
     }
-    return PlanContent(version_id=version_id, params=p, documents=documents)
-
-
-def _rows(keys: tuple[str, ...], columns: list[list[Any]]) -> list[dict[str, Any]]:
-    return [dict(zip(keys, values, strict=True)) for values in zip(*columns, strict=True)]
+    return PlanContent(version_id=version_id, params=p, documents=documents, trusted=True)
 
 
 def aggregate_rows(inputs: PlanInputs, agg: AggregateResult) -> list[dict[str, Any]]:
+    """One row per (family, month): few enough to be plain row dicts."""
     f_n, p_n = agg.demand.shape
     fam = np.repeat(np.arange(f_n), p_n)
     per = np.tile(np.arange(p_n), f_n)
@@ -186,53 +186,51 @@ def aggregate_rows(inputs: PlanInputs, agg: AggregateResult) -> list[dict[str, A
         [inputs.families[i] for i in fam.tolist()],
         [inputs.calendar.periods[i] for i in per.tolist()],
         *(
-            docs.num_list(getattr(agg, k).ravel())
+            getattr(agg, k).ravel()
             for k in ("demand", "supply", "backlog", "inventory_open", "inventory_close", "prebuild")
         ),
-        docs.num_list(np.tile(agg.capacity_total, f_n)),
-        docs.num_list(np.tile(agg.capacity_used, f_n)),
+        np.tile(agg.capacity_total, f_n),
+        np.tile(agg.capacity_used, f_n),
     ]
-    return _rows(tuple(docs.AGGREGATE_ROW), cols)
+    return docs.RowTable(docs.AGGREGATE_ROW, cols).rows()
 
 
-def sku_week_rows(inputs: PlanInputs, alloc: AllocationResult) -> list[dict[str, Any]]:
+def sku_week_rows(inputs: PlanInputs, alloc: AllocationResult) -> docs.RowTable:
     """One row per (SKU, bucket): SKU-major, buckets in date order."""
     cal = inputs.calendar
     s_n, b_n = alloc.demand.shape
-    sku = np.repeat(np.arange(s_n), b_n)
-    bucket = np.tile(np.arange(b_n), s_n)
     periods = [b.period for b in cal.buckets]
     weeks = [b.week for b in cal.buckets]
     fam_of = [inputs.families[f] for f in inputs.sku_family.tolist()]
-    bl = bucket.tolist()
-    sl = sku.tolist()
     cols = [
-        [fam_of[s] for s in sl],
-        [periods[b] for b in bl],
-        [inputs.skus[s] for s in sl],
-        [weeks[b] for b in bl],
-        docs.num_list(alloc.demand.ravel()),
-        docs.num_list(alloc.supply.ravel()),
-        docs.num_list(alloc.backlog.ravel()),
+        _repeat_each(fam_of, b_n),
+        periods * s_n,
+        _repeat_each(inputs.skus, b_n),
+        weeks * s_n,
+        alloc.demand.ravel(),
+        alloc.supply.ravel(),
+        alloc.backlog.ravel(),
     ]
-    return _rows(tuple(docs.SKU_WEEK_ROW), cols)
+    return docs.RowTable(docs.SKU_WEEK_ROW, cols)
 
 
-def _mrp_columns(inputs: PlanInputs, mrp: MrpResult, past_due: np.ndarray) -> list[list[Any]]:
+def _repeat_each(names: list[str], times: int) -> list[str]:
+    """Each name ``times`` times in a row (the same string objects, not copies)."""
+    return [name for name in names for _ in range(times)]
+
+
+def _mrp_columns(inputs: PlanInputs, mrp: MrpResult, past_due: np.ndarray) -> list[Any]:
     i_n, w_n = mrp.gross_req.shape
-    item = np.repeat(np.arange(i_n), w_n)
-    week = np.tile(np.arange(w_n), i_n)
-    il = item.tolist()
     # The past-due flag sits on the item's week-1 row.
     flag = np.zeros((i_n, w_n), dtype=bool)
     flag[:, 0] = past_due
     per_item = lambda arr: np.repeat(np.asarray(arr), w_n)  # noqa: E731
     return [
-        [inputs.items[i] for i in il],
-        [inputs.calendar.weeks[w] for w in week.tolist()],
-        per_item(mrp.llc).astype(np.int64).tolist(),
+        _repeat_each(list(inputs.items), w_n),
+        list(inputs.calendar.weeks) * i_n,
+        per_item(mrp.llc).astype(np.int64),
         *(
-            docs.num_list(getattr(mrp, k).ravel())
+            getattr(mrp, k).ravel()
             for k in (
                 "gross_req",
                 "scheduled_receipts",
@@ -243,32 +241,33 @@ def _mrp_columns(inputs: PlanInputs, mrp: MrpResult, past_due: np.ndarray) -> li
                 "on_hand_end",
             )
         ),
-        mrp.orders.astype(np.int64).ravel().tolist(),
-        per_item(mrp.lt_weeks).astype(np.int64).tolist(),
-        docs.num_list(per_item(inputs.item_lot)),
-        docs.num_list(per_item(inputs.item_moq)),
-        docs.num_list(per_item(inputs.item_safety_stock)),
-        flag.ravel().tolist(),
+        mrp.orders.astype(np.int64).ravel(),
+        per_item(mrp.lt_weeks).astype(np.int64),
+        per_item(inputs.item_lot),
+        per_item(inputs.item_moq),
+        per_item(inputs.item_safety_stock),
+        flag.ravel(),
     ]
 
 
-def mrp_rows(inputs: PlanInputs, mrp: MrpResult) -> list[dict[str, Any]]:
-    return _rows(tuple(docs.MRP_ROW), _mrp_columns(inputs, mrp, mrp.past_due))
+def mrp_rows(inputs: PlanInputs, mrp: MrpResult) -> docs.RowTable:
+    return docs.RowTable(docs.MRP_ROW, _mrp_columns(inputs, mrp, mrp.past_due))
 
 
-def final_rows(inputs: PlanInputs, mrp: MrpResult, cap: CapacityResult) -> list[dict[str, Any]]:
-    """plan_final rows: the MRP row as planned plus the capacity-adjusted receipts, releases and on-hand."""
-    w_n = mrp.gross_req.shape[1]
+def final_rows(inputs: PlanInputs, mrp: MrpResult, cap: CapacityResult, planned: docs.RowTable | None = None) -> docs.RowTable:  # fmt: skip
+    """plan_final rows: the MRP row as planned plus the capacity-adjusted receipts, releases and on-hand.
+    ``planned``: mrp.json's table, whose columns the planned part shares (they are the same values)."""
     flag_adj = np.zeros_like(mrp.gross_req, dtype=bool)
     flag_adj[:, 0] = cap.past_due_adj
     gross_adj = cap.gross_req_adj if cap.gross_req_adj is not None else mrp.gross_req
-    cols = _mrp_columns(inputs, mrp, mrp.past_due) + [
-        docs.num_list(gross_adj.ravel()),
-        docs.num_list(cap.planned_order_receipt_adj.ravel()),
-        docs.num_list(cap.planned_order_release_adj.ravel()),
-        docs.num_list(cap.on_hand_end_adj.ravel()),
-        cap.orders_adj.astype(np.int64).ravel().tolist(),
-        flag_adj.ravel().tolist(),
+    base = planned.columns if planned is not None and planned.columns is not None else None
+    cols = list(base) if base is not None else _mrp_columns(inputs, mrp, mrp.past_due)
+    cols += [
+        gross_adj.ravel(),
+        cap.planned_order_receipt_adj.ravel(),
+        cap.planned_order_release_adj.ravel(),
+        cap.on_hand_end_adj.ravel(),
+        cap.orders_adj.astype(np.int64).ravel(),
+        flag_adj.ravel(),
     ]
-    assert w_n == len(inputs.calendar.weeks)
-    return _rows(tuple(docs.FINAL_ROW), cols)
+    return docs.RowTable(docs.FINAL_ROW, cols)

@@ -1,9 +1,11 @@
 """The artifacts codec: plan content <-> the documents of ``plan_artifacts`` (name -> text), losslessly.
 
 Owns which artifact names are plan content and how their text is made and read; the text itself is
-``app.planning.documents``' canonical form, so encoding is lossless by construction. Every document is
-validated on encode with the same rules as the PlanRepository codec, so a plan stored as artifacts can
-always be backfilled into rows. No I/O here: the plan store and the legacy helpers write the texts.
+``app.planning.documents``' canonical form (compact, sorted keys), so encoding is lossless by
+construction. Documents from outside the engine are validated on encode with the same rules as the
+PlanRepository codec, so a plan stored as artifacts can always be backfilled into rows; the engine's
+own content (``PlanContent.trusted``) is written as made. No I/O here: the plan store and the legacy
+helpers write the texts.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.planning import documents as docs
-from app.planning.model import PlanContent
+from app.planning.model import PSI_ARTIFACTS, PlanContent
 from app.storage.codec_series import KNOWN_DOCUMENTS, validate_document
 
 
@@ -20,12 +22,18 @@ def encode(content: PlanContent, *, validated: bool = False) -> dict[str, str]:
     """Artifact name -> text for every document of the plan (PSI documents included when present).
     ``validated`` skips the shape check when the caller has just run it (the series codec does the
     same check while encoding, so a ``both`` write checks each document once)."""
-    texts: dict[str, str] = {}
+    return {name: body.decode() for name, body in encode_bytes(content, validated=validated).items()}
+
+
+def encode_bytes(content: PlanContent, *, validated: bool = False) -> dict[str, bytes]:
+    """:func:`encode` as the UTF-8 bytes of each text: what the plan store hashes and then stores."""
+    texts: dict[str, bytes] = {}
     for name in sorted(content.documents):
         document = content.documents[name]
-        if not validated:
+        # PSI documents come from planners' edits, not from the engine: they are always checked
+        if not validated and (not content.trusted or name in PSI_ARTIFACTS):
             validate_document(name, document)
-        texts[name] = docs.artifact_text(name, document)
+        texts[name] = docs.artifact_bytes(name, document)
     return texts
 
 

@@ -3,17 +3,22 @@
 Owns the mapping of every artifact row onto ``plan_series`` columns (``LEVELS``), the validation of
 documents against the row shapes of ``app.planning.documents`` (``validate_document``), and the exact
 rebuilding of every document from rows. It does no I/O: the plan store inserts ``SeriesRows`` in bulk
-and hands back what it selects, one level at a time in ``LEVEL_COLUMNS`` order.
+and hands back what it selects, one level at a time in ``LEVEL_COLUMNS`` order. Documents from
+outside the engine are validated here; the engine's own (``PlanContent.trusted``) are taken column by
+column as made.
 
-One ``plan_series`` row per artifact row, every field in a typed column; ``extra_json`` holds only a
-row's keys beyond its declared shape. Level ``meta`` holds one row per stored document (its name in
-``label``) with the document's small object-valued keys. The PSI documents map onto their own tables:
+One ``plan_series`` row per artifact row, every field in a typed column, each fact stored once: an
+item's constants only on its first MRP row (``Level.carried``), a plan_final row's planned part only
+when it differs from the mrp row with the same ``seq`` (``Level.borrowed``); NULL marks what the
+decoder puts back (``fill_rows``), so rows that hold every value (versions written before) decode
+the same. ``extra_json`` holds only a row's keys beyond its declared shape. Level ``meta`` holds one
+row per stored document (its name in ``label``) with the document's small object-valued keys. The PSI documents map onto their own tables:
 each entry of ``psi_overrides.json`` is a ``plan_overrides`` row, each event of ``psi_state.json`` a
 ``plan_override_events`` row (in document order) and its approval is ``plan_versions.approval``; level
 ``psi`` keeps only what those cannot hold (a PSI document's extra keys, or that an empty one exists).
 Quantities come back by the number rule.
 
-Hot paths work column-wise (``itemgetter``/``zip``/numpy) because a 10k-SKU plan has ~1.5M rows.
+Hot paths work column-wise (``itemgetter``/``zip``/numpy) because a 10k-SKU plan has ~2M rows.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import repeat
-from operator import itemgetter
+from operator import itemgetter, ne
 from typing import Any, NoReturn
 
 import numpy as np
@@ -71,6 +77,13 @@ class Level:
     bucket_type: str
     week_at_period: bool = False  # "week" is stored as "<week>@<period>"
     period_is_bucket: bool = False  # "period" is copied into time_bucket_key too
+    #: Per-item constants: stored on an item's first row (and wherever one of them changes), NULL on
+    #: the rows after it, which carry the values of the row before.
+    carried: tuple[str, ...] = ()
+    #: The level whose row with the same ``seq`` holds ``borrowed``: a row whose borrowed keys are all
+    #: NULL takes them from that row (decoded, so with its carried values filled in).
+    base: str | None = None
+    borrowed: tuple[str, ...] = ()
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -86,6 +99,10 @@ class Level:
 
 _KEYED = {"family": "group_key", "period": "period_key"}
 _MRP = {"item": "item_key", "week": "time_bucket_key"}
+#: The item master's values on an MRP row: the same on every week of an item.
+ITEM_CONSTANTS = ("llc", "lt_weeks", "lot", "moq", "safety_stock")
+#: What plan_final.json's rows repeat of mrp.json's rows (the plan before capacity reconciliation).
+PLANNED_KEYS = tuple(k for k in docs.MRP_ROW if k not in ("item", "week"))
 
 LEVELS: tuple[Level, ...] = (
     Level("aggregate", "aggregate.json", "rows", docs.AGGREGATE_ROW, _KEYED, "month", period_is_bucket=True),
@@ -93,8 +110,11 @@ LEVELS: tuple[Level, ...] = (
         "det", "sku_week.json", "rows", docs.SKU_WEEK_ROW,
         {**_KEYED, "sku": "item_key", "week": "time_bucket_key"}, "bucket", week_at_period=True,
     ),
-    Level("mrp", "mrp.json", "rows", docs.MRP_ROW, _MRP, "week"),
-    Level("mrp_final", "plan_final.json", "rows", docs.FINAL_ROW, _MRP, "week"),
+    Level("mrp", "mrp.json", "rows", docs.MRP_ROW, _MRP, "week", carried=ITEM_CONSTANTS),
+    Level(
+        "mrp_final", "plan_final.json", "rows", docs.FINAL_ROW, _MRP, "week", base="mrp",
+        borrowed=PLANNED_KEYS,
+    ),
     Level(
         "weekly_summary", "plan_final.json", "weekly_summary", docs.WEEKLY_SUMMARY_ROW,
         {"week": "time_bucket_key"}, "week",
@@ -120,6 +140,8 @@ LEVELS: tuple[Level, ...] = (
 
 #: Levels holding a whole document per row: ``meta`` (small keys of each stored document) and ``psi``.
 DOCUMENT_LEVEL_COLUMNS = ("seq", "label", "extra_json")
+_LEVEL_BY_NAME = {lv.name: lv for lv in LEVELS}
+_BASE_DOCUMENTS = frozenset(lv.document for lv in LEVELS if lv.name in {b.base for b in LEVELS})
 LEVEL_COLUMNS: dict[str, tuple[str, ...]] = {
     **{lv.name: lv.columns for lv in LEVELS},
     "meta": DOCUMENT_LEVEL_COLUMNS,
@@ -147,6 +169,9 @@ class SeriesRows:
     first), and the KPI rows in ``KPI_COLUMNS`` order."""
 
     schema_version: int
+    #: Every value already has the type its column reads back as, rows in seq order (the engine's
+    #: content is encoded so): the rows digest can hash them as they are.
+    canonical: bool = field(default=False, compare=False)
     levels: dict[str, list[Row]] = field(default_factory=dict)
     kpis: list[Row] = field(default_factory=list)
     #: ``plan_overrides`` rows in ``OVERRIDE_COLUMNS`` order and ``plan_override_events`` rows in
@@ -159,13 +184,17 @@ class SeriesRows:
     def series_row_count(self) -> int:
         return sum(map(len, self.levels.values()))
 
-    def series_batches(self, version_id: str, created_at: int) -> Iterator[tuple[tuple[str, ...], list[Row]]]:
-        """Insert-ready batches, one per non-empty level: column names and full row tuples."""
+    def series_batches(
+        self, version_id: str, created_at: int, *, lazy: bool = False
+    ) -> Iterator[tuple[tuple[str, ...], Iterable[Row]]]:
+        """Insert-ready batches, one per non-empty level: column names and full row tuples (made one
+        at a time as they are consumed when ``lazy``)."""
         for level, rows in self.levels.items():
             if rows:
                 prefix = (version_id, level, LEVEL_BUCKET_TYPE[level], created_at)
                 columns = ("version_id", "level", "time_bucket_type", "created_at", *LEVEL_COLUMNS[level])
-                yield columns, [prefix + row for row in rows]
+                full = (prefix + row for row in rows)
+                yield columns, full if lazy else list(full)
 
     def kpi_batch(self, version_id: str, created_at: int) -> tuple[tuple[str, ...], list[Row]]:
         """Insert-ready ``plan_kpis`` rows: column names and full row tuples."""
@@ -321,21 +350,131 @@ def _json(value: Any, name: str = "extra_json") -> str:
 
 
 def encode(content: PlanContent) -> SeriesRows:
-    """The PlanRepository rows of a plan; every document is validated first."""
-    series = SeriesRows(schema_version=_schema_version(content.documents))
+    """The PlanRepository rows of a plan. Every document is validated first, unless the content is
+    the engine's own (``PlanContent.trusted``): its tables are then taken column by column as made.
+
+    Each fact is stored once: an MRP row holds its item's constants only where they start (``carried``)
+    and a plan_final row holds only what capacity reconciliation adds when the rest equals the mrp
+    row with the same ``seq`` (``borrowed``)."""
+    series = SeriesRows(schema_version=_schema_version(content.documents), canonical=content.trusted)
     series.levels = {level: [] for level in LEVEL_NAMES}
     params_text = _json(content.params, "params")
+    made: dict[int, list[Any]] = {}
+    tables_of = partial(_trusted_tables, made=made) if content.trusted else _document_tables
+    planned: dict[str, list[Sequence[Any]]] = {}
     for seq, name in enumerate(sorted(n for n in content.documents if n not in PSI_ARTIFACTS)):
         doc = content.documents[name]
-        tables = _document_tables(name, doc)
+        tables = tables_of(name, doc)
         for level in DOCUMENT_LEVELS[name]:
-            series.levels[level.name] = _level_rows(level, *tables[level.table])
+            columns, leftovers = tables[level.table]
+            planned[level.name] = columns
+            stored = _store_once(level, columns, planned)
+            series.levels[level.name] = _level_rows(level, stored, leftovers)
         if "kpis" in tables:
             series.kpis = list(zip(range(len(doc["kpis"])), *tables["kpis"][0], strict=True))
+        if name not in _BASE_DOCUMENTS:
+            # only a base document's values are needed later (plan_final.json, the next document,
+            # borrows from mrp.json); letting the rest go keeps one copy of a large plan in memory
+            made.clear()
+            planned.clear()
         leftovers = None if name == REPORT else _document_leftovers(name, doc, content, series, params_text)
         series.levels["meta"].append((seq, name, leftovers))
     _encode_psi(content, series)
     return series
+
+
+def _trusted_tables(name: str, doc: Any, made: dict[int, list[Any]]) -> dict[str, Table]:
+    """The tables of one of the engine's documents, taken as they are (no check of any value).
+    ``made``: the value lists made so far, by the id of the engine column they came from."""
+    if name == REPORT:
+        return {"rows": _table_columns(docs.report_rows_from_csv(doc), docs.REPORT_ROW, made)}
+    tables = {lv.table: _table_columns(doc[lv.table], lv.shape, made) for lv in DOCUMENT_LEVELS[name]}
+    if name == KPI_TABLE[0]:
+        tables["kpis"] = _table_columns(doc["kpis"], docs.KPI_ROW, made)
+    return tables
+
+
+#: Row shape kind -> how an engine column becomes the values its plan_series column takes back:
+#: quantities as floats (DOUBLE), counts and flags as integers, text as it is.
+_STORED_AS: dict[str, Any] = {"num": np.float64, "int": np.int64, "bool": np.int64}
+
+
+def _table_columns(table: Any, shape: Mapping[str, str], made: dict[int, list[Any]]) -> Table:
+    if isinstance(table, docs.RowTable) and table.columns is not None:
+        # a column the engine shares between tables (plan_final's planned part is mrp.json's) stays
+        # one list, which tells the layout that the values are the same without comparing them
+        out: list[Sequence[Any]] = []
+        for key, column in zip(shape, table.columns, strict=True):
+            if id(column) not in made:
+                dtype = _STORED_AS.get(shape[key])
+                if isinstance(column, np.ndarray) and dtype is not None:
+                    made[id(column)] = column.astype(dtype, copy=False).tolist()
+                else:
+                    made[id(column)] = _as_stored(shape[key], list(column))
+            out.append(made[id(column)])
+        return out, None
+    keys = tuple(shape)
+    columns = [list(map(itemgetter(key), table)) for key in keys]
+    return [_as_stored(shape[key], column) for key, column in zip(keys, columns, strict=True)], _leftovers(table, keys)  # fmt: skip
+
+
+def _as_stored(kind: str, column: list[Any]) -> list[Any]:
+    """A small table's column with each value of the type its column reads back as (what the rows
+    digest hashes): quantities as floats, flags as integers."""
+    if kind == "num":
+        return list(map(float, column))
+    if kind == "num?":
+        return [None if v is None else float(v) for v in column]
+    if kind == "bool":
+        return list(map(int, column))
+    return column
+
+
+def _store_once(level: Level, columns: list[Sequence[Any]], planned: Mapping[str, list[Sequence[Any]]]) -> list[Sequence[Any]]:  # fmt: skip
+    """The columns as stored: carried constants and borrowed keys replaced by None where the layout
+    lets the decoder rebuild them."""
+    n = len(columns[0]) if columns else 0
+    if n == 0 or not (level.carried or level.base):
+        return columns
+    keys = level.keys
+    out = list(columns)
+    if level.carried:
+        item = columns[keys.index("item")]
+        starts = np.ones(n, dtype=bool)
+        starts[1:] = np.fromiter(map(ne, item[1:], item[:-1]), dtype=bool, count=n - 1)
+        for key in level.carried:
+            values = columns[keys.index(key)]
+            starts[1:] |= np.fromiter(map(ne, values[1:], values[:-1]), dtype=bool, count=n - 1)
+        for key in level.carried:
+            out[keys.index(key)] = _none_where(columns[keys.index(key)], ~starts)
+    if level.base and level.base in planned:
+        base_keys = _LEVEL_BY_NAME[level.base].keys
+        base = planned[level.base]
+        m = min(n, len(base[0]) if base else 0)
+        same = np.zeros(n, dtype=bool)
+        same[:m] = True
+        for key in level.borrowed:
+            ours, theirs = columns[keys.index(key)], base[base_keys.index(key)]
+            if ours is theirs:  # the engine's plan_final shares mrp.json's columns
+                continue
+            same[:m] &= np.fromiter(map(_same, ours[:m], theirs[:m]), dtype=bool, count=m)
+        if same.any():
+            for key in level.borrowed:
+                out[keys.index(key)] = _none_where(columns[keys.index(key)], same)
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of the same type (1, 1.0 and True are different values in a document)."""
+    return a == b and type(a) is type(b)
+
+
+def _none_where(values: Sequence[Any], mask: np.ndarray) -> list[Any]:
+    if mask.all():
+        return [None] * len(values)
+    arr = np.array(values, dtype=object)
+    arr[mask] = None
+    return arr.tolist()
 
 
 def _schema_version(documents: Mapping[str, Any]) -> int:
@@ -402,6 +541,7 @@ def decode(
     if unknown:
         raise ValueError(f"plan_series of {version_id}: unknown level(s) {sorted(unknown)}")
     levels = {level: _in_seq_order(level, series_rows.get(level, ())) for level in LEVEL_NAMES}
+    _fill_levels(version_id, levels)
     kpis = list(kpi_rows)
     header = {"schema_version": schema_version, "version_id": version_id, "params": _json(dict(params))}
     documents: dict[str, Any] = {}
@@ -443,6 +583,60 @@ def _in_seq_order(level: str, rows: Iterable[Row]) -> list[Row]:
     if list(map(itemgetter(0), ordered)) != list(range(len(ordered))):
         raise ValueError(f"plan_series level {level!r}: seq is not 0..n-1 (rows missing or duplicated)")
     return ordered
+
+
+def _fill_levels(version_id: str, levels: dict[str, list[Row]]) -> None:
+    """Put back what the layout stores once (``Level.carried``, ``Level.borrowed``), level by level
+    in ``LEVELS`` order, so a base level is whole before a level borrows from it. Rows written before
+    the layout stored facts once have every value, and come back unchanged."""
+    for level in LEVELS:
+        rows = levels.get(level.name)
+        if rows:
+            base = levels.get(level.base) if level.base else None
+            levels[level.name] = fill_rows(level, rows, base)
+
+
+def fill_rows(level: Level, rows: list[Row], base: list[Row] | None = None) -> list[Row]:
+    """A level's rows (``LEVEL_COLUMNS`` order, seq 0..n-1 in order) with every value present: carried
+    constants taken from the row before, borrowed keys from ``base``'s (filled) row with the same seq."""
+    if not rows or not (level.carried or level.borrowed):
+        return rows
+    columns = list(zip(*rows, strict=True))
+    keys = level.keys
+    changed = False
+    if level.borrowed:
+        where = [1 + keys.index(k) for k in level.borrowed]
+        empty = [np.equal(np.array(columns[j], dtype=object), None) for j in where]
+        borrowed = np.logical_and.reduce(empty)
+        if (np.logical_or.reduce(empty) != borrowed).any():
+            i = int(np.flatnonzero(np.logical_or.reduce(empty) != borrowed)[0])
+            raise ValueError(f"plan_series level {level.name!r}: row {i} lacks some of the values it would borrow")  # fmt: skip
+        if borrowed.any():
+            at = np.flatnonzero(borrowed)
+            if not base or int(at[-1]) >= len(base):
+                raise ValueError(
+                    f"plan_series level {level.name!r}: rows borrow from level {level.base!r}, which lacks them"
+                )
+            base_keys = _LEVEL_BY_NAME[level.base].keys if level.base else ()
+            base_columns = list(zip(*base, strict=True))
+            for key, j in zip(level.borrowed, where, strict=True):
+                theirs = np.array(base_columns[1 + base_keys.index(key)], dtype=object)
+                ours = np.array(columns[j], dtype=object)
+                ours[at] = theirs[at]
+                columns[j] = ours.tolist()
+            changed = True
+    for key in level.carried:
+        j = 1 + keys.index(key)
+        values = np.array(columns[j], dtype=object)
+        present = np.not_equal(values, None)
+        if present.all():
+            continue
+        if not present[0]:
+            raise ValueError(f"plan_series level {level.name!r}: the first row lacks {key!r}")
+        source = np.maximum.accumulate(np.where(present, np.arange(len(values)), 0))
+        columns[j] = values[source].tolist()
+        changed = True
+    return list(zip(*columns, strict=True)) if changed else rows
 
 
 def _level_values(level: Level, rows: list[Row]) -> tuple[list[tuple[Any, ...]], list[list[Any]]]:
@@ -794,6 +988,6 @@ def decode_psi(
 def decode_level_rows(level: str, rows: Iterable[Row]) -> list[dict[str, Any]]:
     """The artifact rows of one ``plan_series`` level (the PSI base values read one level at a time)."""
     spec = next((lv for lv in LEVELS if lv.name == level), None)
-    if spec is None:
-        raise ValueError(f"{level!r} is not a plan_series level with artifact rows")
-    return _decode_level(spec, _in_seq_order(level, rows))
+    if spec is None or spec.base:
+        raise ValueError(f"{level!r} is not a plan_series level whose rows decode on their own")
+    return _decode_level(spec, fill_rows(spec, _in_seq_order(level, rows)))

@@ -19,7 +19,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
@@ -84,6 +84,8 @@ class WriteResult:
     series_rows: int
     kpi_rows: int
     seconds: float
+    #: The artifact texts as stored (empty in ``db`` mode), for a caller that also writes them out.
+    texts: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 class PlanStore:
@@ -141,11 +143,14 @@ class PlanStore:
         vid = content.version_id
         try:
             rows = codec_series.encode(content) if modes.uses_rows(mode) else None
-            texts = (
-                codec_artifacts.encode(content, validated=rows is not None)
-                if modes.uses_artifacts(mode)
-                else {}
+            rows_digest = (
+                digests.rows_digest(rows.levels, rows.kpis, canonical=rows.canonical)
+                if rows is not None
+                else None
             )
+            # in both mode the texts are made once the rows are stored and let go (below), so a large
+            # plan never holds both encodings in memory at once
+            texts, artifacts_digest = _artifact_texts(content, validated=False) if mode == "files" else ({}, None)  # fmt: skip
         except ValueError as exc:
             self._failed(vid, mode, started, "encode", exc, content, input_label, note, parent_version_id)
             raise StorageError(f"plan {vid} could not be encoded: {exc}") from exc
@@ -159,8 +164,8 @@ class PlanStore:
                     storage_mode=mode, note=note, parent_version_id=parent_version_id, error=None,
                     schema_version=rows.schema_version if rows else _schema_version(content),
                     # both encodings are made from this one content: in both mode they are a certified pair
-                    rows_digest=digests.series_digest(rows) if rows is not None else None,
-                    artifacts_digest=digests.artifacts_digest(texts) if texts else None,
+                    rows_digest=rows_digest,
+                    artifacts_digest=artifacts_digest,
                 )  # fmt: skip
                 if existing:
                     conn.execute(
@@ -172,15 +177,19 @@ class PlanStore:
                             version_id=vid, approval="draft", created_at=ts, **values
                         )
                     )
-                if texts:
-                    self._insert_artifacts(conn, vid, texts, ts)
+                series_rows, kpi_rows = (rows.series_row_count, len(rows.kpis)) if rows else (0, 0)
                 if rows is not None:
                     self._insert_rows(conn, vid, rows, ts)
                     self._insert_psi(conn, vid, rows)
+                    rows.levels = {}
+                if mode == "both":
+                    texts, artifacts_digest = _artifact_texts(content, validated=True)
+                if texts:
+                    self._insert_artifacts(conn, vid, texts, ts)
                 set_approval(conn, vid, codec_series.psi_approval(content))
                 if before_commit:
                     before_commit(conn)
-                generation = self._seal_write(conn, vid, values["rows_digest"], values["artifacts_digest"])
+                generation = self._seal_write(conn, vid, rows_digest, artifacts_digest)
         except VersionConflict:
             raise
         except Exception as exc:
@@ -196,9 +205,10 @@ class PlanStore:
             vid,
             mode,
             sorted(texts),
-            rows.series_row_count if rows else 0,
-            len(rows.kpis) if rows else 0,
+            series_rows,
+            kpi_rows,
             seconds,
+            texts,
         )
 
     def write_artifacts(
@@ -698,7 +708,8 @@ class PlanStore:
 
     def _insert_rows(self, conn: Connection, version_id: str, rows: codec_series.SeriesRows, ts: int) -> None:
         raw = _cursor(conn)
-        for columns, values in rows.series_batches(version_id, ts):
+        # each full row is made as the insert takes it, so a level is never held twice
+        for columns, values in rows.series_batches(version_id, ts, lazy=True):
             bulk_insert(raw, self.dialect, "plan_series", columns, values)
         kpi_columns, kpi_rows = rows.kpi_batch(version_id, ts)
         if kpi_rows:
@@ -931,6 +942,15 @@ def bulk_insert(cursor: Any, dialect: str, table: str, columns: Sequence[str], r
     with cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
+
+
+def _artifact_texts(content: PlanContent, *, validated: bool) -> tuple[dict[str, str], str | None]:
+    """The artifact texts to store, each encoded once, and the digest of exactly those bytes."""
+    bodies = codec_artifacts.encode_bytes(content, validated=validated)
+    digest = digests.artifacts_digest(bodies) if bodies else None
+    # one text at a time, so a large plan never holds every artifact twice
+    texts = {name: bodies.pop(name).decode() for name in list(bodies)}
+    return texts, digest
 
 
 def _schema_version(content: PlanContent) -> int | None:

@@ -33,6 +33,7 @@ from app.planning.levels import compare_csv
 from app.storage import codec_artifacts, modes, settings
 from app.storage.codec_series import LEVELS, Level
 from app.storage.db import sqlite_path
+from app.storage.layout import field_value
 from app.storage.plans import PlanStore, VersionInfo
 from app.storage.schema import app_settings, plan_artifacts, plan_jobs, plan_kpis, plan_series, plan_versions
 
@@ -147,7 +148,7 @@ def _num(value: Any) -> Any:
 def _series_columns(spec: TableSpec) -> list[Any]:
     if spec.level is None:
         return [plan_kpis.c[k] for k in spec.columns]
-    return [plan_series.c[spec.level.columns_of.get(k, k)] for k in spec.columns] + [plan_series.c.extra_json]
+    return [field_value(spec.level, k) for k in spec.columns] + [plan_series.c.extra_json]
 
 
 def _series_where(spec: TableSpec, version_id: Any, row_filters: dict[str, Any]) -> list[Any]:

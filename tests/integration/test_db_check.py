@@ -169,7 +169,7 @@ def test_an_aggregate_identity_broken_in_both_encodings_is_reported(db_url: str)
 @pytest.mark.parametrize(
     ("level", "column", "kind"),
     [("det", "demand", "conservation"), ("mrp", "on_hand_end", "mrp_identity"),
-     ("mrp_final", "gross_req", "mrp_identity"), ("det", "backlog", "conservation")],
+     ("mrp", "gross_req", "mrp_identity"), ("det", "backlog", "conservation")],
 )  # fmt: skip
 def test_a_broken_plan_identity_in_the_rows_is_reported(
     sqlite_url: str, level: str, column: str, kind: str
@@ -181,6 +181,17 @@ def test_a_broken_plan_identity_in_the_rows_is_reported(
         l=level,
     )
     assert found(check_database(engine), "v-db") == {kind}
+
+
+def test_a_plan_final_row_holding_part_of_its_planned_values_is_a_decode_error(sqlite_url: str) -> None:
+    # a plan_final row holds only the adjusted values; its planned part is the mrp row's
+    engine = planned(sqlite_url, **{"v-db": "db"})
+    sql(
+        engine,
+        "UPDATE plan_series SET gross_req = 3 WHERE version_id = 'v-db' AND level = 'mrp_final' AND seq = 11",
+    )
+    problems = [p for p in check_database(engine).for_version("v-db") if p.kind == "decode_error"]
+    assert problems and "row 11" in problems[0].detail
 
 
 def test_a_plan_series_row_deleted_in_the_middle_is_a_seq_gap(db_url: str) -> None:

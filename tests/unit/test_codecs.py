@@ -4,6 +4,7 @@ rows reproduce the original exactly, numbers keep their form, and malformed docu
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,11 +14,18 @@ from sqlalchemy import BigInteger, Boolean, Double, String, Text
 
 from app.planning import documents as docs
 from app.planning.model import PlanContent, PlanParams
-from app.storage import codec_artifacts, codec_series
+from app.planning.pipeline import plan_input_set
+from app.storage import codec_artifacts, codec_series, digests
 from app.storage.codec_series import LEVEL_COLUMNS, SeriesRows
 from app.storage.schema import plan_kpis, plan_series
 
 PARAMS = PlanParams().to_dict()
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "planning"
+
+
+@pytest.fixture(scope="module")
+def sample_plan_content() -> PlanContent:
+    return plan_input_set(SAMPLE, PlanParams(), version_id="v-sample")
 
 
 def canonical(content: PlanContent) -> dict[str, str]:
@@ -306,3 +314,111 @@ def test_encoding_does_not_modify_the_content() -> None:
     codec_series.encode(content)
     codec_artifacts.encode(content)
     assert content.documents == before
+
+
+# --- each fact stored once ----------------------------------------------------------------------
+
+
+def two_week_plan() -> PlanContent:
+    """small_plan with two items of two weeks each, plan_final repeating mrp.json's planned part."""
+    content = small_plan()
+    base = content.documents["mrp.json"]["rows"][0]
+    mrp = [
+        {**base, "item": item, "week": week, "gross_req": 7 + i, "lt_weeks": lt, "past_due": i == 0}
+        for i, (item, week, lt) in enumerate(
+            [("S1", "2026-W05", 1), ("S1", "2026-W06", 1), ("C1", "2026-W05", 2), ("C1", "2026-W06", 2)]
+        )
+    ]
+    adjusted = {"gross_req_adj": 0, "planned_order_receipt_adj": 0, "planned_order_release_adj": 0,
+                "on_hand_end_adj": 3, "orders_adj": 0, "past_due_adj": False}  # fmt: skip
+    final = [{**row, **adjusted} for row in mrp]
+    content.documents["mrp.json"]["rows"] = mrp
+    content.documents["plan_final.json"]["rows"] = final
+    return content
+
+
+def column(rows: SeriesRows, level: str, name: str) -> list[Any]:
+    j = LEVEL_COLUMNS[level].index(name)
+    return [row[j] for row in rows.levels[level]]
+
+
+def test_item_constants_sit_on_the_first_row_of_each_item_only() -> None:
+    content = two_week_plan()
+    rows = codec_series.encode(content)
+    assert column(rows, "mrp", "lt_weeks") == [1, None, 2, None]
+    assert column(rows, "mrp", "lot") == [1, None, 1, None]
+    assert column(rows, "mrp", "gross_req") == [7, 8, 9, 10]
+    assert canonical(rows_to_content(rows, content)) == canonical(content)
+
+
+def test_plan_final_rows_hold_only_what_capacity_reconciliation_adds() -> None:
+    content = two_week_plan()
+    content.documents["plan_final.json"]["rows"][3]["net_req"] = 4  # this row's planned part differs
+    rows = codec_series.encode(content)
+    assert column(rows, "mrp_final", "item_key") == ["S1", "S1", "C1", "C1"]
+    assert column(rows, "mrp_final", "on_hand_end_adj") == [3, 3, 3, 3]
+    for name in ("gross_req", "lt_weeks", "past_due", "llc"):
+        assert column(rows, "mrp_final", name)[:3] == [None, None, None]
+    assert column(rows, "mrp_final", "net_req")[3] == 4 and column(rows, "mrp_final", "lt_weeks")[3] == 2
+    assert canonical(rows_to_content(rows, content)) == canonical(content)
+    as_text = codec_series.decode(
+        content.version_id, content.params, rows.schema_version, rows.levels, rows.kpis, fragments=True
+    )
+    assert codec_artifacts.encode(as_text, validated=True) == canonical(content)
+
+
+def test_a_row_whose_planned_part_differs_from_mrp_is_stored_whole() -> None:
+    content = two_week_plan()
+    final = content.documents["plan_final.json"]["rows"]
+    final[1]["safety_stock"] = 0.25  # mrp.json says 0.5
+    rows = codec_series.encode(content)
+    assert column(rows, "mrp_final", "safety_stock") == [None, 0.25, None, None]
+    assert canonical(rows_to_content(rows, content)) == canonical(content)
+
+
+def old_layout_rows(content: PlanContent) -> SeriesRows:
+    """The rows as written before each fact was stored once: one row per artifact row with every
+    value, built straight from the documents (not by the codec)."""
+    rows = codec_series.encode(content)
+    for level in codec_series.LEVELS:
+        if level.name in ("mrp", "mrp_final"):
+            table = content.documents[level.document][level.table]
+            rows.levels[level.name] = [(i, *(r[k] for k in level.keys), None) for i, r in enumerate(table)]
+    return rows
+
+
+def test_rows_of_the_earlier_layout_decode_to_the_same_plan() -> None:
+    content = two_week_plan()
+    old = old_layout_rows(content)
+    assert None not in column(old, "mrp", "lt_weeks") + column(old, "mrp_final", "gross_req")
+    assert canonical(rows_to_content(old, content)) == canonical(content)
+    as_text = codec_series.decode(
+        content.version_id, content.params, old.schema_version, old.levels, old.kpis, fragments=True
+    )
+    assert codec_artifacts.encode(as_text, validated=True) == canonical(content)
+
+
+def test_a_row_that_borrows_only_part_of_its_planned_values_is_refused() -> None:
+    rows = codec_series.encode(two_week_plan())
+    j = LEVEL_COLUMNS["mrp_final"].index("gross_req")
+    broken = list(rows.levels["mrp_final"][1])
+    broken[j] = 8.0
+    rows.levels["mrp_final"][1] = tuple(broken)
+    with pytest.raises(ValueError, match="row 1 lacks some of the values it would borrow"):
+        codec_series.decode("v-small", PARAMS, 1, rows.levels, rows.kpis)
+
+
+def test_the_engines_own_content_is_written_as_the_same_rows_and_texts_as_checked_content(sample_plan_content) -> None:  # fmt: skip
+    content = sample_plan_content
+    assert content.trusted
+    texts = codec_artifacts.encode(content)
+    checked = codec_artifacts.decode(content.version_id, texts)
+    assert not checked.trusted
+    assert codec_artifacts.encode(checked) == texts
+    assert codec_series.encode(content) == codec_series.encode(checked)
+    rows = codec_series.encode(content)
+    assert rows.canonical  # hashed as they are: the same digest as the checked content's rows
+    assert digests.rows_digest(rows.levels, rows.kpis, canonical=True) == digests.series_digest(
+        codec_series.encode(checked)
+    )
+    assert canonical(rows_to_content(rows, content)) == texts

@@ -142,7 +142,7 @@ def test_documents_without_the_derivation_keys_fall_back_to_day_weights(tmp_path
     folder = generate_sample(tmp_path / "set", families=2, skus_per_family=2, components=2, months=3, seed=5)
     scale_capacity(folder, 0.3)
     content = run_pipeline(load_input_set(folder), PlanParams(), version_id="derive-old")
-    core = json.loads(json.dumps(core_five(content)))
+    core = json.loads(docs.dumps(core_five(content)))
     reconcile_params = core["plan_final.json"]["reconcile_params"]
     assert reconcile_params.pop("unplaced") and reconcile_params.pop("bucket_weights")
     derived = derive_documents(core)
@@ -162,7 +162,7 @@ def test_only_missing_derived_documents_are_returned(sample_plan):
 
 
 def test_derivation_keeps_the_documents_header(sample_plan):
-    core = json.loads(json.dumps(core_five(sample_plan)))
+    core = json.loads(docs.dumps(core_five(sample_plan)))
     core["aggregate.json"]["schema_version"] = 7
     derived = derive_documents(core)
     for doc in derived.values():
@@ -189,7 +189,7 @@ def test_a_missing_core_document_is_named(sample_plan):
     ids=["truncated-final", "reordered-detail", "short-summary", "text-quantity", "missing-field"],
 )
 def test_inconsistent_core_documents_are_a_clear_error(sample_plan, damage, message):
-    core = json.loads(json.dumps(core_five(sample_plan)))
+    core = json.loads(docs.dumps(core_five(sample_plan)))
     damage(core)
     with pytest.raises(DerivationError, match=message):
         derive_documents(core)

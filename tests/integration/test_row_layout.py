@@ -1,0 +1,130 @@
+"""The PlanRepository stores each fact once, and versions written before it did still read, verify and
+export exactly: an MRP row holds its item's constants only on the item's first week, a plan_final row
+only what capacity reconciliation adds; a version whose rows hold every value on every row (the
+earlier layout, planted here from the rows themselves) passes ``db check`` and exports the same
+artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from app.service import PlanRequest, run_plan
+from sqlalchemy import Engine, text
+
+from app import db
+from app.ops.check import check_database
+from app.ops.export import export_version
+from app.planning.pipeline import plan_input_set
+from app.storage import codec_series, digests
+from app.storage.plans import PlanStore, bulk_insert
+from tests.conftest import SAMPLE
+
+
+def planned(url: str, vid: str, mode: str = "both") -> Engine:
+    db.init_db(url)
+    engine = db.get_engine(url)
+    run_plan(PlanRequest(input_dir=str(SAMPLE), version_id=vid), storage=mode, store=PlanStore(engine))
+    return engine
+
+
+def count(engine: Engine, statement: str, **params: object) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text(statement), params).scalar_one()
+
+
+def test_mrp_rows_hold_item_constants_once_and_plan_final_rows_only_the_adjusted_values(db_url: str) -> None:  # fmt: skip
+    engine = planned(db_url, "v-once")
+    items = count(engine, "SELECT COUNT(DISTINCT item_key) FROM plan_series WHERE version_id='v-once' AND level='mrp'")  # fmt: skip
+    with_constants = count(
+        engine, "SELECT COUNT(*) FROM plan_series WHERE version_id='v-once' AND level='mrp' AND lt_weeks IS NOT NULL"
+    )  # fmt: skip
+    assert with_constants == items
+    assert count(
+        engine, "SELECT COUNT(*) FROM plan_series WHERE version_id='v-once' AND level='mrp_final' AND gross_req IS NOT NULL"
+    ) == 0  # fmt: skip
+    mrp = count(engine, "SELECT COUNT(*) FROM plan_series WHERE version_id='v-once' AND level='mrp'")
+    assert count(engine, "SELECT COUNT(*) FROM plan_series WHERE version_id='v-once' AND level='mrp_final'") == mrp  # fmt: skip
+    assert check_database(engine, "v-once").ok
+
+
+def test_api_tables_of_mrp_and_plan_final_read_whole_rows_from_the_layout(sqlite_url: str) -> None:
+    from app.api import tables
+
+    engine = planned(sqlite_url, "v-pages")
+    store = PlanStore(engine)
+    content = store.read_artifacts("v-pages")
+    assert content is not None
+    for table, name in (("mrp", "mrp.json"), ("final", "plan_final.json")):
+        expected = content.documents[name]["rows"]
+        page = tables.read_rows_page(store, "v-pages", table, {}, 40, 30)
+        assert page is not None and page.source == tables.ROWS
+        assert page.rows == expected[30:70]
+        item = expected[45]["item"]
+        filtered = tables.read_rows_page(store, "v-pages", table, {"item": item}, 500, 0)
+        assert filtered is not None
+        assert filtered.rows == [r for r in expected if r["item"] == item]
+
+
+def old_layout(engine: Engine, vid: str) -> None:
+    """Rewrite a version's mrp and mrp_final rows as the earlier layout stored them (every value on
+    every row) and record the rows digest of what is now stored, as a write of that layout did."""
+    store = PlanStore(engine)
+    content = store.read_rows(vid)
+    assert content is not None
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM plan_series WHERE version_id = :v AND level IN ('mrp', 'mrp_final')"), {"v": vid})  # fmt: skip
+        raw = conn.connection.dbapi_connection.cursor()
+        for level in codec_series.LEVELS:
+            if level.name not in ("mrp", "mrp_final"):
+                continue
+            table = content.documents[level.document][level.table]
+            columns = ("version_id", "level", "time_bucket_type", "created_at", *codec_series.LEVEL_COLUMNS[level.name])  # fmt: skip
+            rows = [(vid, level.name, "week", 1, i, *(r[k] for k in level.keys), None) for i, r in enumerate(table)]  # fmt: skip
+            bulk_insert(raw, engine.dialect.name, "plan_series", columns, rows)
+    now = store.rows_digest_now(vid)
+    with engine.begin() as conn:
+        digests.record(conn, vid, rows=now, artifacts=store.stored_digests(vid)[1])
+
+
+@pytest.mark.parametrize("mode", ["both", "db"])
+def test_a_version_in_the_earlier_row_layout_verifies_and_exports_what_the_pipeline_wrote(
+    db_url: str, tmp_path: Path, mode: str
+) -> None:
+    engine = planned(db_url, "v-old", mode)
+    old_layout(engine, "v-old")
+    assert count(
+        engine, "SELECT COUNT(*) FROM plan_series WHERE version_id='v-old' AND level='mrp_final' AND gross_req IS NULL"
+    ) == 0  # fmt: skip
+    report = check_database(engine, "v-old")
+    assert report.ok, report.problems
+    assert check_database(engine, "v-old", deep=True).ok
+    written = export_version("v-old", tmp_path / "out", PlanStore(engine))
+    pipeline = plan_input_set(SAMPLE, version_id="v-old")
+    from app.storage import codec_artifacts
+
+    expected = codec_artifacts.encode(pipeline)
+    assert {p.name: p.read_text(encoding="utf-8") for p in written} == expected
+
+
+@pytest.mark.parametrize("mode", ["both", "db"])
+def test_plan_run_out_and_plan_export_write_the_same_bytes(tmp_path: Path, mode: str) -> None:
+    """SPEC 7: the exporter writes what the pipeline wrote; in db mode it rebuilds them from the
+    stored-once rows, while plan run --out writes the texts the run made."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SCPLN_DB": str(tmp_path / "hub.db"), "COLUMNS": "200"}
+
+    def scpln(*args: str) -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "app.cli", *args], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+
+    scpln("plan", "run", "--input", str(SAMPLE), "--storage", mode, "--version-id", "v-out", "--out", str(tmp_path / "run"))  # fmt: skip
+    scpln("plan", "export", "v-out", "-o", str(tmp_path / "export"))
+    run = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    exported = {p.name: p.read_bytes() for p in (tmp_path / "export").iterdir()}
+    assert run == exported and len(run) == 7
