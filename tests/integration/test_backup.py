@@ -20,6 +20,7 @@ from app.ops import backup as backup_ops
 from app.ops.backup import BackupError, backup_database, list_backups, restore_database
 from app.ops.check import check_database
 from app.services.plans import PlanRequest, run_plan
+from app.storage import ready_copy
 from app.storage.plans import PlanStore
 from tests.conftest import ROOT, SAMPLE
 
@@ -50,6 +51,7 @@ def planned(url: str, *versions: str) -> Engine:
     store = PlanStore(engine)
     for vid in versions:
         run_plan(PlanRequest(input_dir=str(SAMPLE), version_id=vid), storage="both", store=store)
+    ready_copy.wait()  # the ready copies are written after the plans, in the background
     return engine
 
 

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from app.ops import check
 from app.ops.parallel import POOL_MIN_VERSIONS, default_jobs, store_for
@@ -196,15 +197,28 @@ def short(exc: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+#: How often a repair whose write found the database locked is tried again (each try waits out the
+#: 30 s busy timeout first): SQLite's lock is not taken in turn, and the repair workers writing one
+#: large version after another can keep one writer waiting beyond the timeout on a busy machine.
+LOCKED_TRIES = 5
+
+
 def write_repair(store: PlanStore, version_id: str, verdict: dict[str, Any]) -> None:
-    """The repaired artifacts, with the certified digest pair of what was written."""
-    store.replace_artifacts(
-        version_id,
-        verdict["texts"],
-        rows_digest=verdict["rows_digest"],
-        artifacts_digest=verdict["artifacts_digest"],
-        keep_ready_copy=verdict.get("keep_copy", False),
-    )
+    """The repaired artifacts, with the certified digest pair of what was written (one transaction,
+    so a try that failed left nothing and is simply made again)."""
+    for attempt in range(LOCKED_TRIES):
+        try:
+            store.replace_artifacts(
+                version_id,
+                verdict["texts"],
+                rows_digest=verdict["rows_digest"],
+                artifacts_digest=verdict["artifacts_digest"],
+                keep_ready_copy=verdict.get("keep_copy", False),
+            )
+            return
+        except OperationalError as exc:
+            if "locked" not in str(exc) or attempt == LOCKED_TRIES - 1:
+                raise
 
 
 def assess_in_worker(url: str, version_id: str) -> dict[str, Any]:
