@@ -3,15 +3,46 @@
 ``OUTCOMES`` is the only place that decides a status or an exit code: the API's error mapping
 (``app.api.errors``), the UI's error pages and the CLI's error mapper (``app.cli.main``) read it
 through :func:`outcome`. An error class not in the table takes the entry of its nearest listed base
-class. ``InputError`` (bad input set, with every problem) lives in ``app.planning.model`` because the
-pure engine raises it; it is listed here like the others.
+class. ``InputError`` (a bad input set, with every problem) is raised by the pure engine, which imports
+it from here, so that this module, like the engine, imports nothing of the hub.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
-from app.planning.model import InputError
+
+class InputError(Exception):
+    """Invalid input set: carries every problem found, each with file, row, column and reason."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__(f"{len(problems)} problem(s) in the input set")
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        return [asdict(p) for p in self.problems]
+
+    def __str__(self) -> str:  # readable list for the CLI
+        return "\n".join(p.describe() for p in self.problems)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem. ``row`` is the 1-based line number in the file (header = 1), or None."""
+
+    file: str
+    row: int | None
+    column: str | None
+    reason: str
+
+    def describe(self) -> str:
+        where = self.file
+        if self.row is not None:
+            where += f":{self.row}"
+        if self.column:
+            where += f" [{self.column}]"
+        return f"{where}: {self.reason}"
 
 
 class ScplnError(Exception):

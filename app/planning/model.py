@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from app.errors import InputError, Problem  # noqa: F401 - the engine raises them; re-exported for its callers
+
 RoundMode = Literal["int", "none", "dec1", "dec2"]
 LtUnit = Literal["day", "week"]
 AnchorPolicy = Literal["DET_near", "AGG_far", "blend"]
@@ -30,38 +32,6 @@ CORE_ARTIFACTS = ("aggregate.json", "sku_week.json", "mrp.json", "plan_final.jso
 DERIVED_ARTIFACTS = ("reconciliation_log.json", "exceptions.json")
 PSI_ARTIFACTS = ("psi_overrides.json", "psi_state.json")
 PLAN_ARTIFACTS = CORE_ARTIFACTS + DERIVED_ARTIFACTS
-
-
-class InputError(Exception):
-    """Invalid input set: carries every problem found, each with file, row, column and reason."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        super().__init__(f"{len(problems)} problem(s) in the input set")
-
-    def as_dicts(self) -> list[dict[str, Any]]:
-        return [asdict(p) for p in self.problems]
-
-    def __str__(self) -> str:  # readable list for the CLI
-        return "\n".join(p.describe() for p in self.problems)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One validation problem. ``row`` is the 1-based line number in the file (header = 1), or None."""
-
-    file: str
-    row: int | None
-    column: str | None
-    reason: str
-
-    def describe(self) -> str:
-        where = self.file
-        if self.row is not None:
-            where += f":{self.row}"
-        if self.column:
-            where += f" [{self.column}]"
-        return f"{where}: {self.reason}"
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,7 @@ import queue
 import threading
 import zlib
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from app.storage.plans import PlanStore
+from typing import Protocol
 
 CODEC = "zlib"
 #: zlib's fastest level: about 5 times faster to make than level 6 and only some 20 % larger.
@@ -32,6 +29,12 @@ LEVEL = 1
 log = logging.getLogger(__name__)
 
 Texts = Mapping[str, str | bytes]
+
+
+class CopyWriter(Protocol):
+    """What writes a copy: the plan store (this module only queues the work, so it imports no store)."""
+
+    def write_ready_copy(self, version_id: str, texts: Texts, *, rows_generation: int) -> bool: ...
 
 
 def compress(text: str | bytes) -> bytes:
@@ -53,11 +56,11 @@ class _Writer:
     """One daemon thread writing queued copies in order."""
 
     def __init__(self) -> None:
-        self.jobs: queue.Queue[tuple[PlanStore, str, Callable[[], Texts], int] | None] = queue.Queue()
+        self.jobs: queue.Queue[tuple[CopyWriter, str, Callable[[], Texts], int] | None] = queue.Queue()
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
 
-    def submit(self, store: PlanStore, version_id: str, texts: Callable[[], Texts], generation: int) -> None:
+    def submit(self, store: CopyWriter, version_id: str, texts: Callable[[], Texts], generation: int) -> None:
         with self.lock:
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._run, name="scpln-ready-copy", daemon=True)
@@ -83,7 +86,7 @@ class _Writer:
 _writer = _Writer()
 
 
-def schedule(store: PlanStore, version_id: str, texts: Callable[[], Texts], rows_generation: int) -> None:
+def schedule(store: CopyWriter, version_id: str, texts: Callable[[], Texts], rows_generation: int) -> None:
     """Write the version's ready copy in the background: ``texts()`` gives the artifact texts made from
     the content whose rows are at ``rows_generation``."""
     _writer.submit(store, version_id, texts, rows_generation)

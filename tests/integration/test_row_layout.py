@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from app.service import PlanRequest, run_plan
 from sqlalchemy import Engine, text
 
 from app import db
 from app.ops.check import check_database
 from app.ops.export import export_version
 from app.planning.pipeline import plan_input_set
+from app.services.plans import PlanRequest, run_plan
 from app.storage import codec_series, digests
 from app.storage.plans import PlanStore, bulk_insert
 from tests.conftest import SAMPLE
