@@ -32,6 +32,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py --write docs/benchmarks.md
 	$(BIN)/python bench/storage.py --write docs/benchmarks.md
+	$(BIN)/python bench/generations.py --write docs/benchmarks.md
 	$(BIN)/python bench/plan_run.py --write docs/benchmarks.md
 	$(BIN)/python bench/api.py --write docs/benchmarks.md
 	$(BIN)/python bench/rollback.py --write docs/benchmarks.md

@@ -34,7 +34,7 @@ from app.errors import PlanNotFound
 from app.ops.parallel import map_versions, store_for
 from app.planning import documents as docs
 from app.planning.model import CORE_ARTIFACTS, PSI_ARTIFACTS, PlanContent
-from app.storage import codec_artifacts, digests
+from app.storage import codec_artifacts, digests, modes
 from app.storage.codec_series import KNOWN_DOCUMENTS
 from app.storage.db import get_engine, now_ms
 from app.storage.plans import PlanStore
@@ -280,13 +280,13 @@ def check_version(store: PlanStore, info: Mapping[str, Any], deep: bool = False)
     levels = _level_counts(store.engine, vid)
     with store.engine.connect() as conn:  # as UTF-8 bytes: hashed as they are, decoded only if needed
         blobs = digests.stored_artifact_bytes(conn, vid)
-    if mode in ("db", "both"):
+    if modes.uses_rows(mode):
         if not levels:
             problem("missing_rows", f"storage mode {mode} but no PlanRepository rows", "rows")
         else:
             for detail in _level_gaps(levels, _meta_labels(store.engine, vid)):
                 problem("missing_level", detail, "rows")
-    if mode in ("files", "both"):
+    if modes.uses_artifacts(mode):
         missing = [n for n in CORE_ARTIFACTS if n not in blobs]
         if missing:
             problem("missing_artifact", f"storage mode {mode} but no {', '.join(missing)}", "artifacts")

@@ -280,19 +280,10 @@ class PlanStore:
             )
 
     def delete_version(self, version_id: str) -> None:
-        """Delete a version from every encoding (content tables cascade)."""
-        with self.engine.begin() as conn:
+        """Delete a version from every encoding (``PlanNotFound`` when there is none)."""
+        with self.engine.connect() as conn:
             self._require(conn, version_id)
-            # first, so the generation triggers of the rows deleted below find no counter to raise
-            conn.execute(
-                delete(plan_write_generations).where(plan_write_generations.c.version_id == version_id)
-            )
-            conn.execute(delete(plan_artifacts).where(plan_artifacts.c.version_id == version_id))
-            if (
-                self.dialect == "sqlite"
-            ):  # cascades need foreign_keys=ON, which app.storage.db sets; be explicit anyway
-                self.delete_rows(version_id, conn)
-            conn.execute(delete(plan_versions).where(plan_versions.c.version_id == version_id))
+        self.purge_versions([version_id])
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -824,8 +815,11 @@ class PlanStore:
         """Delete versions from every encoding and the catalogue in one transaction (retention)."""
         ids = list(version_ids)
         with self.engine.begin() as conn:
-            # children first: this does not depend on foreign-key cascades being enabled
+            # children first: this does not depend on foreign-key cascades being enabled; the write
+            # counters go before the content, so the generation triggers find none to raise row by row
             for table in (
+                plan_write_generations,
+                plan_ready_copies,
                 plan_override_events,
                 plan_overrides,
                 plan_series,

@@ -41,7 +41,7 @@ from app.ops.parallel import VersionMap, map_versions
 from app.ops.rollback import repair
 from app.ops.rollback.runner import CRASH_ENV, Progress, State, phase_runner
 from app.planning.model import CORE_ARTIFACTS, PlanParams
-from app.storage import codec_artifacts
+from app.storage import codec_artifacts, modes
 from app.storage import settings as st
 from app.storage.db import get_engine
 from app.storage.plans import PlanStore
@@ -57,7 +57,6 @@ NAMED = 20
 
 
 class RollbackFailed(ScplnError):
-    status = 500
     title = "rollback failed"
 
 
@@ -262,7 +261,12 @@ def rollback(
 
 
 def _rollback_plan(
-    store: PlanStore, state: State, cutover_ts: int | None, n_snapshot: int, jobs: int | None, backup_dir: Path
+    store: PlanStore,
+    state: State,
+    cutover_ts: int | None,
+    n_snapshot: int,
+    jobs: int | None,
+    backup_dir: Path,
 ) -> list[str]:
     """What a rollback would do, version by version; reads only."""
     lines = [
@@ -355,7 +359,7 @@ def _default_cutover(engine: Engine) -> int | None:
     with engine.connect() as conn:
         return conn.execute(
             select(func.min(plan_versions.c.created_at)).where(
-                plan_versions.c.storage_mode.in_(["db", "both"])
+                plan_versions.c.storage_mode.in_([m for m in modes.MODES if modes.uses_rows(m)])
             )
         ).scalar_one_or_none()
 
