@@ -49,7 +49,7 @@ def test_mrp_rows_hold_item_constants_once_and_plan_final_rows_only_the_adjusted
 
 
 def test_api_tables_of_mrp_and_plan_final_read_whole_rows_from_the_layout(sqlite_url: str) -> None:
-    from app.api import tables
+    from app.storage import views as tables
 
     engine = planned(sqlite_url, "v-pages")
     store = PlanStore(engine)
