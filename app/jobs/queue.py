@@ -3,7 +3,8 @@
 Owns where queued tasks live and the timing knobs of the job lifecycle:
 
 - SQLite storage by default, in a file next to the database: ``<db>.queue.db`` for a SQLite
-  ``SCPLN_DB``, ``data/queue.db`` (repository root) for PostgreSQL;
+  ``SCPLN_DB``, ``queue.db`` in the database's data directory for PostgreSQL
+  (``app.config.data_paths``), so two PostgreSQL databases never share a queue;
 - Redis when ``SCPLN_QUEUE_URL=redis://…`` (several workers on several machines);
 - ``SCPLN_QUEUE_NAME`` (default ``scpln``) names the queue inside its storage (the Redis key prefix);
 - ``SCPLN_JOB_STALE_SECONDS`` (default 30): a running job whose heartbeat is older is reaped;
@@ -25,7 +26,7 @@ from typing import Any
 from huey import Huey, RedisHuey, SqliteHuey
 from huey.api import TaskWrapper
 
-from app.config import Settings, get_settings, resolve_path
+from app.config import Settings, data_paths, get_settings
 from app.storage.db import database_url, sqlite_path
 
 DEFAULT_QUEUE_NAME = "scpln"
@@ -53,9 +54,10 @@ def queue_location(settings: Settings | None = None) -> str:
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"SCPLN_QUEUE_URL must be a redis:// URL, not {url!r}")
         return url
-    path = sqlite_path(database_url(settings))
-    if path is None:
-        return str(resolve_path("data/queue.db"))
+    database = database_url(settings)
+    path = sqlite_path(database)
+    if path is None:  # no database file to sit beside: the database's own data directory
+        return str(data_paths(database, settings).home / "queue.db")
     return f"{path}.queue.db"
 
 

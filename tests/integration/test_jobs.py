@@ -438,10 +438,14 @@ def test_a_running_job_finishes_when_intake_pauses_meanwhile(worker, hold_at):
 # --- where the queue lives ------------------------------------------------------------------------
 
 
-def test_the_queue_file_sits_next_to_a_sqlite_database_and_under_data_for_postgresql(tmp_path):
+def test_the_queue_file_sits_next_to_a_sqlite_database_and_in_a_postgresql_databases_data_directory(tmp_path):
     assert queue_location(Settings(scpln_db=str(tmp_path / "hub.db"))) == f"{tmp_path / 'hub.db'}.queue.db"
     pg = Settings(scpln_db="postgresql://postgres@127.0.0.1:5432/test")
-    assert queue_location(pg) == str(REPO_ROOT / "data" / "queue.db")
+    other = Settings(scpln_db="postgresql://postgres@127.0.0.1:5432/other")
+    assert queue_location(pg) == str(REPO_ROOT / "data" / "postgresql-127.0.0.1-5432-test" / "queue.db")
+    assert queue_location(other) != queue_location(pg)  # two databases never share a queue
+    home = Settings(scpln_db="postgresql://postgres@127.0.0.1:5432/test", scpln_home=str(tmp_path))
+    assert queue_location(home) == str(tmp_path / "queue.db")
     redis = Settings(scpln_db=str(tmp_path / "hub.db"), scpln_queue_url="redis://127.0.0.1:6379/3")
     assert queue_location(redis) == "redis://127.0.0.1:6379/3"
     with pytest.raises(ValueError, match="redis://"):
