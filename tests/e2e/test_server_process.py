@@ -125,9 +125,15 @@ def test_async_run_is_planned_by_a_separate_worker_process(hub, tmp_path):
         # planning runs at a lower CPU priority (SCPLN_WORKER_NICE, 10) than the process's main thread
         nice = _thread_nice_values(worker.pid)
         assert nice[worker.pid] == 0 and 10 in nice.values(), nice
-        # the worker's own metrics: the write it made and its job's stages
+        # the worker's own metrics: the write it made and its job's stages. The version is ready once its
+        # transaction commits; the worker counts the write just after, so the counter may lag a moment.
+        counted = 'plans_created_total{mode="both"} 1.0'
+        deadline = time.monotonic() + 15
         exposed = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).text
-        assert 'plans_created_total{mode="both"} 1.0' in exposed, exposed
+        while counted not in exposed and time.monotonic() < deadline:
+            time.sleep(0.2)
+            exposed = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).text
+        assert counted in exposed, exposed
         assert "job_duration_seconds_count{stage=" in exposed
         assert "plan_series_rows" not in exposed  # database gauges come from the server
     finally:
