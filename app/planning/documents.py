@@ -287,7 +287,7 @@ def json_items(values: Any, kind: str) -> tuple[bool, list[bytes]]:
     quote, backslash or control character are written verbatim between quotes, so the column's text
     is cut at the separators."""
     if kind in ("num", "int"):
-        whole = _whole_numbers(values)
+        whole = whole_numbers(values)
         if whole is not None:
             return False, orjson.dumps(whole, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
         if kind == "num" and isinstance(values, np.ndarray):
@@ -304,7 +304,7 @@ def json_items(values: Any, kind: str) -> tuple[bool, list[bytes]]:
     return False, [orjson.dumps(v) for v in values]
 
 
-def _whole_numbers(values: Any) -> np.ndarray | None:
+def whole_numbers(values: Any) -> np.ndarray | None:
     """The column as int64 when every value is a whole number below 2**53 (the number rule writes
     them as integers); None when it holds a fraction, a None, a non-number or a larger value."""
     if isinstance(values, np.ndarray) and values.dtype.kind in "iu":

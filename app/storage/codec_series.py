@@ -715,20 +715,14 @@ def _level_column(level: Level, key: str, columns: list[tuple[Any, ...]], values
 
 
 #: Integers below this size are exact as doubles, so a whole-valued double is written as that integer.
-_EXACT_INT = 2.0**53
-
-
 def _integral_items(column: Sequence[Any]) -> list[bytes] | None:
     """The JSON text of each value of a number column whose values are all whole (the number rule
     writes them as integers), made in one pass by numpy and orjson; None when the column holds a
     fraction, a None, a non-number or a value beyond 2**53 (the general path handles those)."""
-    try:
-        values = np.asarray(column, dtype=np.float64)
-    except (TypeError, ValueError):
+    whole = docs.whole_numbers(column)
+    if whole is None:
         return None
-    if values.ndim != 1 or not (values == np.floor(values)).all() or not (np.abs(values) < _EXACT_INT).all():
-        return None
-    return orjson.dumps(values.astype(np.int64), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
+    return orjson.dumps(whole, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
 
 
 def _json_items(column: list[Any], text_kind: bool) -> tuple[bool, list[bytes]]:
