@@ -541,7 +541,7 @@ def decode(
     if unknown:
         raise ValueError(f"plan_series of {version_id}: unknown level(s) {sorted(unknown)}")
     levels = {level: _in_seq_order(level, series_rows.get(level, ())) for level in LEVEL_NAMES}
-    _fill_levels(version_id, levels)
+    _fill_levels(levels)
     kpis = list(kpi_rows)
     header = {"schema_version": schema_version, "version_id": version_id, "params": _json(dict(params))}
     documents: dict[str, Any] = {}
@@ -585,7 +585,7 @@ def _in_seq_order(level: str, rows: Iterable[Row]) -> list[Row]:
     return ordered
 
 
-def _fill_levels(version_id: str, levels: dict[str, list[Row]]) -> None:
+def _fill_levels(levels: dict[str, list[Row]]) -> None:
     """Put back what the layout stores once (``Level.carried``, ``Level.borrowed``), level by level
     in ``LEVELS`` order, so a base level is whole before a level borrows from it. Rows written before
     the layout stored facts once have every value, and come back unchanged."""
