@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import repeat
-from operator import itemgetter, ne
+from operator import is_, itemgetter, ne
 from typing import Any, NoReturn
 
 import numpy as np
@@ -179,10 +179,32 @@ class SeriesRows:
     overrides: list[Row] = field(default_factory=list)
     events: list[Row] = field(default_factory=list)
     approval: str | None = None
+    #: Per level, where its rows hold NULL, as :func:`encode` made them: the row list it describes,
+    #: the row positions that may be NULL, and one bit pattern per row (bit i set: position
+    #: ``positions[i]`` is NULL). A level not listed, or whose list was replaced, is bound as it is.
+    nulls: dict[str, tuple[list[Row], tuple[int, ...], np.ndarray]] = field(
+        default_factory=dict, compare=False
+    )
 
     @property
     def series_row_count(self) -> int:
         return sum(map(len, self.levels.values()))
+
+    def level_runs(self, level: str) -> Iterator[tuple[tuple[int, ...], int, int]]:
+        """The level's rows as runs of consecutive rows that are NULL in the same columns:
+        ``(positions of the values that are not NULL, start, end)``. Binding a NULL costs a driver
+        several times a number's, so a writer can leave a run's NULL columns out of its statement."""
+        n, width = len(self.levels[level]), len(LEVEL_COLUMNS[level])
+        known = self.nulls.get(level)
+        if known is None or known[0] is not self.levels[level] or len(known[2]) != n:
+            yield tuple(range(width)), 0, n
+            return
+        _, positions, codes = known
+        bounds = [0, *(np.flatnonzero(codes[1:] != codes[:-1]) + 1).tolist(), n]
+        for start, end in zip(bounds, bounds[1:]):  # noqa: B905 - bounds and bounds[1:] differ by one
+            code = int(codes[start])
+            skip = {p for bit, p in enumerate(positions) if code >> bit & 1}
+            yield tuple(i for i in range(width) if i not in skip), start, end
 
     def series_batches(
         self, version_id: str, created_at: int, *, lazy: bool = False
@@ -195,6 +217,27 @@ class SeriesRows:
                 columns = ("version_id", "level", "time_bucket_type", "created_at", *LEVEL_COLUMNS[level])
                 full = (prefix + row for row in rows)
                 yield columns, full if lazy else list(full)
+
+    def series_parts(
+        self, version_id: str, created_at: int, *, split_nulls: bool
+    ) -> Iterator[tuple[dict[str, Any], tuple[str, ...], Iterable[Row]]]:
+        """Insert-ready parts of ``plan_series``: the values every row of the part shares (version,
+        level, bucket type, time), the columns of the rest and its row tuples (made as consumed).
+        ``split_nulls``: one part per run of :meth:`level_runs`, leaving each run's NULL columns out."""
+        for level, rows in self.levels.items():
+            if not rows:
+                continue
+            shared = {"version_id": version_id, "level": level, "time_bucket_type": LEVEL_BUCKET_TYPE[level], "created_at": created_at}  # fmt: skip
+            names = LEVEL_COLUMNS[level]
+            runs = self.level_runs(level) if split_nulls else iter([(tuple(range(len(names))), 0, len(rows))])
+            for keep, start, end in runs:
+                part = rows if (start, end) == (0, len(rows)) else rows[start:end]
+                if len(keep) == len(names):
+                    yield shared, names, part
+                elif len(keep) == 1:
+                    yield shared, (names[keep[0]],), ((row[keep[0]],) for row in part)
+                else:
+                    yield shared, tuple(names[i] for i in keep), map(itemgetter(*keep), part)
 
     def kpi_batch(self, version_id: str, created_at: int) -> tuple[tuple[str, ...], list[Row]]:
         """Insert-ready ``plan_kpis`` rows: column names and full row tuples."""
@@ -368,8 +411,11 @@ def encode(content: PlanContent) -> SeriesRows:
         for level in DOCUMENT_LEVELS[name]:
             columns, leftovers = tables[level.table]
             planned[level.name] = columns
-            stored = _store_once(level, columns, planned)
+            stored, masks = _store_once(level, columns, planned)
             series.levels[level.name] = _level_rows(level, stored, leftovers)
+            nulls = _null_pattern(level, stored, leftovers, masks)
+            if nulls is not None:
+                series.nulls[level.name] = (series.levels[level.name], *nulls)
         if "kpis" in tables:
             series.kpis = list(zip(range(len(doc["kpis"])), *tables["kpis"][0], strict=True))
         if name not in _BASE_DOCUMENTS:
@@ -430,12 +476,15 @@ def _as_stored(kind: str, column: list[Any]) -> list[Any]:
     return column
 
 
-def _store_once(level: Level, columns: list[Sequence[Any]], planned: Mapping[str, list[Sequence[Any]]]) -> list[Sequence[Any]]:  # fmt: skip
+def _store_once(
+    level: Level, columns: list[Sequence[Any]], planned: Mapping[str, list[Sequence[Any]]]
+) -> tuple[list[Sequence[Any]], dict[int, np.ndarray]]:
     """The columns as stored: carried constants and borrowed keys replaced by None where the layout
-    lets the decoder rebuild them."""
+    lets the decoder rebuild them; and, by column index, where each column so changed is None."""
     n = len(columns[0]) if columns else 0
+    masks: dict[int, np.ndarray] = {}
     if n == 0 or not (level.carried or level.base):
-        return columns
+        return columns, masks
     keys = level.keys
     out = list(columns)
     if level.carried:
@@ -446,6 +495,7 @@ def _store_once(level: Level, columns: list[Sequence[Any]], planned: Mapping[str
             values = columns[keys.index(key)]
             starts[1:] |= np.fromiter(map(ne, values[1:], values[:-1]), dtype=bool, count=n - 1)
         for key in level.carried:
+            masks[keys.index(key)] = ~starts
             out[keys.index(key)] = _none_where(columns[keys.index(key)], ~starts)
     if level.base and level.base in planned:
         base_keys = _LEVEL_BY_NAME[level.base].keys
@@ -460,8 +510,9 @@ def _store_once(level: Level, columns: list[Sequence[Any]], planned: Mapping[str
             same[:m] &= np.fromiter(map(_same, ours[:m], theirs[:m]), dtype=bool, count=m)
         if same.any():
             for key in level.borrowed:
+                masks[keys.index(key)] = same
                 out[keys.index(key)] = _none_where(columns[keys.index(key)], same)
-    return out
+    return out, masks
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -498,6 +549,37 @@ def _level_rows(level: Level, columns: list[Sequence[Any]], leftovers: list[str 
     return list(
         zip(range(len(columns[0])), *columns, repeat(None) if leftovers is None else leftovers, strict=False)
     )
+
+
+def _null_pattern(
+    level: Level,
+    columns: list[Sequence[Any]],
+    leftovers: list[str | None] | None,
+    masks: dict[int, np.ndarray],
+) -> tuple[tuple[int, ...], np.ndarray] | None:
+    """Where the level's rows (as :func:`_level_rows` makes them) are NULL: the positions that may be
+    and a bit pattern per row. Only the layout's NULLs, optional fields and leftovers can be; a
+    required field never is (validated, or the engine's own)."""
+    n = len(columns[0]) if columns else 0
+    if n == 0:
+        return None
+    found: dict[int, np.ndarray] = {1 + k: mask for k, mask in masks.items()}
+    for k, key in enumerate(level.keys):
+        if k not in masks and level.shape[key].endswith("?"):
+            found[1 + k] = np.fromiter(map(is_, columns[k], repeat(None)), dtype=bool, count=n)
+    extra = len(LEVEL_COLUMNS[level.name]) - 1
+    found[extra] = (
+        np.ones(n, dtype=bool)
+        if leftovers is None
+        else np.fromiter(map(is_, leftovers, repeat(None)), dtype=bool, count=n)  # fmt: skip
+    )
+    positions = tuple(p for p in sorted(found) if found[p].any())
+    if not positions or len(positions) > 62:
+        return None
+    codes = np.zeros(n, dtype=np.int64)
+    for bit, p in enumerate(positions):
+        codes |= found[p].astype(np.int64) << bit
+    return positions, codes
 
 
 def _document_leftovers(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -699,9 +699,12 @@ class PlanStore:
 
     def _insert_rows(self, conn: Connection, version_id: str, rows: codec_series.SeriesRows, ts: int) -> None:
         raw = _cursor(conn)
-        # each full row is made as the insert takes it, so a level is never held twice
-        for columns, values in rows.series_batches(version_id, ts, lazy=True):
-            bulk_insert(raw, self.dialect, "plan_series", columns, values)
+        # each row is made as the insert takes it, so a level is never held twice; SQLite binds each
+        # NULL through the driver's adaptation (several times a number's cost), so there a run of
+        # rows leaves out the columns it has NULL; COPY takes whole rows
+        parts = rows.series_parts(version_id, ts, split_nulls=self.dialect == "sqlite")
+        for shared, columns, values in parts:
+            bulk_insert(raw, self.dialect, "plan_series", columns, values, shared)
         kpi_columns, kpi_rows = rows.kpi_batch(version_id, ts)
         if kpi_rows:
             bulk_insert(raw, self.dialect, "plan_kpis", kpi_columns, kpi_rows)
@@ -926,8 +929,27 @@ def _cursor(conn: Connection) -> Any:
     return conn.connection.dbapi_connection.cursor()
 
 
-def bulk_insert(cursor: Any, dialect: str, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> None:
-    """Insert many rows at once: ``executemany`` on SQLite, ``COPY ... FROM STDIN`` on PostgreSQL."""
+def bulk_insert(
+    cursor: Any,
+    dialect: str,
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[tuple],
+    shared: Mapping[str, Any] | None = None,
+) -> None:
+    """Insert many rows at once: ``executemany`` on SQLite, ``COPY ... FROM STDIN`` on PostgreSQL.
+    ``shared``: column -> value that every row takes. SQLite gets them as literals of the statement
+    (bound once, not once per row) when each is NULL, an integer or text without a NUL character."""
+    if shared:
+        literals = [_sqlite_literal(v) for v in shared.values()] if dialect == "sqlite" else [None]
+        if None not in literals:
+            cols = ", ".join([*shared, *columns])
+            marks = ", ".join([*literals, *("?" * len(columns))])  # type: ignore[list-item]
+            cursor.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows)
+            return
+        prefix = tuple(shared.values())
+        columns = (*shared, *columns)
+        rows = (prefix + tuple(row) for row in rows)
     cols = ", ".join(columns)
     if dialect == "sqlite":
         marks = ", ".join("?" * len(columns))
@@ -936,6 +958,17 @@ def bulk_insert(cursor: Any, dialect: str, table: str, columns: Sequence[str], r
     with cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
+
+
+def _sqlite_literal(value: Any) -> str | None:
+    """``value`` as an SQLite literal, or None when it is not one that can be written safely."""
+    if value is None:
+        return "NULL"
+    if type(value) is int:
+        return str(value)
+    if type(value) is str and "\x00" not in value:
+        return "'" + value.replace("'", "''") + "'"
+    return None
 
 
 def _artifact_texts(content: PlanContent, *, validated: bool) -> tuple[dict[str, str], str | None]:

@@ -128,3 +128,26 @@ def test_plan_run_out_and_plan_export_write_the_same_bytes(tmp_path: Path, mode:
     run = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
     exported = {p.name: p.read_bytes() for p in (tmp_path / "export").iterdir()}
     assert run == exported and len(run) == 7
+
+
+def test_rows_stored_in_null_runs_are_the_codecs_rows_value_for_value(db_url: str) -> None:
+    """On SQLite a level is inserted as runs that leave their NULL columns and the shared values out
+    of each row's parameters; what is stored must be exactly the codec's row tuples, NULLs included."""
+    content = plan_input_set(SAMPLE, version_id="v-runs")
+    expected = codec_series.encode(content)
+    db.init_db(db_url)
+    engine = db.get_engine(db_url)
+    PlanStore(engine).write_version(content, mode="db")
+    with engine.connect() as conn:
+        for level, rows in expected.levels.items():
+            columns = codec_series.LEVEL_COLUMNS[level]
+            stored = conn.execute(
+                text(
+                    f"SELECT {', '.join(columns)}, time_bucket_type FROM plan_series "
+                    "WHERE version_id = 'v-runs' AND level = :level ORDER BY seq"
+                ),
+                {"level": level},
+            ).all()
+            assert [tuple(r[:-1]) for r in stored] == [tuple(r) for r in rows], level
+            assert {r[-1] for r in stored} <= {codec_series.LEVEL_BUCKET_TYPE[level]}
+    assert expected.nulls["mrp"][1] and expected.nulls["mrp_final"][1]  # the sample has both kinds of NULL

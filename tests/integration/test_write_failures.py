@@ -109,10 +109,10 @@ def test_disk_full_after_the_first_bulk_batch_leaves_no_trace(
     real_bulk_insert = plans.bulk_insert
     batches: list[str] = []
 
-    def fill_disk_after_first_batch(cursor, dialect, table, columns, rows) -> None:
+    def fill_disk_after_first_batch(cursor, dialect, table, columns, rows, shared=None) -> None:
         if batches:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_bulk_insert(cursor, dialect, table, columns, rows)
+        real_bulk_insert(cursor, dialect, table, columns, rows, shared)
         batches.append(table)
 
     monkeypatch.setattr(plans, "bulk_insert", fill_disk_after_first_batch)

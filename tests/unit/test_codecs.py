@@ -422,3 +422,18 @@ def test_the_engines_own_content_is_written_as_the_same_rows_and_texts_as_checke
         codec_series.encode(checked)
     )
     assert canonical(rows_to_content(rows, content)) == texts
+
+
+def test_level_runs_cover_every_row_once_and_leave_out_only_null_columns() -> None:
+    rows = codec_series.encode(small_plan())
+    for level, level_rows in rows.levels.items():
+        covered = []
+        for keep, start, end in rows.level_runs(level):
+            covered.extend(range(start, end))
+            width = len(codec_series.LEVEL_COLUMNS[level])
+            for row in level_rows[start:end]:
+                assert all(row[i] is None for i in range(width) if i not in keep), level
+        assert covered == list(range(len(level_rows))), level
+    # a replaced row list is bound whole: the pattern describes only the list it was made for
+    rows.levels["mrp"] = list(rows.levels["mrp"])
+    assert list(rows.level_runs("mrp")) == [(tuple(range(len(codec_series.LEVEL_COLUMNS["mrp"]))), 0, len(rows.levels["mrp"]))]  # fmt: skip
