@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import threading
 import time
 import zlib
@@ -19,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
@@ -119,23 +120,34 @@ def alembic_config(connection: Connection | None = None) -> Any:
     return config
 
 
+_REVISION_LINE = re.compile(r'^(down_revision|revision)\s*=\s*(None|"([^"]+)")', re.M)
+
+
 @lru_cache(maxsize=1)
 def head_revision() -> str:
-    """The newest revision of ``migrations/versions``."""
-    from alembic.script import ScriptDirectory
-
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    if head is None:
-        raise RuntimeError("no Alembic revision found under migrations/versions")
-    return head
+    """The newest revision of ``migrations/versions``: the one no other revision names as its
+    parent, read from the files' ``revision``/``down_revision`` lines (starting a command that finds
+    its database at head imports no part of Alembic)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (REPO_ROOT / "migrations" / "versions").glob("*.py"):
+        lines = dict((m.group(1), m.group(3)) for m in _REVISION_LINE.finditer(path.read_text()))
+        if lines.get("revision"):
+            revisions.add(lines["revision"])
+            if lines.get("down_revision"):
+                parents.add(lines["down_revision"])
+    heads = revisions - parents
+    if len(heads) != 1:
+        raise RuntimeError(f"migrations/versions must have one head revision, found {sorted(heads)}")
+    return heads.pop()
 
 
 def schema_revision(engine: Engine) -> str | None:
     """The database's current Alembic revision (None for an empty database)."""
-    from alembic.runtime.migration import MigrationContext
-
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def init_db(url: str | None = None) -> None:

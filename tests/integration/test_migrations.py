@@ -150,3 +150,9 @@ def test_init_db_from_four_processes_at_once_leaves_the_head(db_url: str) -> Non
     engine = db.get_engine(db_url)
     assert db.schema_revision(engine) == db.head_revision()
     assert set(metadata.tables) <= set(inspect(engine).get_table_names())
+
+
+def test_the_head_read_from_the_revision_files_is_alembics_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    assert db.head_revision() == ScriptDirectory.from_config(db.alembic_config()).get_current_head()
