@@ -199,8 +199,8 @@ class PlanStore:
             raise StorageError(f"plan {vid} was not stored ({mode}): {exc}") from exc
         seconds = time.perf_counter() - started
         self._notify(mode, seconds, None)
-        if rows is not None:
-            self._schedule_ready_copy(content, texts, generation)
+        if mode == "db":
+            self._schedule_ready_copy(content, generation)
         return WriteResult(
             vid,
             mode,
@@ -570,11 +570,12 @@ class PlanStore:
         digests.certify_generations(conn, version_id)  # what the mode did not write is certified absent
         return self.certification(version_id, conn).rows_generation or 0
 
-    def _schedule_ready_copy(self, content: PlanContent, texts: dict[str, str], generation: int) -> None:
-        """After a db- or both-mode write: its ready copy, made off the request's path. The texts of a
-        both-mode write are those just stored; a db-mode write's are made from the same content."""
-        made = (lambda: texts) if texts else (lambda: codec_artifacts.encode(content, validated=True))
-        ready_copy.schedule(self, content.version_id, made, generation)
+    def _schedule_ready_copy(self, content: PlanContent, generation: int) -> None:
+        """After a db-mode write: its ready copy, encoded from the same content off the request's path.
+        A both-mode version's stored artifacts are its copy already, certified with its rows."""
+        ready_copy.schedule(
+            self, content.version_id, lambda: codec_artifacts.encode(content, validated=True), generation
+        )
 
     def write_ready_copy(self, version_id: str, texts: ready_copy.Texts, *, rows_generation: int) -> bool:
         """Store ``texts`` (every artifact text, made from the content whose rows were at

@@ -2,12 +2,13 @@
 
 Owns the copy's codec (zlib from the standard library, at its fastest level: the texts are JSON and CSV
 and shrink about tenfold even so) and when copies are made. After the plan store commits a version in
-``db`` or ``both`` mode it hands the texts — or, in ``db`` mode, a way to make them — to one background
-thread of the writing process, so the copy is compressed and written after the request has its answer.
-The thread writes through :meth:`PlanStore.write_ready_copy`, which refuses a copy when the version's
-rows were written since the texts were made. A process ends only after its queued copies are written;
-one killed before that leaves the version without a copy, which loses nothing: the rollback then decodes
-the version's rows (and keeps a copy of what it made).
+``db`` mode it hands a way to make the texts to one background thread of the writing process, so the copy
+is encoded, compressed and written after the request has its answer. ``both``-mode versions have no copy:
+their stored artifacts, certified with the rows in the same transaction, are one already. The thread
+writes through :meth:`PlanStore.write_ready_copy`, which refuses a copy when the version's rows were
+written since the texts were made. A process ends only after its queued copies are written; one killed
+before that leaves the version without a copy, which loses nothing: the rollback then decodes the
+version's rows (and keeps a copy of what it made).
 
 This module never writes to the database itself, and nothing in it is needed to read a plan.
 """

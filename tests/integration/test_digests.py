@@ -61,13 +61,16 @@ def test_each_storage_mode_records_the_digests_of_what_it_stored(db_url: str) ->
     assert rows == store.rows_digest_now("d-both") and len(rows) == 64
     assert artifacts == digests.artifacts_digest(stored_texts(store, "d-both"))
     assert store.stored_digests("d-db") == (store.rows_digest_now("d-db"), None)
-    # the ready copies (db and both mode) carry the digest of their texts and the rows they were made from
-    for vid in ("d-db", "d-both"):
-        copy = store.ready_copy(vid)
-        assert copy.artifacts_digest == digests.artifacts_digest(copy.texts)
-        assert copy.rows_generation == store.certification(vid).rows_generation
-    assert store.ready_copy("d-both").artifacts_digest == artifacts
-    assert not stored_texts(store, "d-db") and not store.has_ready_copy("d-files")
+    # the ready copy (db mode) carries the digest of its texts and the rows it was made from; the texts
+    # are those a both-mode write stores, and both- and files-mode versions keep none (their artifacts are)
+    copy = store.ready_copy("d-db")
+    assert copy.artifacts_digest == digests.artifacts_digest(copy.texts)
+    assert copy.rows_generation == store.certification("d-db").rows_generation
+    assert {n: t for n, t in copy.texts.items()} == {
+        n: t.encode().replace(b"d-both", b"d-db") for n, t in stored_texts(store, "d-both").items()
+    }
+    assert not stored_texts(store, "d-db")
+    assert not store.has_ready_copy("d-both") and not store.has_ready_copy("d-files")
     assert store.stored_digests("d-files") == (None, digests.artifacts_digest(stored_texts(store, "d-files")))
     # one content: the rows digest does not depend on the mode it was written in
     assert store.stored_digests("d-db")[0] == rows
@@ -200,14 +203,16 @@ def test_a_rollback_with_worker_processes_repairs_and_certifies(sqlite_url: str,
         )
 
 
-def test_a_stripped_certified_version_is_repaired_from_texts_that_match_its_artifacts_digest(
-    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_stripped_both_mode_version_is_repaired_from_rows_whose_texts_match_its_artifacts_digest(
+    sqlite_url: str, tmp_path: Path
 ) -> None:
-    """The texts made from the rows hash to the certified artifacts digest, so the rows' own digest is
-    not needed; rows changed since certification make texts that do not, and are then judged in full."""
+    """A both-mode version keeps no ready copy (its artifacts are one): stripped of them, it is rebuilt
+    from its rows, whose texts hash to the certified artifacts digest again; rows changed since
+    certification are judged in full and their broken identity found."""
     store = open_store(sqlite_url)
     for vid in ("s1", "s2", "s3"):
         plan(store, vid, "both")
+    assert not any(store.has_ready_copy(vid) for vid in ("s1", "s2", "s3"))
     certified = {vid: store.stored_digests(vid) for vid in ("s1", "s2", "s3")}
     texts_before = stored_texts(store, "s1")
     with store.engine.begin() as conn:
@@ -220,17 +225,10 @@ def test_a_stripped_certified_version_is_repaired_from_texts_that_match_its_arti
                 "AND supply > 0)"
             )
         )
-    read_rows = PlanStore.read_rows_and_digest
-
-    def refuse_s1(self: PlanStore, version_id: str, **kwargs: object):
-        if version_id == "s1":
-            raise AssertionError("s1's rows were decoded although its texts proved them")
-        return read_rows(self, version_id, **kwargs)
-
-    monkeypatch.setattr(PlanStore, "read_rows_and_digest", refuse_s1)
     report = rollback_in(store, tmp_path)
-    assert report.repaired == ["s1"], report.as_text()
+    assert report.repaired == ["s1"] and report.repaired_from_copy == [], report.as_text()
     assert stored_texts(store, "s1") == texts_before, "the repaired texts are the certified ones"
     assert store.stored_digests("s1") == certified["s1"], "the certified pair stands"
+    assert store.has_ready_copy("s1"), "the repair keeps a copy of what it made"
     assert "s2" in report.needs_restore and "rows break" in report.needs_restore["s2"]
     assert not report.ok

@@ -38,8 +38,9 @@ from tests.conftest import ROOT, SAMPLE
 
 ENV_CLEARED = ("PLAN_STORAGE_MODE", "JOBS_ENABLED", "SCPLN_INPUT_DIR", "REGISTRY_BACKEND", "SCPLN_CRASH_AT")
 REPAIRED = ["rb-psi", "rb-db", "rb-missing", "rb-changed"]
-#: Repaired from their ready copy: rows not written since certified (rb-psi's PSI edit wrote rows).
-FROM_COPY = ["rb-db", "rb-missing", "rb-changed"]
+#: Repaired from their ready copy: the db-mode version (both-mode versions keep none: their artifacts
+#: are one, so rb-missing and rb-changed are rebuilt from rows, as rb-psi, whose PSI edit wrote rows).
+FROM_COPY = ["rb-db"]
 
 
 @dataclass
@@ -293,7 +294,7 @@ def test_rollback_cli_exits_1_naming_the_version_that_needs_restore_with_plain_p
     assert res.returncode == 1, res.stderr
     assert "rollback FAILED in" in res.stdout and "versions checked: 8" in res.stdout
     assert (
-        f"artifacts repaired: 4 ({', '.join(REPAIRED)}), of which 3 moved from their ready copy" in res.stdout
+        f"artifacts repaired: 4 ({', '.join(REPAIRED)}), of which 1 moved from their ready copy" in res.stdout
     )
     assert "artifacts kept (rows unhealthy): 1 (rb-rows-bad)" in res.stdout
     assert "need restore from backup: 1 (rb-broken)" in res.stdout
@@ -488,20 +489,32 @@ def traced(store: PlanStore) -> tuple[PlanStore, list[str]]:
     return PlanStore(engine), statements
 
 
-def test_a_stripped_version_is_repaired_by_moving_its_ready_copy_without_reading_its_rows(healthy):
+def test_a_db_mode_version_is_repaired_by_moving_its_ready_copy_without_reading_its_rows(healthy):
     from app.ops.rollback import repair
 
-    drop_artifacts(healthy, "h-both")
     store, statements = traced(healthy)
 
-    verdict = repair.assess(store, "h-both")
+    verdict = repair.assess(store, "h-db")
 
     assert (verdict["action"], verdict["source"]) == ("repair", "ready copy")
     assert not [s for s in statements if "plan_series" in s or "plan_kpis" in s], statements
-    repair.write_repair(store, "h-both", verdict)
-    assert artifacts(store, "h-both")["h-both"] == codec_artifacts.encode(store.read_rows("h-both"))
-    assert store.certification("h-both").pair_trusted
-    assert check.check_database(store.engine, "h-both").ok
+    repair.write_repair(store, "h-db", verdict)
+    assert artifacts(store, "h-db")["h-db"] == codec_artifacts.encode(store.read_rows("h-db"))
+    assert store.certification("h-db").pair_trusted
+    assert check.check_database(store.engine, "h-db").ok
+
+
+def test_a_stripped_both_mode_version_is_rebuilt_from_its_rows_and_then_keeps_a_copy(healthy):
+    from app.ops.rollback import repair
+
+    before = artifacts(healthy, "h-both")["h-both"]
+    drop_artifacts(healthy, "h-both")
+    verdict = repair.assess(healthy, "h-both")
+    assert (verdict["action"], verdict["source"], verdict["keep_copy"]) == ("repair", "rows", True)
+    repair.write_repair(healthy, "h-both", verdict)
+    assert artifacts(healthy, "h-both")["h-both"] == before
+    drop_artifacts(healthy, "h-both")
+    assert repair.assess(healthy, "h-both")["source"] == "ready copy"
 
 
 def test_without_a_ready_copy_the_repair_decodes_the_rows_and_keeps_a_copy(healthy):
@@ -526,14 +539,13 @@ def test_without_a_ready_copy_the_repair_decodes_the_rows_and_keeps_a_copy(healt
 def test_a_ready_copy_not_matching_the_certified_digest_or_behind_the_rows_is_not_moved(healthy):
     from app.ops.rollback import repair
 
-    drop_artifacts(healthy, "h-both")
     body = ready_copy.compress('{"rows":[]}\n')
     with healthy.engine.begin() as conn:  # a copy damaged by hand
         conn.execute(
-            text("UPDATE plan_ready_copies SET body = :b WHERE version_id = 'h-both' AND name = 'mrp.json'"),
+            text("UPDATE plan_ready_copies SET body = :b WHERE version_id = 'h-db' AND name = 'mrp.json'"),
             {"b": body},
         )
-    assert repair.assess(healthy, "h-both")["source"] == "rows"
+    assert repair.assess(healthy, "h-db")["source"] == "rows"
     # rows written since the copy was made: the copy is refused when stored, and not trusted when read
     rows_generation = healthy.certification("h-db").rows_generation
     corrupt_rows(healthy, "h-db")
