@@ -190,6 +190,11 @@ class SeriesRows:
     def series_row_count(self) -> int:
         return sum(map(len, self.levels.values()))
 
+    def release(self) -> None:
+        """Let the series rows go (once they are stored), so a large plan's texts are made without them."""
+        self.levels = {}
+        self.nulls = {}
+
     def level_runs(self, level: str) -> Iterator[tuple[tuple[int, ...], int, int]]:
         """The level's rows as runs of consecutive rows that are NULL in the same columns:
         ``(positions of the values that are not NULL, start, end)``. Binding a NULL costs a driver

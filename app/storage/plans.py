@@ -181,7 +181,7 @@ class PlanStore:
                 if rows is not None:
                     self._insert_rows(conn, vid, rows, ts)
                     self._insert_psi(conn, vid, rows)
-                    rows.levels = {}
+                    rows.release()
                 if mode == "both":
                     texts, artifacts_digest = _artifact_texts(content, validated=True)
                 if texts:
