@@ -78,7 +78,7 @@ def plan_run(
     """Plan an input set, store the version in the database and optionally write its artifacts."""
     from app.services.plans import PlanRequest, run_plan
     from app.storage import modes
-    from app.storage.codec_artifacts import encode
+    from app.storage.codec_artifacts import encode_bytes
 
     params = _params(locals())
     if storage is not None:
@@ -96,8 +96,8 @@ def plan_run(
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         # the texts just stored, when this mode stored them: each artifact is encoded once
-        for name, text in (w.texts or encode(content)).items():
-            (out / name).write_text(text, encoding="utf-8")
+        for name, text in (w.texts or encode_bytes(content)).items():
+            (out / name).write_bytes(text)
         console.print(f"Wrote {len(content.documents)} artifacts to {out}")
     print_summary(content, outcome.seconds)
 

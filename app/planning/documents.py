@@ -247,9 +247,14 @@ class RowTable(Sequence):
 
     def json_bytes(self) -> bytes:
         """The canonical JSON text of the table (an array of objects with sorted keys)."""
+        return b"".join(self.json_pieces())
+
+    def json_pieces(self) -> list[bytes]:
+        """:meth:`json_bytes` in pieces whose concatenation is the text (a large table's text is then
+        copied once, into the document that holds it)."""
         if self._columns is None:
-            return orjson.dumps(self._rows, option=orjson.OPT_SORT_KEYS)
-        return rows_json(self.shape, self._columns)
+            return [orjson.dumps(self._rows, option=orjson.OPT_SORT_KEYS)]
+        return rows_json_pieces(self.shape, self._columns)
 
 
 #: Rows written per piece of a table's text: bounds the per-value texts alive at once.
@@ -259,12 +264,18 @@ _TEXT_CHUNK = 65_536
 def rows_json(shape: Mapping[str, str], columns: Sequence[Any]) -> bytes:
     """The canonical JSON text of a table given column by column (shape order): each column's values
     are written by orjson once and cut into items, then every row is one bytes template filled in."""
+    return b"".join(rows_json_pieces(shape, columns))
+
+
+def rows_json_pieces(shape: Mapping[str, str], columns: Sequence[Any]) -> list[bytes]:
+    """:func:`rows_json` as pieces to concatenate: the brackets, and the text of each chunk of rows
+    with the commas between them."""
     keys = tuple(shape)
     n = len(columns[0]) if columns else 0
     if n == 0:
-        return b"[]"
+        return [b"[]"]
     order = sorted(range(len(keys)), key=keys.__getitem__)
-    pieces = []
+    pieces = [b"["]
     for start in range(0, n, _TEXT_CHUNK):
         parts, items = [], []
         for j in order:
@@ -272,8 +283,11 @@ def rows_json(shape: Mapping[str, str], columns: Sequence[Any]) -> bytes:
             parts.append(orjson.dumps(keys[j]) + (b':"%s"' if quoted else b":%s"))
             items.append(cut)
         template = b"{" + b",".join(parts) + b"}"
+        if start:
+            pieces.append(b",")
         pieces.append(b",".join([template % item for item in zip(*items, strict=True)]))
-    return b"[" + b",".join(pieces) + b"]"
+    pieces.append(b"]")
+    return pieces
 
 
 #: Integers below this size are exact as doubles, so a whole-valued double is written as that integer.
@@ -344,14 +358,28 @@ def dumps(doc: Any) -> str:
 
 
 def dumps_bytes(doc: Any) -> bytes:
-    """:func:`dumps` as UTF-8 bytes, the form that is hashed and written."""
-    return orjson.dumps(doc, default=_table_text, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+    """:func:`dumps` as UTF-8 bytes, the form that is hashed and written.
 
+    An engine table is written in its place as a NUL byte (which orjson's text never holds: it escapes
+    every control character), and the document's text is then joined once from the parts around those
+    marks and the tables' own pieces, so a large table's text is copied once, not once per layer."""
+    tables: list[RowTable] = []
 
-def _table_text(value: Any) -> Any:
-    if isinstance(value, RowTable):
-        return orjson.Fragment(value.json_bytes())
-    raise TypeError(f"{type(value).__name__} is not part of an artifact")
+    def mark(value: Any) -> Any:
+        if isinstance(value, RowTable):
+            tables.append(value)
+            return orjson.Fragment(b"\x00")
+        raise TypeError(f"{type(value).__name__} is not part of an artifact")
+
+    text = orjson.dumps(doc, default=mark, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+    if not tables:
+        return text
+    outside = text.split(b"\x00")
+    pieces = [outside[0]]
+    for table, after in zip(tables, outside[1:], strict=True):
+        pieces.extend(table.json_pieces())
+        pieces.append(after)
+    return b"".join(pieces)
 
 
 def artifact_text(name: str, payload: Any) -> str:

@@ -84,8 +84,8 @@ class WriteResult:
     series_rows: int
     kpi_rows: int
     seconds: float
-    #: The artifact texts as stored (empty in ``db`` mode), for a caller that also writes them out.
-    texts: dict[str, str] = field(default_factory=dict, repr=False)
+    #: The artifact texts as stored, UTF-8 (empty in ``db`` mode), for a caller that also writes them out.
+    texts: dict[str, bytes] = field(default_factory=dict, repr=False)
 
 
 class PlanStore:
@@ -689,11 +689,27 @@ class PlanStore:
         if found is None:
             raise PlanNotFound(f"plan version {version_id!r} does not exist")
 
-    def _insert_artifacts(self, conn: Connection, version_id: str, texts: dict[str, str], ts: int) -> None:
+    def _insert_artifacts(
+        self, conn: Connection, version_id: str, texts: Mapping[str, str | bytes], ts: int
+    ) -> None:
+        """Insert artifact texts, given as text or as its UTF-8 bytes. SQLite takes the bytes as they
+        are and stores them as TEXT (``CAST``), so a large text is not decoded into a second copy."""
+        if self.dialect == "sqlite":
+            _cursor(conn).executemany(
+                "INSERT INTO plan_artifacts (version_id, name, json_text, created_at) "
+                "VALUES (?, ?, CAST(? AS TEXT), ?)",
+                ((version_id, n, t, ts) for n, t in texts.items()),
+            )
+            return
         conn.execute(
             insert(plan_artifacts),
             [
-                {"version_id": version_id, "name": n, "json_text": t, "created_at": ts}
+                {
+                    "version_id": version_id,
+                    "name": n,
+                    "json_text": t if isinstance(t, str) else t.decode(),
+                    "created_at": ts,
+                }  # fmt: skip
                 for n, t in texts.items()
             ],
         )
@@ -972,13 +988,11 @@ def _sqlite_literal(value: Any) -> str | None:
     return None
 
 
-def _artifact_texts(content: PlanContent, *, validated: bool) -> tuple[dict[str, str], str | None]:
-    """The artifact texts to store, each encoded once, and the digest of exactly those bytes."""
+def _artifact_texts(content: PlanContent, *, validated: bool) -> tuple[dict[str, bytes], str | None]:
+    """The artifact texts to store as UTF-8 bytes, each encoded once, and the digest of exactly those
+    bytes (they are stored as they are: no decoded copy of a large text is made)."""
     bodies = codec_artifacts.encode_bytes(content, validated=validated)
-    digest = digests.artifacts_digest(bodies) if bodies else None
-    # one text at a time, so a large plan never holds every artifact twice
-    texts = {name: bodies.pop(name).decode() for name in list(bodies)}
-    return texts, digest
+    return bodies, digests.artifacts_digest(bodies) if bodies else None
 
 
 def _schema_version(content: PlanContent) -> int | None:
