@@ -77,6 +77,7 @@ def worker(
     """Run plan jobs from the queue until SIGTERM (running jobs finish) or SIGINT."""
     import logging
 
+    import app.services.execution  # noqa: F401 - installs how this worker's queue runs a plan job
     from app.jobs.worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -12,8 +12,8 @@ Owns where queued tasks live and the timing knobs of the job lifecycle:
   in progress, so the window must stay longer than the longest version write.
 
 huey's result store is off: the job's state lives in ``plan_jobs``, not in the queue. The queue only
-carries job ids; it must not hold plan content, and it does not know how a job runs: ``app.jobs.tasks``
-sits above it and installs the runner of the one task type (``set_job_runner``).
+carries job ids; it must not hold plan content, and it does not know how a job runs:
+``app.services.execution`` installs the runner of the one task type (``set_job_runner``).
 """
 
 from __future__ import annotations
@@ -93,16 +93,16 @@ def _create(location: str, name: str) -> Huey:
 
 
 def set_job_runner(runner: Callable[[str], None]) -> None:
-    """Install what the plan-job task runs with the job id (``app.jobs.tasks`` installs its runner when
-    imported). The queue only carries job ids: it must not know how a job runs, so it imports
-    nothing above it."""
+    """Install what the plan-job task runs with the job id (``app.services.execution`` installs its
+    runner when imported). The queue only carries job ids: it must not know how a job runs, so it
+    imports nothing above it."""
     global _job_runner
     _job_runner = runner
 
 
 def _run_plan_job(job_id: str) -> None:
     if _job_runner is None:
-        raise RuntimeError("no plan-job runner installed in this process; import app.jobs.tasks first")
+        raise RuntimeError("no plan-job runner installed in this process; import app.services.execution first")
     _job_runner(job_id)
 
 

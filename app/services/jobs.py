@@ -27,14 +27,12 @@ from app.jobs.tasks import (
     claim_job,
     dump_error,
     error_document,
-    execute_claimed,
     fail_version_if_running,
-    request_from_payload,
-    request_payload,
     worker_identity,
 )
 from app.planning.pipeline import check_version_id, new_version_id
 from app.run_registry import new_run_id
+from app.services.execution import execute_claimed, request_from_payload, request_payload
 from app.services.plans import PlanRequest, check_intake
 from app.storage.db import now_ms
 from app.storage.plans import PlanStore

@@ -22,11 +22,11 @@ from app.jobs.tasks import (
     claim_job,
     reap_stale_jobs,
     remove_stage_listener,
-    run_queued_job,
 )
 from app.metrics import REGISTRY as METRICS
 from app.planning.model import PLAN_ARTIFACTS, InputError
 from app.run_registry import REGISTRY, new_run_id
+from app.services.execution import run_queued_job
 from app.services.jobs import (
     cancel_job,
     get_job,
