@@ -102,7 +102,9 @@ def set_job_runner(runner: Callable[[str], None]) -> None:
 
 def _run_plan_job(job_id: str) -> None:
     if _job_runner is None:
-        raise RuntimeError("no plan-job runner installed in this process; import app.services.execution first")
+        raise RuntimeError(
+            "no plan-job runner installed in this process; import app.services.execution first"
+        )
     _job_runner(job_id)
 
 

@@ -208,12 +208,36 @@ def database_problems(engine: Engine) -> list[Problem]:
         except Exception as exc:
             problems.append(Problem(None, "foreign_key", f"foreign_key_check could not run: {_short(exc)}"))
             orphans = []
+        keyed: set[tuple[str, str]] = set()
         for table, rowid, parent, _fk in orphans:
+            if rowid is None:  # a WITHOUT ROWID table (plan_series): named by version below
+                keyed.add((table, parent))
+                continue
             owner = _owner_of(conn, table, rowid)
             problems.append(
                 Problem(owner, "foreign_key", f"{table} row {rowid} refers to a missing {parent} row")
             )
+        for table, parent in sorted(keyed):
+            for owner, count in _orphan_versions(conn, table, parent):
+                problems.append(
+                    Problem(
+                        owner,
+                        "foreign_key",
+                        f"{count} {table} row(s) of {owner} refer to a missing {parent} row",
+                    )  # fmt: skip
+                )
     return problems
+
+
+def _orphan_versions(conn: Any, table: str, parent: str) -> list[tuple[str | None, int]]:
+    """(version_id, rows) of a keyed table's rows whose version has no ``parent`` row."""
+    try:
+        return conn.exec_driver_sql(
+            f'SELECT t.version_id, COUNT(*) FROM "{table}" t WHERE NOT EXISTS '
+            f'(SELECT 1 FROM "{parent}" p WHERE p.version_id = t.version_id) GROUP BY t.version_id'
+        ).all()
+    except Exception:
+        return [(None, 0)]
 
 
 def _owner_of(conn: Any, table: str, rowid: int | None) -> str | None:

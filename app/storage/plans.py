@@ -335,7 +335,7 @@ class PlanStore:
         return content
 
     def has_rows(self, version_id: str, conn: Connection | None = None) -> bool:
-        query = select(plan_series.c.id).where(plan_series.c.version_id == version_id).limit(1)
+        query = select(plan_series.c.seq).where(plan_series.c.version_id == version_id).limit(1)
         with self._read(conn) as c:
             return c.execute(query).first() is not None
 

@@ -166,13 +166,14 @@ SERIES_FLAGS = ("past_due", "past_due_adj", "demand_ok", "supply_ok", "backlog_o
 #: Text columns of ``plan_series`` besides the keys.
 SERIES_TEXTS = ("label", "zone", "measure", "policy", "message")
 
+#: Keyed by (version_id, level, seq), every read's path: on SQLite a ``WITHOUT ROWID`` table, so the
+#: rows are the key's B-tree and no separate index repeats those columns (revision 0006).
 plan_series = Table(
     "plan_series",
     metadata,
-    Column("id", RowId, primary_key=True, autoincrement=True),
-    _version_fk(),
-    Column("level", String(32), nullable=False),
-    Column("seq", Integer, nullable=False),  # row order within the level
+    _version_fk(primary_key=True),
+    Column("level", String(32), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),  # row order within the level
     Column("time_bucket_type", String(16)),  # month | bucket (week@period) | week | range
     Column("time_bucket_key", Text),
     Column("time_bucket_end", Text),
@@ -186,7 +187,7 @@ plan_series = Table(
     *(Column(name, Boolean) for name in SERIES_FLAGS),
     Column("extra_json", Text),  # small per-row leftovers only
     _ms("created_at"),
-    Index(None, "version_id", "level", "seq"),
+    sqlite_with_rowid=False,
 )
 
 plan_kpis = Table(

@@ -59,15 +59,18 @@ def table_snapshot(store: PlanStore) -> dict[str, list[tuple]]:
         return {t.name: [tuple(r) for r in conn.execute(select(t).order_by(*t.primary_key))] for t in tables}
 
 
-def series_ids(store: PlanStore, version_id: str) -> list[int]:
+def series_ids(store: PlanStore, version_id: str) -> list[tuple]:
+    """The version's rows by key, with the time each was written: a rewrite changes the times."""
+    c = plan_series.c
     with store.engine.connect() as conn:
-        return list(
-            conn.execute(
-                select(plan_series.c.id)
-                .where(plan_series.c.version_id == version_id)
-                .order_by(plan_series.c.id)
-            ).scalars()
-        )
+        return [
+            tuple(r)
+            for r in conn.execute(
+                select(c.level, c.seq, c.created_at)
+                .where(c.version_id == version_id)
+                .order_by(c.level, c.seq)
+            )
+        ]
 
 
 def assert_rows_decode_to(store: PlanStore, content: PlanContent) -> None:

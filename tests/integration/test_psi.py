@@ -61,7 +61,9 @@ def detail_cells(store: PlanStore, version_id: str) -> list[dict]:
 def base_snapshot(store: PlanStore, version_id: str) -> tuple:
     with store.engine.connect() as conn:
         series = conn.execute(
-            select(plan_series).where(plan_series.c.version_id == version_id).order_by(plan_series.c.id)
+            select(plan_series)
+            .where(plan_series.c.version_id == version_id)
+            .order_by(plan_series.c.level, plan_series.c.seq)
         ).all()
         texts = conn.execute(
             select(plan_artifacts.c.name, plan_artifacts.c.json_text)

@@ -269,7 +269,7 @@ def test_rollback_backs_up_snapshots_pins_files_clears_run_jobs_verifies_and_reo
             "ORDER BY created_at DESC LIMIT 5)"
         ).fetchone()[0]
     lines = series_csv.read_text(encoding="utf-8").splitlines()
-    assert lines[0].startswith("id,version_id,level") and len(lines) == latest + 1 and latest > 0
+    assert lines[0].startswith("version_id,level,seq") and len(lines) == latest + 1 and latest > 0
     recorded = {r["run_id"]: r["plan_job_id"] for r in json.loads(registry_json.read_text(encoding="utf-8"))}
     assert recorded == {"run-old": "job-old", "run-new-1": "job-1", "run-new-2": "job-2"}
     assert st.storage_pin(store.engine) == "files" and st.effective_mode(store.engine) == "files"
@@ -448,7 +448,7 @@ def test_rollback_and_rollforward_on_postgresql_back_up_with_pg_dump(pg_url, tmp
     assert set(CORE_ARTIFACTS) <= set(store.artifact_names(back.verify_version))
     with store.engine.connect() as conn:
         assert conn.execute(
-            select(plan_series.c.id).where(plan_series.c.version_id == back.verify_version)
+            select(plan_series.c.seq).where(plan_series.c.version_id == back.verify_version)
         ).first()
 
 

@@ -30,7 +30,7 @@ def test_the_snapshot_holds_the_latest_versions_rows_as_csv_without_the_sqlite3_
     live = db.sqlite_path(sqlite_url)
     with sqlite3.connect(live) as conn:
         conn.execute(
-            "UPDATE plan_series SET message = ? WHERE id = (SELECT min(id) FROM plan_series WHERE version_id = 'new')",
+            "UPDATE plan_series SET message = ? WHERE version_id = 'new' AND level = 'det' AND seq = 0",
             (AWKWARD,),
         )
         columns = [r[1] for r in conn.execute("PRAGMA table_info(plan_series)")]
