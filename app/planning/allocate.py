@@ -1,9 +1,11 @@
 """Allocation of the family x month plan to SKU x bucket (SPEC 3.2).
 
 Owns the two-stage largest-remainder split (family -> SKUs by mix share, SKU -> the month's buckets
-by calendar weight), its variant that honours locked cells and restricted target cells (used by PSI
-and by the anchor policy), and the roll-up of detail back to family x month. All splits are
-vectorized over every (family, period) row at once. Must not do I/O.
+by calendar weight) of demand and backlog, the split of supply by each SKU's own net requirement
+(:func:`split_supply_by_need`: the S&OP supply becomes the finished goods' schedule), their variants
+that honour locked cells and restricted target cells (used by PSI and by the anchor policy), and the
+roll-up of detail back to family x month. Splits are vectorized over every (family, period) row at
+once (supply month by month, since a month's need depends on the months before). Must not do I/O.
 """
 
 from __future__ import annotations
@@ -88,10 +90,101 @@ def allocate_with_residual(
     residual: dict[str, np.ndarray] = {}
     for measure in MEASURES:
         locked, values = (locks or {}).get(measure, (None, None))
+        if measure == "supply":
+            details[measure], residual[measure] = split_supply_by_need(
+                layout, agg.supply, details["demand"], SkuStock.from_inputs(inputs, params),
+                params.decimals, locked=locked, values=values,
+            )  # fmt: skip
+            continue
         details[measure], residual[measure] = split_to_detail(
             layout, getattr(agg, measure), params.decimals, locked=locked, values=values
         )
     return AllocationResult(**details), residual
+
+
+@dataclass(frozen=True)
+class SkuStock:
+    """What the supply split needs to know of each finished good's stock: opening on-hand [S], safety
+    stock [S] and the open purchase orders due in each period [S, P] (a week's go to the period of
+    its first bucket)."""
+
+    on_hand: np.ndarray
+    safety_stock: np.ndarray
+    scheduled: np.ndarray
+
+    @classmethod
+    def from_inputs(cls, inputs: PlanInputs, params: PlanParams) -> SkuStock:
+        n_fg, cal = inputs.n_fg, inputs.calendar
+        week_period = np.zeros(cal.n_weeks, dtype=np.int64)
+        week_period[cal.bucket_week_idx[::-1]] = cal.bucket_period_idx[::-1]  # first bucket wins
+        scheduled = np.asarray(inputs.scheduled_receipts, dtype=np.float64).reshape(len(inputs.items), -1)[
+            :n_fg
+        ]
+        per_period = np.zeros((n_fg, cal.n_periods))
+        np.add.at(per_period.T, week_period, scheduled.T)
+        dec = params.decimals
+        return cls(
+            on_hand=_on_grid(np.asarray(inputs.on_hand, dtype=np.float64)[:n_fg], dec).astype(np.float64),
+            safety_stock=_on_grid(np.asarray(inputs.item_safety_stock, dtype=np.float64)[:n_fg], dec).astype(
+                np.float64
+            ),  # fmt: skip
+            scheduled=_on_grid(per_period, dec).astype(np.float64),
+        )
+
+
+def split_supply_by_need(
+    layout: DetailLayout,
+    totals: np.ndarray,
+    demand: np.ndarray,
+    stock: SkuStock,
+    decimals: int | None,
+    *,
+    locked: np.ndarray | None = None,
+    values: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split the family supply ``totals[F, P]`` over SKU x bucket by each SKU's own net requirement
+    (SPEC 3.2, ``docs/planning.md``) -> (detail [S, B], residual [F, P]).
+
+    Month by month, a SKU's need is ``max(0, demand + safety stock - (projected stock + open orders
+    due) - its locked supply)``, its projected stock being the opening on-hand plus what earlier months
+    supplied and received less what they demanded. When the family's free supply does not cover the
+    needs of its SKUs, it is shared by need (largest remainder), so none is built beyond its need while
+    another is short; what is left once every need is met goes by mix share (the surplus the S&OP plan
+    builds ahead, pre-build included). Each SKU's month then goes over its unlocked buckets by calendar
+    weight, as demand does. Locked cells keep their values and count toward their row's total."""
+    shape = (layout.n_skus, len(layout.bucket_period))
+    locked = np.zeros(shape, dtype=bool) if locked is None else np.asarray(locked, dtype=bool)
+    free = ~locked
+    fixed = _on_grid(np.where(locked, 0 if values is None else values, 0), decimals)
+    onehot = layout.period_of_bucket.astype(np.float64)
+    fixed_sp = fixed @ onehot  # [S, P]
+    demand_sp = np.asarray(demand, dtype=np.float64) @ onehot
+    free_part = ((free * layout.weight[None, :]) @ onehot) > 0  # the SKU has an unlocked bucket that month
+    rest = np.maximum(_on_grid(np.asarray(totals) - rollup(layout, fixed, decimals), decimals), 0)
+    members, fam = layout.members, layout.sku_family
+    valid = members >= 0
+    safe = np.where(valid, members, 0)
+    sku_period = np.zeros((layout.n_skus, layout.n_periods))
+    projected = stock.on_hand.copy()
+    for p in range(layout.n_periods):
+        available = projected + stock.scheduled[:, p] + fixed_sp[:, p]
+        need = np.where(free_part[:, p], np.maximum(demand_sp[:, p] + stock.safety_stock - available, 0), 0.0)
+        need_f = np.bincount(fam, weights=need, minlength=layout.n_families)
+        short = rest[:, p] <= need_f
+        by_need = np.where(valid, need[safe], 0.0)
+        share = np.where(valid & free_part[safe, p], layout.share[safe], 0.0)
+        share = np.where(
+            share.sum(axis=1, keepdims=True) > 0, share, (valid & free_part[safe, p]).astype(float)
+        )
+        placeable = np.where(short, by_need.sum(axis=1) > 0, share.sum(axis=1) > 0)
+        shared = _apportion(np.where(short & placeable, rest[:, p], 0), np.where(by_need.sum(axis=1, keepdims=True) > 0, by_need, 1.0), decimals)  # fmt: skip
+        surplus = _apportion(np.where(~short & placeable, rest[:, p] - need_f, 0), np.where(share.sum(axis=1, keepdims=True) > 0, share, 1.0), decimals)  # fmt: skip
+        parts = np.where(short[:, None], shared, np.where(placeable[:, None], by_need, 0) + surplus)
+        sku_period[safe[valid], p] = parts[valid]
+        projected = available + sku_period[:, p] - demand_sp[:, p]
+    sku_period = _on_grid(sku_period, decimals)
+    detail = fixed + _split_over_buckets(layout, sku_period, free, decimals)
+    return detail, _on_grid(np.asarray(totals) - rollup(layout, detail, decimals), decimals)
 
 
 def split_to_detail(

@@ -33,7 +33,7 @@ from app.planning.model import (
     PlanInputs,
     PlanParams,
 )
-from app.planning.mrp import fg_gross_from_buckets, run_mrp
+from app.planning.mrp import fg_gross_from_buckets, master_schedule, run_mrp
 from app.planning.report import build_exceptions, compute_kpis, report_csv, report_rows, weekly_summary_rows
 
 #: Stage names in order, as reported to progress callbacks.
@@ -85,7 +85,8 @@ def run_stages(
     agg, alloc, anchor_log = apply_anchor(inputs, agg, alloc, params, locks=locks)
     step("mrp")
     fg_gross = fg_gross_from_buckets(inputs.calendar, alloc.demand)
-    mrp = run_mrp(inputs, fg_gross, params)
+    # the S&OP supply, allocated to SKUs, is the finished goods' master schedule (SPEC 3.3)
+    mrp = run_mrp(inputs, fg_gross, params, fg_receipts=master_schedule(inputs, alloc.supply, params))
     step("capacity")
     cap = reconcile_capacity(inputs, mrp, fg_gross, params, week_zones(inputs.calendar, params))
     step("levels")

@@ -71,6 +71,54 @@ def test_version_ids():
 # Invariants over generated input sets
 
 
+def assert_sop_drives_the_schedule(content, round_mode: str) -> None:
+    """SPEC 3.2-3.3: every SKU's cumulative planned receipts track its cumulative allocated supply
+    within one lot (or minimum order), never behind it; and within a family-month no SKU is given
+    supply beyond its net requirement while a sibling gets less than its own."""
+    d = content.documents
+    det = d["sku_week.json"]["rows"]
+    mrp = d["mrp.json"]["rows"]
+    tol = 0 if round_mode == "int" else 1e-6
+    weeks = list(dict.fromkeys(r["week"] for r in mrp))
+    schedule: dict[tuple[str, str], float] = defaultdict(float)
+    week_period: dict[str, str] = {}
+    for r in det:
+        schedule[(r["sku"], r["week"])] += r["supply"]
+        week_period.setdefault(r["week"], r["period"])
+    skus = list(dict.fromkeys(r["sku"] for r in det))
+    rows = {(r["item"], r["week"]): r for r in mrp}
+    for sku in skus:
+        scheduled = received = 0.0
+        for w in weeks:
+            r = rows[(sku, w)]
+            scheduled += schedule[(sku, w)]
+            received += r["planned_order_receipt"]
+            assert received >= scheduled - tol - 1e-9, (sku, w, received, scheduled)
+            assert received - scheduled < max(r["lot"], r["moq"], 1e-6) + tol + 1e-9, (sku, w)
+    # the net requirement of each SKU and month, as docs/planning.md defines it
+    family = {r["sku"]: r["family"] for r in det}
+    periods = list(dict.fromkeys(r["period"] for r in det))
+    got: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for r in det:
+        got[(r["sku"], r["period"])]["demand"] += r["demand"]
+        got[(r["sku"], r["period"])]["supply"] += r["supply"]
+    for w in weeks:
+        for sku in skus:
+            got[(sku, week_period[w])]["scheduled"] += rows[(sku, w)]["scheduled_receipts"]
+    projected = {sku: rows[(sku, weeks[0])]["on_hand_start"] for sku in skus}
+    for p in periods:
+        by_family: dict[str, list[float]] = defaultdict(list)
+        for sku in skus:
+            cell = got[(sku, p)]
+            available = projected[sku] + cell["scheduled"]
+            need = max(0.0, cell["demand"] + rows[(sku, weeks[0])]["safety_stock"] - available)
+            by_family[family[sku]].append(cell["supply"] - need)
+            projected[sku] = available + cell["supply"] - cell["demand"]
+        for fam, gaps in by_family.items():
+            over, under = max(gaps) > tol + 1e-6, min(gaps) < -tol - 1e-6
+            assert not (over and under), (fam, p, gaps)
+
+
 def assert_plan_invariants(content, round_mode: str) -> None:
     d = content.documents
     agg = d["aggregate.json"]["rows"]
@@ -176,10 +224,34 @@ def test_generated_plans_satisfy_every_identity(
     params = PlanParams(round_mode=round_mode, prebuild_months=prebuild)
     content = run_pipeline(load_input_set(folder), params, version_id="prop")
     assert_plan_invariants(content, round_mode)
+    assert_sop_drives_the_schedule(content, round_mode)
 
 
 def test_sample_plan_satisfies_every_identity(sample_plan):
     assert_plan_invariants(sample_plan, "int")
+    assert_sop_drives_the_schedule(sample_plan, "int")
+
+
+def test_pre_build_in_the_sop_plan_reaches_mrp_capacity_and_the_kpis():
+    """The S&OP plan drives the master schedule: pulling November's excess into October changes the
+    finished goods' receipts, the final plan and its KPIs, not only the aggregate."""
+    plain = plan_input_set(SAMPLE, PlanParams(), version_id="pb0")
+    early = plan_input_set(SAMPLE, PlanParams(prebuild_months=1), version_id="pb1")
+
+    def total(content, metric):
+        return next(
+            r["value"] for r in content.documents["plan_final.json"]["kpis"] if r["metric"] == metric and r["bucket_type"] == "total"
+        )  # fmt: skip
+
+    prebuilt = sum(r["prebuild"] for r in early.documents["aggregate.json"]["rows"])
+    assert prebuilt > 0
+    assert plain.documents["mrp.json"]["rows"] != early.documents["mrp.json"]["rows"]
+    assert plain.documents["plan_final.json"]["rows"] != early.documents["plan_final.json"]["rows"]
+    assert total(early, "inventory_avg") > total(plain, "inventory_avg")
+    shortages = [e for e in plain.documents["exceptions.json"]["rows"] if e["type"] == "shortage"]
+    assert shortages and not [
+        e for e in early.documents["exceptions.json"]["rows"] if e["type"] == "shortage"
+    ]
 
 
 @pytest.mark.parametrize("policy", ["DET_near", "AGG_far", "blend"])
