@@ -305,3 +305,32 @@ def reconcile_psi(
         "run_id": done["run_id"],
         "status_url": f"/plans/{child}",
     }
+
+
+class ReopenResult(BaseModel):
+    version_id: str = Field(
+        description="The new draft version, a copy of the approved plan and its overrides."
+    )
+    parent_version_id: str = Field(description="The approved version, left exactly as it was.")
+    status_url: str
+
+
+@router.post(
+    "/plans/{version_id}/psi/reopen",
+    status_code=201,
+    summary="Reopen an approved plan as a new draft version",
+    description="An approved version is frozen (every PSI change answers 409). Reopening makes a new draft "
+    "version whose parent_version_id is the approved one, with the same plan and the same overrides and locks; "
+    "its history starts with a reopen event. The approved version and its history are not changed. 409 unless "
+    "the version is approved, 503 when plan intake is paused.",
+    response_model=ReopenResult,
+    responses={**ERRORS, 503: {"model": ErrorBody, "description": "Plan intake paused."}},
+)
+def reopen_psi(
+    version_id: VersionId,
+    caller: Planner,
+    body: Annotated[PsiNoteBody | None, Body()] = None,
+    storage: Annotated[StorageMode | None, Query(description="Storage mode of the new version.")] = None,
+) -> Any:
+    child = psi.reopen(version_id, caller.actor, body.note if body else None, storage=storage)
+    return {"version_id": child, "parent_version_id": version_id, "status_url": f"/plans/{child}"}

@@ -297,10 +297,12 @@ def apply_request(
 ) -> dict[str, Any]:
     """Apply one request to ``state`` — unlocks first, then the edits ``[{key, field, value}]`` in order,
     then the locks — or refuse all of it: ``PsiInputError`` lists every malformed part before anything
-    changes; ``PsiConflict`` (a locked cell) leaves a half-changed state the caller must drop. A change
-    after submit sends the plan back to draft. Returns the cell changes (apportioned and rolled-up ones
+    changes; ``PsiConflict`` (a locked cell) leaves a half-changed state the caller must drop; an
+    approved plan refuses every change (:func:`refuse_if_approved`). A change after submit sends the
+    plan back to draft. Returns the cell changes (apportioned and rolled-up ones
     included), the locks set and cleared, the approval and how many events were recorded."""
     check_request(level, edits, lock, unlock)
+    refuse_if_approved(state)
     problems: list[dict[str, Any]] = []
     unlock_keys = [parse_key(level, k, grid, f"unlock[{i}]", problems) for i, k in enumerate(unlock)]
     lock_keys = [parse_key(level, k, grid, f"lock[{i}]", problems) for i, k in enumerate(lock)]
@@ -337,6 +339,17 @@ def apply_request(
         "unlocked": [key_dict(level, k) for k in unlock_keys],
         "events": len(state.new_events),
     }
+
+
+def refuse_if_approved(state: State) -> None:
+    """An approved plan is frozen: ``PsiConflict`` (409) for any change to it. It is changed by
+    reopening it, which makes a new draft child version and leaves the approved one as it is."""
+    if state.approval == "approved":
+        raise PsiConflict(
+            "this plan version is approved and cannot be changed; reopen it as a draft "
+            "(POST /plans/{version_id}/psi/reopen) to get a new version to edit",
+            {"approval": "approved"},
+        )
 
 
 #: The approval steps: request -> (the approval it needs, the approval it gives).

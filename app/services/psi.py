@@ -18,8 +18,9 @@ from app.config import get_settings, resolve_path
 from app.errors import IntakePaused, PsiConflict, PsiInputError
 from app.planning import psi
 from app.planning.inputs import load_input_set
-from app.planning.model import PlanContent, PlanParams
+from app.planning.model import PSI_ARTIFACTS, PlanContent, PlanParams
 from app.planning.pipeline import new_version_id, run_pipeline
+from app.storage import codec_series
 from app.storage.db import now_ms
 from app.storage.plans import PlanStore, PsiSession, VersionInfo, WriteResult
 from app.storage.settings import intake_open
@@ -116,6 +117,56 @@ def approve(
 ) -> dict[str, Any]:
     """pending -> approved (409 unless pending)."""
     return _transition(version_id, "approve", actor, note, store)
+
+
+def reopen(
+    version_id: str,
+    actor: str = DEFAULT_ACTOR,
+    note: str | None = None,
+    *,
+    storage: str | None = None,
+    store: PlanStore | None = None,
+) -> str:
+    """Reopen an approved version as a new draft child version (``parent_version_id``) holding the same
+    plan and the same overrides and locks, whose history starts with a ``reopen`` event; the approved
+    version, its content and its history stay exactly as they are. Returns the child's version id.
+    409 unless the version is approved (a draft or pending one is edited as it is), 503 while plan
+    intake is paused."""
+    store = store or PlanStore()
+    if not intake_open(store.engine):
+        raise IntakePaused("plan intake paused")
+    session, _, st = _read(version_id, store, with_grid=False)
+    version = session.version
+    _require_ready(version)
+    if st.approval != "approved":
+        raise PsiConflict(
+            f"plan version {version_id!r} is {st.approval}; only an approved version is reopened "
+            "(a draft or pending one is edited as it is)",
+            {"approval": st.approval},
+        )
+    content = store.read_version(version_id)
+    child = new_version_id()
+    documents: dict[str, Any] = {
+        name: {**doc, "version_id": child} if isinstance(doc, dict) and "version_id" in doc else doc
+        for name, doc in content.documents.items()
+        if name not in PSI_ARTIFACTS
+    }
+    event = {
+        "type": "reopen", "ts": now_ms(), "level": None, "key_hash": None, "actor": actor, "note": note,
+        "parent_version_id": version_id,
+    }  # fmt: skip
+    overrides_doc, state_doc = PSI_ARTIFACTS
+    documents[overrides_doc] = codec_series.psi_overrides_document(child, list(st.overrides.values()))
+    documents[state_doc] = codec_series.psi_state_document(child, "draft", [event])
+    store.write_version(
+        PlanContent(version_id=child, params=content.params, documents=documents),
+        mode=store.effective_mode(storage),
+        input_label=version.input_label,
+        input_dir=version.input_dir,
+        note=note or f"reopened from approved {version_id}",
+        parent_version_id=version_id,
+    )
+    return child
 
 
 # --- reading --------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ from app.planning.model import PSI_ARTIFACTS, SCHEMA_VERSION, PlanContent
 PSI_OVERRIDES, PSI_STATE = PSI_ARTIFACTS
 PSI_LEVELS = ("aggregate", "det")
 APPROVAL_STATES = ("draft", "pending", "approved")
-EVENT_TYPES = ("edit", "lock", "unlock", "submit", "approve", "reconcile", "rollback", "export")
+EVENT_TYPES = ("edit", "lock", "unlock", "submit", "approve", "reopen", "reconcile", "rollback", "export")
 #: Entry key -> (table column, kind) of a psi_overrides.json entry; its other keys go to ``payload_json``.
 OVERRIDE_FIELDS: dict[str, tuple[str, str]] = {
     "level": ("level", "str"), "key_hash": ("key_hash", "str"), "locked": ("lock_flag", "bool"),

@@ -160,3 +160,45 @@ def test_with_tokens_approve_needs_the_approver_and_events_name_the_caller(
     assert client.post("/plans/v1/psi/approve", headers=auth("approver")).status_code == 200
     history = client.get("/plans/v1/psi/events", headers=auth("viewer")).json()["events"]
     assert [e["actor"] for e in history] == ["token:planner", "token:approver"]
+
+
+def test_an_approved_plan_is_frozen_and_reopening_makes_a_draft_child_with_its_edits(
+    client: TestClient,
+) -> None:
+    key = cells(client)[0]["key"]
+    edit = {"level": "det", "edits": [{"key": key, "field": "demand", "value": 77}], "lock": [key]}
+    assert client.patch("/plans/v1/psi", json=edit).status_code == 200
+    client.post("/plans/v1/psi/submit")
+    client.post("/plans/v1/psi/approve")
+    before = client.get("/plans/v1/psi/events").json()["events"]
+
+    refused = client.patch("/plans/v1/psi", json={"level": "det", "edits": [{"key": key, "field": "supply", "value": 1}]})  # fmt: skip
+    assert refused.status_code == 409 and "approved" in refused.json()["detail"]["message"]
+    assert "reopen" in refused.json()["detail"]["message"]
+    assert client.post("/plans/v1/psi/submit").status_code == 409
+
+    reopened = client.post("/plans/v1/psi/reopen", json={"note": "one more change"})
+    assert reopened.status_code == 201, reopened.text
+    child = reopened.json()["version_id"]
+    assert reopened.json()["parent_version_id"] == "v1" and child != "v1"
+    info = client.get(f"/plans/{child}").json()
+    assert (info["approval"], info["parent_version_id"], info["status"]) == ("draft", "v1", "ready")
+    state, parent = client.get(f"/plans/{child}/psi/state").json(), client.get("/plans/v1/psi/state").json()
+    assert state["approval"] == "draft" and state["overrides"] == parent["overrides"]
+    assert state["edited_cells"] >= 1 and state["locked_cells"] == 1
+    history = client.get(f"/plans/{child}/psi/events").json()["events"]
+    assert [(e["type"], e["note"], e["parent_version_id"]) for e in history] == [
+        ("reopen", "one more change", "v1")
+    ]
+    # the child is editable; the approved version and its history are exactly as they were
+    other = cells(client)[1]["key"]
+    assert client.patch(f"/plans/{child}/psi", json={"level": "det", "edits": [{"key": other, "field": "supply", "value": 1}]}).status_code == 200  # fmt: skip
+    assert client.get("/plans/v1/psi/events").json()["events"] == before
+    assert client.get("/plans/v1").json()["approval"] == "approved"
+    assert (
+        client.get(f"/plans/{child}/aggregate").json()["rows"]
+        == client.get("/plans/v1/aggregate").json()["rows"]
+    )
+    # only an approved version is reopened
+    again = client.post(f"/plans/{child}/psi/reopen")
+    assert again.status_code == 409 and "only an approved version" in again.json()["detail"]["message"]

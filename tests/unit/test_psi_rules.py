@@ -240,3 +240,15 @@ def test_a_malformed_psi_document_is_refused_with_its_name() -> None:
     )
     with pytest.raises(ValueError, match="share a"):
         codec_artifacts.encode(content)
+
+
+def test_an_approved_plan_refuses_every_change_and_stays_as_it_was() -> None:
+    st = State({}, [], "draft", "none")
+    transition(st, "submit", version_id="v", actor="bob", note=None, ts=TS)
+    transition(st, "approve", version_id="v", actor="carl", note=None, ts=TS)
+    recorded = len(st.new_events)
+    for edits, lock in (([{"key": KEY_A, "field": "demand", "value": 45}], []), ([], [KEY_A])):
+        with pytest.raises(PsiConflict, match="approved and cannot be changed; reopen it as a draft"):
+            apply_request(grid(), st, "det", edits, lock, [], decimals=0, actor="ann", note=None, ts=TS + 1)
+    assert st.approval == "approved" and not st.overrides and len(st.new_events) == recorded
+    assert [e["type"] for e in st.events] == ["submit", "approve"]
