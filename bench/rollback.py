@@ -229,8 +229,8 @@ def section(facts: dict[str, Any], back: dict[str, Any], forward: dict[str, Any]
         "## Rollback and roll-forward (`bench/rollback.py`)",
         "",
         f"{facts['versions']} versions of one generated 1k-SKU plan ({facts['rows_per_version']:,} `plan_series` "
-        f"rows each, {facts['rows']:,} in all, database {facts['db_mb']:,.0f} MB), stored in both mode; the "
-        f"artifacts of {facts['stripped']} versions deleted before the rollback. SQLite, "
+        f"rows each, {facts['rows']:,} in all, database {facts['db_mb']:,.0f} MB): {facts['stripped']} stand for "
+        f"db-mode writes (rows and a ready copy, no artifacts), the rest for both-mode writes. SQLite, "
         f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores. "
         f"Target: each command under {TARGET_S:.0f} s for 100 versions.",
         "",
