@@ -57,6 +57,9 @@ class BackfillReport:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     needs_derivation: dict[str, str] = field(default_factory=dict)
+    #: Versions whose rows were behind the PSI decisions their artifacts record (made while pinned
+    #: to files) and got them (or, dry, would).
+    psi_replayed: list[str] = field(default_factory=list)
     series_rows: int = 0
     seconds: float = 0.0
     state_file: str | None = None
@@ -72,8 +75,13 @@ class BackfillReport:
             if self.dry_run
             else f"backfilled {len(self.backfilled)} ({self.series_rows:,} series rows)"
         )
+        replayed = (
+            f"PSI decisions {'to replay' if self.dry_run else 'replayed'} {len(self.psi_replayed)}, "
+            if self.psi_replayed
+            else ""
+        )
         text = (
-            f"checked {self.checked}, {done}, skipped {len(self.skipped)}, failed {len(self.failed)}, "
+            f"checked {self.checked}, {done}, {replayed}skipped {len(self.skipped)}, failed {len(self.failed)}, "
             f"needing derivation {len(self.needs_derivation)}, {self.seconds:.2f} s"
         )
         return ("dry run: " if self.dry_run else "") + text
@@ -207,12 +215,23 @@ def backfill_repository(
                 state.save()
             if pause_after and outcome == "done" and len(report.backfilled) == pause_after:
                 _pause()
+        if cand.has_artifacts and (cand.has_rows or cand.version_id in report.backfilled):
+            _replay_psi(store, cand.version_id, report, dry_run)
         if progress:
             progress(cand.version_id, int(100 * index / len(todo)))
     if not dry_run:
         state.save(complete=report.checked == len(todo))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _replay_psi(store: PlanStore, version_id: str, report: BackfillReport, dry_run: bool) -> None:
+    """PSI edits made while the hub was pinned to files reach the version's rows (``replay_psi``)."""
+    try:
+        if store.replay_psi(version_id, dry_run=dry_run):
+            report.psi_replayed.append(version_id)
+    except Exception as exc:  # noqa: BLE001 - reported like any other version that cannot be backfilled
+        report.failed[version_id] = f"PSI decisions not replayed: {exc}"
 
 
 def _one(store: PlanStore, cand: _Candidate, report: BackfillReport, dry_run: bool) -> str:

@@ -831,6 +831,34 @@ class PlanStore:
             )
         return written
 
+    def replay_psi(self, version_id: str, *, dry_run: bool = False) -> bool:
+        """Bring PSI decisions recorded only in a version's artifacts into its rows: while the hub was
+        pinned to ``files`` the planners' edits, locks and approvals went to ``psi_overrides.json`` and
+        ``psi_state.json`` alone. When the rows' events are the start of the artifacts' events and the
+        artifacts hold more, the version's ``plan_overrides`` and ``plan_override_events`` rows (and its
+        approval) are replaced by the artifacts' in one transaction. Returns whether it did (or, with
+        ``dry_run``, would). Rows that are not behind the artifacts — equal, or a history of their own —
+        are left for ``db check`` to judge."""
+        names = [PSI_OVERRIDES, PSI_STATE]
+        with self.engine.begin() as conn:
+            texts = self._artifact_texts(conn, version_id, names)
+            if not texts or not self.has_rows(version_id, conn):
+                return False
+            documents = {n: docs.parse_artifact(n, t) for n, t in texts.items()}
+            rows = codec_series.encode(PlanContent(version_id, {}, documents))
+            stored_overrides, stored_events = read_psi_rows(conn, version_id)
+            events = [tuple(e) for e in rows.events]
+            behind = len(events) > len(stored_events) and events[: len(stored_events)] == stored_events
+            if not behind:
+                return False
+            if dry_run:
+                return True
+            o, e = plan_overrides, plan_override_events
+            conn.execute(delete(e).where(e.c.version_id == version_id))
+            conn.execute(delete(o).where(o.c.version_id == version_id))
+            self._insert_psi(conn, version_id, rows)
+        return True
+
     def purge_versions(self, version_ids: Sequence[str]) -> None:
         """Delete versions from every encoding and the catalogue in one transaction (retention)."""
         ids = list(version_ids)

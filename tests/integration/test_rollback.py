@@ -552,3 +552,37 @@ def test_a_ready_copy_not_matching_the_certified_digest_or_behind_the_rows_is_no
     assert not healthy.write_ready_copy("h-db", {"report.csv": "x"}, rows_generation=rows_generation)
     verdict = repair.assess(healthy, "h-db")  # the rows now break an identity and nothing else is trusted
     assert verdict["action"] == "needs_restore" and "aggregate_identity" in verdict["why"]
+
+
+def test_psi_decisions_made_while_pinned_to_files_roll_forward_into_the_rows(healthy, tmp_path):
+    """The runbook's scenario: planners keep editing during the rollback window. Their edits, locks and
+    approvals go to the artifacts alone; the roll-forward replays them into plan_overrides and
+    plan_override_events, so both encodings agree, nothing is refused and the pin is cleared."""
+    store = healthy
+    cells = psi.psi_view("h-both", "det", {}, store=store)["rows"]
+    psi.apply_edits("h-both", "det", [{"key": cells[0]["key"], "field": "demand", "value": 3}], store=store)
+    assert rollback(store.engine, **ops_paths(tmp_path)).ok
+    psi.apply_edits(
+        "h-both", "det", [{"key": cells[1]["key"], "field": "demand", "value": 5}], lock=[cells[1]["key"]],
+        note="during the window", actor="ann", store=store,
+    )  # fmt: skip
+    psi.submit("h-both", "ann", store=store)
+    during = psi.events("h-both", store=store)["events"]
+    assert [e["type"] for e in during] == ["edit", "edit", "lock", "submit"]
+
+    report = rollforward(store.engine, state_file=tmp_path / "forward.json")
+
+    assert report.ok, report.message
+    assert st.storage_pin(store.engine) is None and check.check_database(store.engine).ok
+    after = psi.state("h-both", store=store)  # read from rows now
+    assert after["mode"] == "both" and after["approval"] == "pending" and after["locked_cells"] == 1
+    assert psi.events("h-both", store=store)["events"] == during
+    with store.engine.connect() as conn:
+        kinds = (
+            conn.execute(
+                text("SELECT event_type FROM plan_override_events WHERE version_id = 'h-both' ORDER BY id")
+            )
+            .scalars()
+            .all()
+        )
+    assert kinds == ["edit", "edit", "lock", "submit"]
