@@ -202,3 +202,50 @@ def test_an_approved_plan_is_frozen_and_reopening_makes_a_draft_child_with_its_e
     # only an approved version is reopened
     again = client.post(f"/plans/{child}/psi/reopen")
     assert again.status_code == 409 and "only an approved version" in again.json()["detail"]["message"]
+
+
+def test_a_planner_prebuilds_edits_locks_reconciles_approves_and_then_the_plan_is_frozen(
+    client: TestClient,
+) -> None:
+    """Issue's end-to-end check: every decision reaches the executable plan, and approval freezes it."""
+    run = client.post(
+        "/plans/integrated/run", json={"version_id": "pb", "input_dir": str(SAMPLE), "prebuild_months": 1}
+    )
+    assert run.status_code == 201, run.text
+    aggregate = client.get("/plans/pb/aggregate", params={"limit": 1000}).json()["rows"]
+    assert sum(r["prebuild"] for r in aggregate) > 0
+
+    rows = client.get("/plans/pb/psi", params={"level": "det", **FAMILY_KEY, "limit": 100}).json()["rows"]
+    cell = rows[0]
+    firm = int(float(cell["supply"])) + 150
+    edit = {
+        "level": "det",
+        "edits": [{"key": cell["key"], "field": "supply", "value": firm}],
+        "lock": [cell["key"]],
+    }
+    assert client.patch("/plans/pb/psi", json=edit).status_code == 200
+
+    reconciled = client.post("/plans/pb/psi/reconcile", json={"note": "firm the launch week"})
+    assert reconciled.status_code == 201, reconciled.text
+    child = reconciled.json()["version_id"]
+    sku, week = cell["key"]["sku"], cell["key"]["week"]
+    detail = client.get(f"/plans/{child}/detail", params={"sku": sku, "limit": 1000}).json()["rows"]
+    assert sum(r["supply"] for r in detail if r["week"] == week) >= firm  # the locked cell is kept
+
+    def receipts(version: str) -> list[float]:
+        found = client.get(f"/plans/{version}/mrp", params={"item": sku, "limit": 1000}).json()["rows"]
+        return [r["planned_order_receipt"] for r in found]
+
+    # the edit reached MRP: the finished good's receipts follow the firmed schedule
+    assert receipts(child) != receipts("pb")
+    weeks = [
+        r["week"]
+        for r in client.get(f"/plans/{child}/mrp", params={"item": sku, "limit": 1000}).json()["rows"]
+    ]
+    scheduled = sum(r["supply"] for r in detail if weeks.index(r["week"]) <= weeks.index(week))
+    assert sum(receipts(child)[: weeks.index(week) + 1]) >= scheduled
+
+    assert client.post(f"/plans/{child}/psi/submit").status_code == 200
+    assert client.post(f"/plans/{child}/psi/approve").status_code == 200
+    refused = client.patch(f"/plans/{child}/psi", json={"level": "det", "edits": [{"key": rows[1]["key"], "field": "demand", "value": 1}]})  # fmt: skip
+    assert refused.status_code == 409 and "approved" in refused.json()["detail"]["message"]
