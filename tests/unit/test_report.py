@@ -131,6 +131,16 @@ def test_fg_service_serves_backlog_first_from_physical_stock():
     assert svc.on_hand_start.tolist() == [[5, 0, 0], [0, 0, 3]]
 
 
+def test_on_time_fill_rate_counts_only_demand_served_in_the_week_it_is_demanded():
+    # a week serves older backlog first: A1 serves 5, 10 (5 of them backlog), 10 (3 backlog) -> on time
+    # 5, 5, 7 of 10, 8, 10; A2 serves 2, 5 (2 backlog), 4 -> on time 2, 3, 4 of 4, 3, 4; 26 of 39
+    inputs, alloc, cap = plan()
+    svc = fg_service(inputs, alloc, cap)
+    assert svc.served_on_time.tolist() == [[5, 5, 7], [2, 3, 4]]
+    total = total_kpis(compute_kpis(inputs, alloc, None, cap, [], PlanParams()))
+    assert (total["on_time_fill_rate"], total["fill_rate"]) == (0.666667, 0.923077)
+
+
 def test_total_kpis_follow_the_spec_formulas():
     inputs, alloc, cap = plan()
     rows = compute_kpis(inputs, alloc, None, cap, [{}] * 5, PlanParams())
@@ -138,6 +148,7 @@ def test_total_kpis_follow_the_spec_formulas():
     total = {r["metric"]: (r["value"], r["unit"]) for r in rows if r["bucket_type"] == "total"}
     assert total == {
         "fill_rate": (0.923077, "ratio"),
+        "on_time_fill_rate": (0.666667, "ratio"),  # 26 of 39 served in the week demanded
         "backlog_total": (3, "units"),
         "demand_total": (39, "units"),
         "supply_total": (31, "units"),
@@ -160,6 +171,7 @@ def test_month_kpis_cover_the_weeks_whose_monday_is_in_the_month():
     feb = {m: v for (k, m), v in kpis.items() if k == "2026-02"}
     assert jan == {
         "fill_rate": 0.88,
+        "on_time_fill_rate": 0.6,  # 15 of 25
         "backlog_total": 3,
         "demand_total": 25,
         "supply_total": 18,
@@ -171,6 +183,7 @@ def test_month_kpis_cover_the_weeks_whose_monday_is_in_the_month():
     }
     assert feb == {
         "fill_rate": 1,
+        "on_time_fill_rate": 0.785714,  # 11 of 14: the eventual rate also serves January's backlog
         "backlog_total": 3,
         "demand_total": 14,
         "supply_total": 13,
@@ -420,9 +433,14 @@ def test_fill_rate_is_a_ratio_and_nothing_is_served_beyond_what_is_owed(data):
     assert svc.served.sum() + svc.backlog_end[:, -1].sum() == svc.demand.sum()
     # With a consistent projection, what is owed is exactly the negative projected on-hand.
     np.testing.assert_array_equal(svc.backlog_end, np.maximum(-on_hand_end, 0))
-    for row in compute_kpis(inputs, alloc, None, cap, [], PlanParams()):
+    assert np.all(svc.served_on_time <= np.minimum(svc.served, svc.demand))
+    rows = compute_kpis(inputs, alloc, None, cap, [], PlanParams())
+    for row in rows:
         if row["metric"] == "fill_rate":
             assert 0 <= row["value"] <= 1
+    on_time = {(r["bucket_key"]): r["value"] for r in rows if r["metric"] == "on_time_fill_rate"}
+    eventual = {(r["bucket_key"]): r["value"] for r in rows if r["metric"] == "fill_rate"}
+    assert on_time.keys() == eventual.keys() and all(0 <= on_time[k] <= eventual[k] for k in on_time)
     assert all(
         0 <= r["fill_rate"] <= 1
         for r in report_rows(inputs, alloc, cap, PlanParams())
