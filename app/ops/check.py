@@ -218,26 +218,23 @@ def database_problems(engine: Engine) -> list[Problem]:
                 Problem(owner, "foreign_key", f"{table} row {rowid} refers to a missing {parent} row")
             )
         for table, parent in sorted(keyed):
-            for owner, count in _orphan_versions(conn, table, parent):
-                problems.append(
-                    Problem(
-                        owner,
-                        "foreign_key",
-                        f"{count} {table} row(s) of {owner} refer to a missing {parent} row",
-                    )  # fmt: skip
-                )
+            problems += _orphan_versions(conn, table, parent)
     return problems
 
 
-def _orphan_versions(conn: Any, table: str, parent: str) -> list[tuple[str | None, int]]:
-    """(version_id, rows) of a keyed table's rows whose version has no ``parent`` row."""
+def _orphan_versions(conn: Any, table: str, parent: str) -> list[Problem]:
+    """A problem per version whose rows in the keyed ``table`` have no ``parent`` row."""
     try:
-        return conn.exec_driver_sql(
+        found = conn.exec_driver_sql(
             f'SELECT t.version_id, COUNT(*) FROM "{table}" t WHERE NOT EXISTS '
             f'(SELECT 1 FROM "{parent}" p WHERE p.version_id = t.version_id) GROUP BY t.version_id'
         ).all()
-    except Exception:
-        return [(None, 0)]
+    except Exception as exc:  # noqa: BLE001 - the check reports what it cannot read
+        return [Problem(None, "foreign_key", f"{table} rows refer to a missing {parent} row ({_short(exc)})")]
+    return [
+        Problem(owner, "foreign_key", f"{count} {table} row(s) of {owner} refer to a missing {parent} row")
+        for owner, count in found
+    ]
 
 
 def _owner_of(conn: Any, table: str, rowid: int | None) -> str | None:

@@ -106,7 +106,7 @@ def allocate_with_residual(
 class SkuStock:
     """What the supply split needs to know of each finished good's stock: opening on-hand [S], safety
     stock [S] and the open purchase orders due in each period [S, P] (a week's go to the period of
-    its first bucket)."""
+    its Monday, as the monthly KPIs count them)."""
 
     on_hand: np.ndarray
     safety_stock: np.ndarray
@@ -115,8 +115,7 @@ class SkuStock:
     @classmethod
     def from_inputs(cls, inputs: PlanInputs, params: PlanParams) -> SkuStock:
         n_fg, cal = inputs.n_fg, inputs.calendar
-        week_period = np.zeros(cal.n_weeks, dtype=np.int64)
-        week_period[cal.bucket_week_idx[::-1]] = cal.bucket_period_idx[::-1]  # first bucket wins
+        week_period = cal.week_period_index()
         scheduled = np.asarray(inputs.scheduled_receipts, dtype=np.float64).reshape(len(inputs.items), -1)[
             :n_fg
         ]
@@ -172,14 +171,15 @@ def split_supply_by_need(
         need_f = np.bincount(fam, weights=need, minlength=layout.n_families)
         short = rest[:, p] <= need_f
         by_need = np.where(valid, need[safe], 0.0)
-        share = np.where(valid & free_part[safe, p], layout.share[safe], 0.0)
-        share = np.where(
-            share.sum(axis=1, keepdims=True) > 0, share, (valid & free_part[safe, p]).astype(float)
-        )
-        placeable = np.where(short, by_need.sum(axis=1) > 0, share.sum(axis=1) > 0)
-        shared = _apportion(np.where(short & placeable, rest[:, p], 0), np.where(by_need.sum(axis=1, keepdims=True) > 0, by_need, 1.0), decimals)  # fmt: skip
-        surplus = _apportion(np.where(~short & placeable, rest[:, p] - need_f, 0), np.where(share.sum(axis=1, keepdims=True) > 0, share, 1.0), decimals)  # fmt: skip
-        parts = np.where(short[:, None], shared, np.where(placeable[:, None], by_need, 0) + surplus)
+        open_now = valid & free_part[safe, p]
+        share = np.where(open_now, layout.share[safe], 0.0)
+        share = np.where(share.sum(axis=1, keepdims=True) > 0, share, open_now.astype(float))
+        # a row with nowhere to go keeps its total as the residual (the apportioner splits a zero total
+        # over zero weights into zeros)
+        shared = _apportion(np.where(short & (need_f > 0), rest[:, p], 0), by_need, decimals)
+        placeable = share.sum(axis=1) > 0
+        surplus = _apportion(np.where(~short & placeable, rest[:, p] - need_f, 0), share, decimals)
+        parts = np.where(short[:, None], shared, by_need + surplus)  # a need exists only where placeable
         sku_period[safe[valid], p] = parts[valid]
         projected = available + sku_period[:, p] - demand_sp[:, p]
     sku_period = _on_grid(sku_period, decimals)

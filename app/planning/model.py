@@ -134,6 +134,21 @@ class Calendar:
         y, wk = self.weeks[w].split("-W")
         return dt.date.fromisocalendar(int(y), int(wk), 1)
 
+    def week_period_index(self) -> np.ndarray:
+        """Period index of each week: the period holding its Monday.
+
+        A week whose Monday lies outside every period (the horizon's first week, or a gap in the
+        calendar) belongs to the period of its first bucket.
+        """
+        _, first_bucket = np.unique(self.bucket_week_idx, return_index=True)
+        fallback = self.bucket_period_idx[first_bucket].tolist()
+        out = []
+        for w in range(self.n_weeks):
+            monday = self.week_start(w)
+            hits = [p for p in range(self.n_periods) if self.period_start[p] <= monday <= self.period_end[p]]
+            out.append(hits[0] if hits else fallback[w])
+        return np.asarray(out, dtype=np.int64)
+
 
 @dataclass
 class PlanInputs:

@@ -381,6 +381,20 @@ def record_reconcile(
     editor.record("reconcile", None, None, child_version_id=child_version_id, locked_cells=locked_cells)
 
 
+def reopened(state: State, parent_version_id: str, *, actor: str, note: str | None, ts: int) -> State:
+    """The state of a draft version reopened from an approved one: the same overrides and locks, and a
+    history that starts with a ``reopen`` event naming the approved version (whose state is unchanged)."""
+    if state.approval != "approved":
+        raise PsiConflict(
+            f"plan version {parent_version_id!r} is {state.approval}; only an approved version is reopened "
+            "(a draft or pending one is edited as it is)",
+            {"approval": state.approval},
+        )
+    child = State({k: dict(v) for k, v in state.overrides.items()}, [], "draft", state.source)
+    Editor(Grid({}, {}, {}), child, None, actor, note, ts=ts).record("reopen", None, None, parent_version_id=parent_version_id)  # fmt: skip
+    return child
+
+
 # --- views ----------------------------------------------------------------------------------------
 
 

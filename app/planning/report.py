@@ -375,23 +375,6 @@ def build_exceptions(
 # KPIs
 
 
-def week_period_index(inputs: PlanInputs) -> np.ndarray:
-    """Period index of each week: the period holding its Monday.
-
-    A week whose Monday lies outside every period (the horizon's first week, or a gap in the
-    calendar) belongs to the period of its first bucket.
-    """
-    cal = inputs.calendar
-    _, first_bucket = np.unique(cal.bucket_week_idx, return_index=True)
-    fallback = cal.bucket_period_idx[first_bucket].tolist()
-    out = []
-    for w in range(cal.n_weeks):
-        monday = cal.week_start(w)
-        hits = [p for p in range(cal.n_periods) if cal.period_start[p] <= monday <= cal.period_end[p]]
-        out.append(hits[0] if hits else fallback[w])
-    return np.asarray(out, dtype=np.int64)
-
-
 _SPAN_UNITS = {
     "fill_rate": "ratio",
     "on_time_fill_rate": "ratio",
@@ -459,7 +442,7 @@ def compute_kpis(
 
     Bucket ``total`` carries every metric. Bucket ``month`` (key = period) carries the same metrics
     except ``past_due_releases`` and ``exceptions``, restricted to the weeks whose Monday falls in
-    that month (see :func:`week_period_index`); its ``backlog_total`` is the backlog after the
+    that month (see :meth:`Calendar.week_period_index`); its ``backlog_total`` is the backlog after the
     month's last week and its fill rate is capped at 1 when older backlog is served in it. Ratios,
     turns and average inventory are rounded to 6 decimals; unit totals to the plan's rounding mode.
     """
@@ -470,7 +453,7 @@ def compute_kpis(
         "exceptions": len(exceptions),
     }
     rows = _kpi_rows(total, "total", "total")
-    period_of_week = week_period_index(inputs)
+    period_of_week = inputs.calendar.week_period_index()
     for p, period in enumerate(inputs.calendar.periods):
         rows += _kpi_rows(
             _span_metrics(svc, cap, np.nonzero(period_of_week == p)[0], params), "month", period

@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.config import get_settings, resolve_path
-from app.errors import IntakePaused, PsiConflict, PsiInputError
+from app.errors import PsiConflict, PsiInputError
 from app.planning import psi
 from app.planning.inputs import load_input_set
 from app.planning.model import PSI_ARTIFACTS, PlanContent, PlanParams
 from app.planning.pipeline import new_version_id, run_pipeline
+from app.services.plans import check_intake
 from app.storage import codec_series
 from app.storage.db import now_ms
 from app.storage.plans import PlanStore, PsiSession, VersionInfo, WriteResult
-from app.storage.settings import intake_open
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -133,31 +133,21 @@ def reopen(
     409 unless the version is approved (a draft or pending one is edited as it is), 503 while plan
     intake is paused."""
     store = store or PlanStore()
-    if not intake_open(store.engine):
-        raise IntakePaused("plan intake paused")
+    check_intake(store)
     session, _, st = _read(version_id, store, with_grid=False)
     version = session.version
     _require_ready(version)
-    if st.approval != "approved":
-        raise PsiConflict(
-            f"plan version {version_id!r} is {st.approval}; only an approved version is reopened "
-            "(a draft or pending one is edited as it is)",
-            {"approval": st.approval},
-        )
-    content = store.read_version(version_id)
     child = new_version_id()
+    draft = psi.reopened(st, version_id, actor=actor, note=note, ts=now_ms())
+    content = store.read_version(version_id)
     documents: dict[str, Any] = {
         name: {**doc, "version_id": child} if isinstance(doc, dict) and "version_id" in doc else doc
         for name, doc in content.documents.items()
         if name not in PSI_ARTIFACTS
     }
-    event = {
-        "type": "reopen", "ts": now_ms(), "level": None, "key_hash": None, "actor": actor, "note": note,
-        "parent_version_id": version_id,
-    }  # fmt: skip
     overrides_doc, state_doc = PSI_ARTIFACTS
-    documents[overrides_doc] = codec_series.psi_overrides_document(child, list(st.overrides.values()))
-    documents[state_doc] = codec_series.psi_state_document(child, "draft", [event])
+    documents[overrides_doc] = codec_series.psi_overrides_document(child, list(draft.overrides.values()))
+    documents[state_doc] = codec_series.psi_state_document(child, draft.approval, draft.events)
     store.write_version(
         PlanContent(version_id=child, params=content.params, documents=documents),
         mode=store.effective_mode(storage),
@@ -283,8 +273,7 @@ def reconcile(
     intake is paused; ``InputError`` when the input set no longer validates. ``on_written`` is called
     with the child's content and write result once it is stored (the RunRegistry record)."""
     store = store or PlanStore()
-    if not intake_open(store.engine):
-        raise IntakePaused("plan intake paused")
+    check_intake(store)
     child_mode = store.effective_mode(storage)
     session, grid, st = _read(version_id, store, with_grid=True)
     assert grid is not None

@@ -216,12 +216,10 @@ class SeriesRows:
     ) -> Iterator[tuple[tuple[str, ...], Iterable[Row]]]:
         """Insert-ready batches, one per non-empty level: column names and full row tuples (made one
         at a time as they are consumed when ``lazy``)."""
-        for level, rows in self.levels.items():
-            if rows:
-                prefix = (version_id, level, LEVEL_BUCKET_TYPE[level], created_at)
-                columns = ("version_id", "level", "time_bucket_type", "created_at", *LEVEL_COLUMNS[level])
-                full = (prefix + row for row in rows)
-                yield columns, full if lazy else list(full)
+        for shared, names, rows in self.series_parts(version_id, created_at, split_nulls=False):
+            prefix = tuple(shared.values())
+            full = (prefix + row for row in rows)
+            yield (*shared, *names), full if lazy else list(full)
 
     def series_parts(
         self, version_id: str, created_at: int, *, split_nulls: bool
@@ -801,7 +799,6 @@ def _level_column(level: Level, key: str, columns: list[tuple[Any, ...]], values
     return decoded
 
 
-#: Integers below this size are exact as doubles, so a whole-valued double is written as that integer.
 def _integral_items(column: Sequence[Any]) -> list[bytes] | None:
     """The JSON text of each value of a number column whose values are all whole (the number rule
     writes them as integers), made in one pass by numpy and orjson; None when the column holds a

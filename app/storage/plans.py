@@ -846,7 +846,7 @@ class PlanStore:
                 return False
             documents = {n: docs.parse_artifact(n, t) for n, t in texts.items()}
             rows = codec_series.encode(PlanContent(version_id, {}, documents))
-            stored_overrides, stored_events = read_psi_rows(conn, version_id)
+            _, stored_events = read_psi_rows(conn, version_id)
             events = [tuple(e) for e in rows.events]
             behind = len(events) > len(stored_events) and events[: len(stored_events)] == stored_events
             if not behind:
@@ -985,13 +985,14 @@ def bulk_insert(
     """Insert many rows at once: ``executemany`` on SQLite, ``COPY ... FROM STDIN`` on PostgreSQL.
     ``shared``: column -> value that every row takes. SQLite gets them as literals of the statement
     (bound once, not once per row) when each is NULL, an integer or text without a NUL character."""
-    if shared:
-        literals = [_sqlite_literal(v) for v in shared.values()] if dialect == "sqlite" else [None]
+    if shared and dialect == "sqlite":
+        literals = [_sqlite_literal(v) for v in shared.values()]
         if None not in literals:
             cols = ", ".join([*shared, *columns])
             marks = ", ".join([*literals, *("?" * len(columns))])  # type: ignore[list-item]
             cursor.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows)
             return
+    if shared:  # bound with every row: COPY, or a value SQLite cannot take as a literal
         prefix = tuple(shared.values())
         columns = (*shared, *columns)
         rows = (prefix + tuple(row) for row in rows)

@@ -586,3 +586,27 @@ def test_psi_decisions_made_while_pinned_to_files_roll_forward_into_the_rows(hea
             .all()
         )
     assert kinds == ["edit", "edit", "lock", "submit"]
+
+
+def test_psi_rows_are_replayed_only_when_they_are_behind_the_artifacts(healthy, tmp_path):
+    store = healthy
+    cells = psi.psi_view("h-both", "det", {}, store=store)["rows"]
+    psi.apply_edits("h-both", "det", [{"key": cells[0]["key"], "field": "demand", "value": 3}], store=store)
+    before = store.certification("h-both").rows_generation
+    assert not store.replay_psi("h-both")  # both encodings hold the same history: nothing to do
+    assert store.certification("h-both").rows_generation == before
+    assert rollback(store.engine, **ops_paths(tmp_path)).ok
+    psi.apply_edits("h-both", "det", [{"key": cells[1]["key"], "field": "demand", "value": 4}], store=store)
+    assert store.replay_psi("h-both", dry_run=True)  # behind by one edit; a dry run writes nothing
+    assert len(psi.events("h-both", store=store)["events"]) == 2  # read from the artifacts (pinned)
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT COUNT(*) FROM plan_override_events WHERE version_id = 'h-both'")
+        ).scalar()
+    assert rows == 1
+    # a history of the rows' own (an event the artifacts do not have) is never overwritten
+    with store.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE plan_override_events SET notes = 'changed by hand' WHERE version_id = 'h-both'")
+        )
+    assert not store.replay_psi("h-both")

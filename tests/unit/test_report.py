@@ -24,7 +24,6 @@ from app.planning.report import (
     report_csv,
     report_rows,
     run_peaks,
-    week_period_index,
     weekly_summary_rows,
 )
 from tests.unit.builders import aggregate_result, capacity_result, plan_inputs, three_week_calendar
@@ -165,7 +164,7 @@ def test_total_kpis_follow_the_spec_formulas():
 
 def test_month_kpis_cover_the_weeks_whose_monday_is_in_the_month():
     inputs, alloc, cap = plan()
-    assert week_period_index(inputs).tolist() == [0, 0, 1]
+    assert inputs.calendar.week_period_index().tolist() == [0, 0, 1]
     kpis = kpi_table(compute_kpis(inputs, alloc, None, cap, [], PlanParams()))
     jan = {m: v for (k, m), v in kpis.items() if k == "2026-01"}
     feb = {m: v for (k, m), v in kpis.items() if k == "2026-02"}
@@ -198,7 +197,7 @@ def test_month_kpis_cover_the_weeks_whose_monday_is_in_the_month():
 def test_the_horizons_first_week_belongs_to_the_first_month_even_when_its_monday_is_earlier():
     # 2026-01-01 is a Thursday: 2026-W01 starts on Monday 2025-12-29.
     inputs = make_inputs(derive_calendar(["2026-01", "2026-02"]), ["A1"])
-    idx = week_period_index(inputs).tolist()
+    idx = inputs.calendar.week_period_index().tolist()
     assert inputs.calendar.weeks[0] == "2026-W01" and idx[0] == 0
     # 2026-W05 (Monday 26 Jan) is January; 2026-W06 (Monday 2 Feb) is February.
     assert idx[inputs.calendar.weeks.index("2026-W05")] == 0
