@@ -30,13 +30,22 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from app.planning.aggregate import rebalance_aggregate
-from app.planning.allocate import MEASURES, DetailLayout, Locks, rollup, split_to_detail
+from app.planning.allocate import (
+    MEASURES,
+    DetailLayout,
+    Locks,
+    SkuStock,
+    rollup,
+    split_supply_by_need,
+    split_to_detail,
+)
 from app.planning.apportion import apportion
 from app.planning.documents import num, num_list
 from app.planning.model import AggregateResult, AllocationResult, Calendar, PlanInputs, PlanParams
@@ -115,27 +124,47 @@ def apply_anchor(
     params: PlanParams,
     locks: Locks | None = None,
 ) -> tuple[AggregateResult, AllocationResult, list[dict[str, Any]]]:
-    """Anchor the detail and aggregate levels around the cutover; returns them with the anchor log."""
+    """Anchor the detail and aggregate levels around the cutover; returns them with the anchor log.
+
+    Without a cutover or a policy the detail stays as it is. Either way the returned aggregate's demand
+    and supply rows are the roll-up of the returned detail, its inventory and backlog rebalanced from
+    them, so a plan whose detail holds a planner's decisions is one plan at both levels."""
     if not params.cutover_date or not params.anchor_policy:
-        return agg, alloc, []
+        return follow_detail(inputs, agg, alloc, params)
     ctx = _context(inputs, agg, params)
     log: list[dict[str, Any]] = []
     details: dict[str, np.ndarray] = {}
-    totals: dict[str, np.ndarray] = {}
     for measure in ("demand", "supply"):
         lock = (locks or {}).get(measure)
-        details[measure], totals[measure], measure_log = _anchor_measure(
-            ctx, measure, getattr(agg, measure), getattr(alloc, measure), lock
+        split = _splitter(ctx, measure, details.get("demand"))
+        details[measure], measure_log = _anchor_measure(
+            ctx, measure, getattr(agg, measure), getattr(alloc, measure), lock, split
         )
         log += measure_log
-    new_agg = agg
-    if any(_differs(totals[m], getattr(agg, m), params.decimals).any() for m in totals):
-        new_agg = rebalance_aggregate(inputs, agg, totals["demand"], totals["supply"], params)
-    details["backlog"] = _respread_backlog(ctx, agg.backlog, new_agg.backlog, alloc.backlog)
-    new_alloc = AllocationResult(**details)
-    log += _aggregate_log(ctx, agg, new_agg)
+    anchored = AllocationResult(details["demand"], details["supply"], alloc.backlog)
+    new_agg, new_alloc, rolled = follow_detail(inputs, agg, anchored, params)
     log += _detail_log(ctx, "backlog", alloc.backlog, new_alloc.backlog, None)
-    return new_agg, new_alloc, log
+    return new_agg, new_alloc, log + rolled
+
+
+def follow_detail(
+    inputs: PlanInputs, agg: AggregateResult, alloc: AllocationResult, params: PlanParams
+) -> tuple[AggregateResult, AllocationResult, list[dict[str, Any]]]:
+    """The aggregate whose demand and supply rows are the roll-up of ``alloc`` (inventory and backlog
+    rebalanced, the detail backlog re-spread where a row's backlog changed) and a log row per changed
+    aggregate cell; ``agg`` and ``alloc`` themselves when they already agree."""
+    layout = DetailLayout.from_inputs(inputs)
+    dec = params.decimals
+    totals = {m: rollup(layout, getattr(alloc, m), dec) for m in ("demand", "supply")}
+    if not any(_differs(totals[m], getattr(agg, m), dec).any() for m in totals):
+        return agg, alloc, []
+    new_agg = rebalance_aggregate(inputs, agg, totals["demand"], totals["supply"], params)
+    backlog = _respread_backlog(layout, dec, agg.backlog, new_agg.backlog, alloc.backlog)
+    return (
+        new_agg,
+        AllocationResult(alloc.demand, alloc.supply, backlog),
+        _aggregate_log(inputs, params, agg, new_agg),
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -190,28 +219,71 @@ def _blend_weights(calendar: Calendar, at: np.ndarray) -> np.ndarray:
 # One measure
 
 
+Split = Callable[..., tuple[np.ndarray, np.ndarray]]
+
+
+def _splitter(ctx: _Context, measure: str, demand: np.ndarray | None) -> Split:
+    """How a measure's rows are split to the detail: demand by mix share; supply by the SKUs' net
+    requirement against the (anchored) demand detail, as allocation splits it (SPEC 3.2), so anchoring
+    an unedited plan changes nothing and never hands a SKU surplus while a sibling is short.
+
+    ``split(totals, cells=None, locked=None, values=None, outside=None)``: ``outside`` holds the values
+    of the cells not in ``cells`` (the kept ones), which the supply split counts in the SKUs' stock."""
+    lay, dec = ctx.layout, ctx.params.decimals
+    if measure != "supply":
+        return lambda totals, cells=None, locked=None, values=None, outside=None: split_to_detail(
+            lay, totals, dec, cells=cells, locked=locked, values=values
+        )
+    assert demand is not None
+    stock = SkuStock.from_inputs(ctx.inputs, ctx.params)
+
+    def split(totals, cells=None, locked=None, values=None, outside=None):  # type: ignore[no-untyped-def]
+        if cells is None:
+            return split_supply_by_need(lay, totals, demand, stock, dec, locked=locked, values=values)
+        shape = demand.shape
+        cells = np.broadcast_to(cells, shape)
+        kept = np.where(cells, 0, np.zeros(shape) if outside is None else outside)
+        held = (cells & (np.zeros(shape, bool) if locked is None else locked)) | ~cells
+        fixed = np.where(cells, 0 if values is None else values, kept)
+        detail, residual = split_supply_by_need(
+            lay, _on_grid(np.asarray(totals) + rollup(lay, kept, dec), dec), demand, stock, dec,
+            locked=held, values=fixed,
+        )  # fmt: skip
+        return _on_grid(np.where(cells, detail, 0), dec), residual
+
+    return split
+
+
 def _anchor_measure(
     ctx: _Context,
     measure: str,
     agg_row: np.ndarray,
     detail: np.ndarray,
     lock: tuple[np.ndarray, np.ndarray] | None,
-) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
-    """New detail [S, B], new aggregate row [F, P] and log rows for demand or supply."""
+    split: Split,
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """New detail [S, B] and log rows for demand or supply."""
     dec, cells = ctx.params.decimals, ctx.cells
     mask = np.zeros(detail.shape, dtype=bool) if lock is None else np.asarray(lock[0], dtype=bool)
     current = _on_grid(detail if lock is None else np.where(mask, lock[1], detail), dec)
-    share, _ = split_to_detail(ctx.layout, agg_row, dec)
+    share, _ = split(agg_row)
+    share = _on_grid(share, dec)
     fixed = np.where(cells.keep[None, :], current, 0) + _blend(current, share, cells, mask, dec)
     target = _target(ctx, agg_row, share, fixed)
-    placed, incoming, log = _place(ctx, measure, target, share, mask, current)
+    placed, incoming, log = _place(ctx, measure, target, share, mask, current, fixed, split)
     new_detail = _on_grid(fixed + placed, dec)
-    new_row = _new_row(ctx, agg_row, fixed, target)
-    return new_detail, new_row, _detail_log(ctx, measure, detail, new_detail, incoming) + log
+    return new_detail, _detail_log(ctx, measure, detail, new_detail, incoming) + log
 
 
 def _place(
-    ctx: _Context, measure: str, target: np.ndarray, share: np.ndarray, mask: np.ndarray, current: np.ndarray
+    ctx: _Context,
+    measure: str,
+    target: np.ndarray,
+    share: np.ndarray,
+    mask: np.ndarray,
+    current: np.ndarray,
+    fixed: np.ndarray,
+    split_rows: Split,
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """Detail of the re-apportioned cells, residual carried in [F, P], and the carryover log.
 
@@ -227,7 +299,7 @@ def _place(
 
     def split(goal: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         resplit = _differs(goal, own_rows, dec) | locked_rows
-        placed, residual = split_to_detail(lay, goal, dec, cells=in_target, locked=mask, values=current)
+        placed, residual = split_rows(goal, cells=in_target, locked=mask, values=current, outside=fixed)
         placed = np.where(resplit.reshape(-1)[lay.cell_row()], placed, own)
         return placed, np.where(resplit & _differs(residual, 0, dec), residual, 0), goal
 
@@ -252,13 +324,6 @@ def _target(ctx: _Context, agg_row: np.ndarray, share: np.ndarray, kept: np.ndar
     if ctx.params.anchor_policy == "AGG_far":
         return _on_grid(agg_row - rollup(ctx.layout, kept, dec), dec)
     return rollup(ctx.layout, np.where(ctx.cells.target[None, :], share, 0), dec)
-
-
-def _new_row(ctx: _Context, agg_row: np.ndarray, fixed: np.ndarray, target: np.ndarray) -> np.ndarray:
-    if ctx.params.anchor_policy == "AGG_far":
-        return agg_row
-    dec = ctx.params.decimals
-    return _on_grid(rollup(ctx.layout, fixed, dec) + target, dec)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -326,14 +391,14 @@ def _carry_reason(ctx: _Context, amount: float, to_prev: float, to_next: float, 
 
 
 def _respread_backlog(
-    ctx: _Context, old_row: np.ndarray, new_row: np.ndarray, detail: np.ndarray
+    layout: DetailLayout, decimals: int | None, old_row: np.ndarray, new_row: np.ndarray, detail: np.ndarray
 ) -> np.ndarray:
     """Detail backlog re-spread from the new aggregate where a row's backlog changed."""
-    changed = _differs(old_row, new_row, ctx.params.decimals)
+    changed = _differs(old_row, new_row, decimals)
     if not changed.any():
         return detail
-    spread, _ = split_to_detail(ctx.layout, new_row, ctx.params.decimals)
-    return np.where(changed.reshape(-1)[ctx.layout.cell_row()], spread, detail)
+    spread, _ = split_to_detail(layout, new_row, decimals)
+    return np.where(changed.reshape(-1)[layout.cell_row()], spread, detail)
 
 
 def _detail_log(
@@ -408,18 +473,27 @@ def _residual_log(
     ]
 
 
-def _aggregate_log(ctx: _Context, old: AggregateResult, new: AggregateResult) -> list[dict[str, Any]]:
-    reason = {
-        "DET_near": "aggregate = detail roll-up of near/at buckets + aggregate share of far buckets",
-        "blend": "aggregate = roll-up of near and blended at buckets + aggregate share of far buckets",
-        "AGG_far": "aggregate kept",
-    }[str(ctx.params.anchor_policy)]
+_AGGREGATE_REASON = {
+    "DET_near": "aggregate = detail roll-up of near/at buckets + aggregate share of far buckets",
+    "blend": "aggregate = roll-up of near and blended at buckets + aggregate share of far buckets",
+    "AGG_far": "aggregate kept but for what locked cells hold beyond it or carry in from a neighbour",
+    None: "aggregate = roll-up of the detail with the planner's edits (no anchor policy)",
+}
+
+
+def _aggregate_log(
+    inputs: PlanInputs, params: PlanParams, old: AggregateResult, new: AggregateResult
+) -> list[dict[str, Any]]:
+    policy = params.anchor_policy if params.cutover_date else None
+    reason = _AGGREGATE_REASON[policy]
     rows = []
     for measure in MEASURES:
         before, after = getattr(old, measure), getattr(new, measure)
-        note = reason if measure != "backlog" else "backlog rebalanced from anchored demand and supply"
-        for f, p in zip(*np.nonzero(_differs(before, after, ctx.params.decimals)), strict=True):
-            rows.append(_log_row(ctx, int(f), int(p), None, None, measure, before[f, p], after[f, p], note))
+        note = reason if measure != "backlog" else "backlog rebalanced from the detail's demand and supply"
+        for f, p in zip(*np.nonzero(_differs(before, after, params.decimals)), strict=True):
+            rows.append(
+                _row(inputs, policy, int(f), int(p), None, None, measure, before[f, p], after[f, p], note)
+            )
     return rows
 
 
@@ -434,7 +508,21 @@ def _log_row(
     after: Any,
     reason: str,
 ) -> dict[str, Any]:
-    inputs = ctx.inputs
+    return _row(ctx.inputs, ctx.params.anchor_policy, f, p, s, b, measure, before, after, reason)
+
+
+def _row(
+    inputs: PlanInputs,
+    policy: str | None,
+    f: int,
+    p: int,
+    s: int | None,
+    b: int | None,
+    measure: str,
+    before: Any,
+    after: Any,
+    reason: str,
+) -> dict[str, Any]:
     return {
         "family": inputs.families[int(f)],
         "period": inputs.calendar.periods[int(p)],
@@ -443,7 +531,7 @@ def _log_row(
         "measure": measure,
         "before": num(before),
         "after": num(after),
-        "policy": str(ctx.params.anchor_policy),
+        "policy": policy or "none",
         "reason": reason,
     }
 

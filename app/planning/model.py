@@ -210,6 +210,35 @@ class AllocationResult:
     backlog: np.ndarray
 
 
+#: Per measure (``demand``, ``supply``): a cell mask [S, B] and the cells' values [S, B].
+CellValues = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """A planner's PSI decisions as the pipeline takes them (SPEC 6; ``docs/planning.md`` §6).
+
+    ``held``: cells fixed at their values whatever the anchor policy — detail cells the planner locked,
+    and every detail cell of a family total the planner set or locked at the aggregate level.
+    ``edited``: detail values the planner typed without locking them; they replace the allocation's
+    values, and an anchor policy then weighs them against the aggregate like any detail.
+    ``firm``: [S, B] the locked detail cells, whose supply is a firm planned order in the master
+    schedule (received as it is, not lot-sized)."""
+
+    held: CellValues = field(default_factory=dict)
+    edited: CellValues = field(default_factory=dict)
+    firm: np.ndarray | None = None
+
+    def apply_edits(self, alloc: AllocationResult) -> AllocationResult:
+        """The allocation with the unlocked edited values in place of the computed ones."""
+        if not self.edited:
+            return alloc
+        arrays = {"demand": alloc.demand, "supply": alloc.supply}
+        for measure, (mask, values) in self.edited.items():
+            arrays[measure] = np.where(mask, values, arrays[measure]).astype(arrays[measure].dtype)
+        return AllocationResult(arrays["demand"], arrays["supply"], alloc.backlog)
+
+
 @dataclass
 class MrpResult:
     """Item x week MRP (SPEC 3.3). Arrays are [I, Wk] unless noted."""

@@ -79,23 +79,34 @@ def fg_gross_from_buckets(calendar: Calendar, bucket_demand: np.ndarray) -> np.n
     return gross
 
 
-def master_schedule(inputs: PlanInputs, supply: np.ndarray, params: PlanParams) -> np.ndarray:
+def master_schedule(
+    inputs: PlanInputs, supply: np.ndarray, params: PlanParams, firm: np.ndarray | None = None
+) -> np.ndarray:
     """The finished goods' planned receipts [S, Wk] from the allocated supply ``supply[S, B]`` (SPEC 3.3).
 
     The weekly schedule is the supply of the week's buckets (a split week's two summed). Week by week
     a SKU receives, lot-sized by its own rules (``max(gap, moq)`` rounded up to a multiple of ``lot``),
     the gap between the cumulative schedule and what it has received so far, or nothing when it is
     ahead: cumulative receipts never fall behind the cumulative schedule and lead it by less than one
-    lot (or one minimum order), so the S&OP plan's pre-build and rationing reach MRP as they are."""
+    lot (or one minimum order), so the S&OP plan's pre-build and rationing reach MRP as they are.
+
+    ``firm[S, B]`` marks the planner's locked supply cells: a week holding one is a firm planned order
+    and receives exactly that week's schedule, not lot-sized; the weeks after it track the cumulative
+    schedule again from what was received."""
     schedule = fg_gross_from_buckets(inputs.calendar, supply)
     rules = lot_rules(inputs, params).take(np.arange(inputs.n_fg))
     dec = params.decimals
+    firm_week = None
+    if firm is not None and firm.any():
+        firm_week = fg_gross_from_buckets(inputs.calendar, firm.astype(np.int64)) > 0
     cumulative = _clean(np.cumsum(schedule, axis=1), dec)
     receipts = np.zeros_like(schedule)
     received = np.zeros(schedule.shape[0], dtype=schedule.dtype)
     for w in range(schedule.shape[1]):
         gap = _clean(cumulative[:, w] - received, dec)
         receipts[:, w] = _clean(lot_size(gap, rules), dec)
+        if firm_week is not None:
+            receipts[:, w] = np.where(firm_week[:, w], schedule[:, w], receipts[:, w])
         received = _clean(received + receipts[:, w], dec)
     return receipts
 

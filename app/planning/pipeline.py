@@ -28,6 +28,7 @@ from app.planning.model import (
     AggregateResult,
     AllocationResult,
     CapacityResult,
+    Decisions,
     MrpResult,
     PlanContent,
     PlanInputs,
@@ -73,20 +74,25 @@ class StageResults:
 
 
 def run_stages(
-    inputs: PlanInputs, params: PlanParams, locks: dict | None = None, progress: Progress | None = None
+    inputs: PlanInputs,
+    params: PlanParams,
+    decisions: Decisions | None = None,
+    progress: Progress | None = None,
 ) -> StageResults:
-    """Run every stage on validated inputs."""
+    """Run every stage on validated inputs; a planner's ``decisions`` enter at allocate (SPEC 3)."""
     step = _stepper(progress)
+    decisions = decisions or Decisions()
     step("aggregate")
     agg = plan_aggregate(inputs, params)
     step("allocate")
-    alloc = allocate_to_weeks(inputs, agg, params, locks=locks)
+    alloc = decisions.apply_edits(allocate_to_weeks(inputs, agg, params, locks=decisions.held))
     step("anchor")
-    agg, alloc, anchor_log = apply_anchor(inputs, agg, alloc, params, locks=locks)
+    agg, alloc, anchor_log = apply_anchor(inputs, agg, alloc, params, locks=decisions.held)
     step("mrp")
     fg_gross = fg_gross_from_buckets(inputs.calendar, alloc.demand)
     # the S&OP supply, allocated to SKUs, is the finished goods' master schedule (SPEC 3.3)
-    mrp = run_mrp(inputs, fg_gross, params, fg_receipts=master_schedule(inputs, alloc.supply, params))
+    schedule = master_schedule(inputs, alloc.supply, params, firm=decisions.firm)
+    mrp = run_mrp(inputs, fg_gross, params, fg_receipts=schedule)
     step("capacity")
     cap = reconcile_capacity(inputs, mrp, fg_gross, params, week_zones(inputs.calendar, params))
     step("levels")
@@ -102,13 +108,13 @@ def run_pipeline(
     inputs: PlanInputs,
     params: PlanParams | None = None,
     version_id: str | None = None,
-    locks: dict | None = None,
+    decisions: Decisions | None = None,
     progress: Progress | None = None,
 ) -> PlanContent:
     """Plan validated inputs and return the plan content (every artifact document)."""
     params = params or PlanParams()
     version_id = check_version_id(version_id) if version_id else new_version_id()
-    results = run_stages(inputs, params, locks, progress)
+    results = run_stages(inputs, params, decisions, progress)
     if progress:
         progress("documents", 95)
     content = build_content(inputs, params, version_id, results)

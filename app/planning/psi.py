@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,7 @@ import numpy as np
 from app.errors import PsiConflict, PsiInputError
 from app.planning import documents as docs
 from app.planning.apportion import apportion_one
-from app.planning.model import PlanInputs, PlanParams
+from app.planning.model import Decisions, PlanInputs, PlanParams
 
 LEVELS = ("aggregate", "det")
 FIELDS = ("demand", "supply")
@@ -517,38 +517,75 @@ def csv_text(grid: Grid, st: State, level: str, decimals: int | None) -> str:
 # --- reconcile ------------------------------------------------------------------------------------
 
 
-def pipeline_locks(grid: Grid, st: State, inputs: PlanInputs, params: PlanParams) -> tuple[dict, int]:
-    """The PSI state as pipeline locks ``{field: (mask[S, B], values[S, B])}`` and the number of locked
-    cells: every detail cell with an override or a lock, and every detail cell of a family-period whose
-    total was set (edited, rolled up) or locked, at its current value."""
-    cells: dict[str, set[Key]] = {f: set() for f in FIELDS}
+def pipeline_decisions(
+    grid: Grid, st: State, inputs: PlanInputs, params: PlanParams
+) -> tuple[Decisions, int]:
+    """The PSI state as the pipeline's decisions and the number of detail cells they touch.
+
+    - held: every cell of a detail entry that is locked, and every detail cell of a family-period whose
+      total the planner set (an aggregate edit, or an apportioned edit) or locked, at its current value;
+    - edited: every other detail cell with a value of its own (the planner's detail edits);
+    - firm: the locked detail cells (their supply is a firm planned order).
+
+    An aggregate value that is only the roll-up of detail edits is not a decision of its own: the
+    detail edits are, and the anchor policy decides how they meet the aggregate."""
+    held: dict[str, set[Key]] = {f: set() for f in FIELDS}
+    edited: dict[str, set[Key]] = {f: set() for f in FIELDS}
+    firm: set[Key] = set()
     for (level, key), entry in st.overrides.items():
-        values = entry.get("values", {})
-        for f in FIELDS:
-            if not (f in values or entry.get("locked")):
+        values, locked = entry.get("values", {}), bool(entry.get("locked"))
+        if level == "det":
+            if locked:
+                firm.add(key)
+            for f in FIELDS:
+                if locked:
+                    held[f].add(key)
+                elif f in values:
+                    edited[f].add(key)
+        elif locked or (values and entry.get("source") != "rollup"):
+            for f in FIELDS:
+                if locked or f in values:
+                    held[f].update(grid.members.get(key, []))
+    for f in FIELDS:
+        edited[f] -= held[f]
+    index = _cell_index(grid, inputs)
+    shape = (len(inputs.skus), inputs.calendar.n_buckets)
+
+    def cells_of(keys: dict[str, set[Key]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        out = {}
+        for f, chosen in keys.items():
+            if not chosen:
                 continue
-            if level == "det":
-                cells[f].add(key)
-            else:
-                cells[f].update(grid.members.get(key, []))
+            mask, values = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=params.qty_dtype)
+            for key in chosen:
+                s, b = index(key)
+                mask[s, b] = True
+                values[s, b] = st.value(grid, "det", key, f)
+            out[f] = (mask, values)
+        return out
+
+    firm_mask = None
+    if firm:
+        firm_mask = np.zeros(shape, dtype=bool)
+        for key in firm:
+            firm_mask[index(key)] = True
+    touched = set().union(*held.values(), *edited.values())
+    return Decisions(held=cells_of(held), edited=cells_of(edited), firm=firm_mask), len(touched)
+
+
+def _cell_index(grid: Grid, inputs: PlanInputs) -> Callable[[Key], tuple[int, int]]:
+    """(SKU, bucket) index of a detail key in the input set; 409 for a cell the input set lost."""
     sku_index = {s: i for i, s in enumerate(inputs.skus)}
     bucket_index = {(b.period, b.week): j for j, b in enumerate(inputs.calendar.buckets)}
-    shape = (len(inputs.skus), inputs.calendar.n_buckets)
-    locks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for f in FIELDS:
-        if not cells[f]:
-            continue
-        mask, values = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=params.qty_dtype)
-        for key in cells[f]:
-            sku, week, period = key
-            if key not in grid.det or sku not in sku_index or (period, week) not in bucket_index:
-                raise PsiConflict(
-                    f"detail cell {key_dict('det', key)} is not in the input set any more; reconcile "
-                    "cannot honour it",
-                    {"key": key_dict("det", key)},
-                )
-            s, b = sku_index[sku], bucket_index[(period, week)]
-            mask[s, b] = True
-            values[s, b] = st.value(grid, "det", key, f)
-        locks[f] = (mask, values)
-    return locks, len(set().union(*cells.values()))
+
+    def index(key: Key) -> tuple[int, int]:
+        sku, week, period = key
+        if key not in grid.det or sku not in sku_index or (period, week) not in bucket_index:
+            raise PsiConflict(
+                f"detail cell {key_dict('det', key)} is not in the input set any more; reconcile "
+                "cannot honour it",
+                {"key": key_dict("det", key)},
+            )
+        return sku_index[sku], bucket_index[(period, week)]
+
+    return index

@@ -267,7 +267,8 @@ def reconcile(
     store: PlanStore | None = None,
     on_written: Callable[[PlanContent, WriteResult], None] | None = None,
 ) -> str:
-    """Re-plan the version's input set with its PSI state as detail locks and store the result as a new
+    """Re-plan the version's input set with its PSI state as decisions (held cells, edited detail, firm
+    orders: ``app.planning.psi.pipeline_decisions``) and store the result as a new
     child version (``parent_version_id``); the parent records a ``reconcile`` event in the same
     transaction. Returns the child's version id. 409 when the input set is not known, 503 when plan
     intake is paused; ``InputError`` when the input set no longer validates. ``on_written`` is called
@@ -282,14 +283,14 @@ def reconcile(
     folder = input_folder(version, input_dir)
     params = PlanParams.from_dict(version.params)
     inputs = load_input_set(folder, label=version.input_label)
-    locks, locked_cells = psi.pipeline_locks(grid, st, inputs, params)
+    decisions, touched_cells = psi.pipeline_decisions(grid, st, inputs, params)
     child_id = new_version_id()
-    content = run_pipeline(inputs, params, child_id, locks=locks)
+    content = run_pipeline(inputs, params, child_id, decisions=decisions)
 
     def record_on_parent(conn: Connection) -> None:
         with store.psi_session(version_id, for_update=True, conn=conn) as parent:
             parent_state = parent.state()
-            psi.record_reconcile(parent_state, child_id, locked_cells, actor=actor, note=note, ts=now_ms())
+            psi.record_reconcile(parent_state, child_id, touched_cells, actor=actor, note=note, ts=now_ms())
             parent.save(parent_state)
 
     written = store.write_version(

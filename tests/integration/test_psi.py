@@ -196,6 +196,57 @@ def test_reconcile_makes_a_child_version_whose_detail_honours_the_edited_and_loc
     assert psi.state(child, store=store)["events"] == 0
 
 
+def test_reconcile_child_is_one_plan_at_both_levels_and_its_mrp_follows_the_decisions(
+    store: PlanStore,
+) -> None:
+    """A demand edit changes that cell's demand and nothing else's; a locked supply cell is a firm
+    planned order, received as it is (not lot-sized); the child's aggregate is the roll-up of its own
+    detail; the KPIs follow."""
+    vid = plan(store, "db")
+    parent = store.read_version(vid).documents
+    parent_det = {(r["sku"], r["week"], r["period"]): r for r in parent["sku_week.json"]["rows"]}
+    weeks_of = {}
+    for sku, week, period in parent_det:
+        weeks_of.setdefault((sku, week), []).append(period)
+    cells = detail_cells(store, vid)
+    raised = cells[0]
+    # a whole ISO week (not split between two months), so the week's schedule is this one cell
+    firm = next(
+        c for c in cells[1:] if len(weeks_of[(c["sku"], c["week"])]) == 1 and c["sku"] != raised["sku"]
+    )
+    firm_qty = firm["supply"] + 7  # the SKU's lot is 10: a lot-sized receipt could not be this
+    psi.apply_edits(
+        vid, "det",
+        [{"key": raised["key"], "field": "demand", "value": raised["demand"] + 40},
+         {"key": firm["key"], "field": "supply", "value": firm_qty}],
+        lock=[firm["key"]], actor="ann", store=store,
+    )  # fmt: skip
+    child = psi.reconcile(vid, "ann", store=store)
+    docs_ = store.read_version(child).documents
+    det = {(r["sku"], r["week"], r["period"]): r for r in docs_["sku_week.json"]["rows"]}
+    key = lambda c: (c["sku"], c["week"], c["period"])  # noqa: E731
+    # demand: the edited cell moved by +40, every other cell is the parent's
+    moved = {k for k in det if det[k]["demand"] != parent_det[k]["demand"]}
+    assert moved == {key(raised)} and det[key(raised)]["demand"] == raised["demand"] + 40
+    # the firm order is received in its week exactly as typed
+    assert det[key(firm)]["supply"] == firm_qty
+    mrp = {(r["item"], r["week"]): r for r in docs_["mrp.json"]["rows"]}
+    assert mrp[(firm["sku"], firm["week"])]["planned_order_receipt"] == firm_qty
+    # the aggregate is the roll-up of the child's own detail
+    rolled: dict = {}
+    for r in docs_["sku_week.json"]["rows"]:
+        cell = rolled.setdefault((r["family"], r["period"]), [0, 0])
+        cell[0] += r["demand"]
+        cell[1] += r["supply"]
+    for row in docs_["aggregate.json"]["rows"]:
+        assert [row["demand"], row["supply"]] == rolled[(row["family"], row["period"])], row
+
+    def kpi(d):
+        return {k["metric"]: k["value"] for k in d["plan_final.json"]["kpis"] if k["bucket_type"] == "total"}
+
+    assert kpi(docs_)["demand_total"] == kpi(parent)["demand_total"] + 40
+
+
 def test_reconcile_needs_a_known_input_set_and_open_intake(store: PlanStore) -> None:
     vid = plan(store, "db")
     with store.engine.begin() as conn:

@@ -23,7 +23,8 @@ from app.planning.allocate import DetailLayout, allocate_to_weeks, rollup
 from app.planning.anchor import apply_anchor, boundary_summary, bucket_zones, week_zones
 from app.planning.calendar import derive_calendar
 from app.planning.documents import ANCHOR_LOG_ROW
-from app.planning.model import AllocationResult, PlanParams
+from app.planning.model import AllocationResult, Decisions, PlanParams
+from app.planning.pipeline import run_stages
 from tests.unit.builders import family_inputs
 
 PERIODS = ["2026-01", "2026-02", "2026-03"]
@@ -67,8 +68,20 @@ def changes(log, measure="demand"):
 
 
 def family_rows(log, measure="demand"):
+    """(period, before, after) of the residual and carryover rows of one measure."""
     return [
-        (r["period"], r["before"], r["after"]) for r in log if r["measure"] == measure and r["sku"] is None
+        (r["period"], r["before"], r["after"])
+        for r in log
+        if r["measure"] == measure and r["sku"] is None and not r["reason"].startswith("aggregate")
+    ]
+
+
+def aggregate_rows(log, measure="demand"):
+    """(period, before, after) of the aggregate cells that changed."""
+    return [
+        (r["period"], r["before"], r["after"])
+        for r in log
+        if r["measure"] == measure and r["sku"] is None and r["reason"].startswith("aggregate")
     ]
 
 
@@ -162,7 +175,7 @@ def test_det_near_keeps_a_near_edit_and_rolls_it_up_into_the_aggregate():
     assert new_agg.demand.tolist() == [[34, 28, 31]]
     assert new_agg.supply.tolist() == [[31, 28, 31]]
     assert new_agg.backlog.tolist() == [[3, 3, 3]]
-    assert family_rows(log) == [("2026-01", 31, 34)]
+    assert aggregate_rows(log) == [("2026-01", 31, 34)]
     assert new_alloc.backlog.sum(axis=1).tolist() == [9]  # re-spread: 3 per month
 
 
@@ -174,7 +187,7 @@ def test_det_near_cutover_month_is_near_and_at_rollup_plus_far_share():
     assert new_alloc.demand[0, 5:10].tolist() == [1, 7, 12, 7, 6]
     assert new_agg.demand.tolist() == [[31, 33, 31]]
     assert changes(log) == {}  # the at edit is kept, the detail does not move
-    assert family_rows(log) == [("2026-02", 28, 33)]
+    assert aggregate_rows(log) == [("2026-02", 28, 33)]
 
 
 def test_det_near_reapportions_an_unlocked_far_edit_back_to_the_aggregate():
@@ -272,18 +285,22 @@ def test_blend_keeps_near_edits_and_follows_the_aggregate_far():
 
 
 # --------------------------------------------------------------------------------------------------
-# Carryover (AGG_far: the aggregate stays, so locks leave residuals)
+# Carryover (AGG_far: the aggregate stays, so locks leave residuals; the aggregate rows then follow
+# the detail, so the horizon keeps its total when the residual can move)
 
 
 def test_carryover_none_reports_the_residual():
-    # Jan W03 locked at 40 > 31: the rest of January is 0 and the residual -9 is reported.
+    # Jan W03 locked at 40 > 31: the rest of January is 0 and the residual -9 is reported; the
+    # aggregate follows the detail (40), so both levels stay one plan.
     p = params("AGG_far", carryover="none")
     inputs, agg, alloc = plan(p)
-    _, new_alloc, log = apply_anchor(inputs, agg, edited(alloc, {2: 40}), p, lock({2: 40}))
+    new_agg, new_alloc, log = apply_anchor(inputs, agg, edited(alloc, {2: 40}), p, lock({2: 40}))
     assert new_alloc.demand[0, :5].tolist() == [0, 0, 40, 0, 0]
     assert new_alloc.demand[0, 5:10].tolist() == [1, 7, 7, 7, 6]
     assert family_rows(log) == [("2026-01", 31, 40)]
-    assert "residual of -9" in log[-1]["reason"]
+    assert any("residual of -9" in r["reason"] for r in log)
+    assert new_agg.demand.tolist() == [[40, 28, 31]]
+    assert aggregate_rows(log) == [("2026-01", 31, 40)]
 
 
 def test_carryover_next_moves_the_residual_into_february():
@@ -294,7 +311,7 @@ def test_carryover_next_moves_the_residual_into_february():
     new_agg, new_alloc, log = apply_anchor(inputs, agg, edited(alloc, {2: 40}), p, lock({2: 40}))
     assert new_alloc.demand[0, 5:10].tolist() == [1, 7, 4, 4, 3]
     assert new_alloc.demand[0].sum() == 90  # the horizon keeps its 31 + 28 + 31
-    assert new_agg.demand.tolist() == agg.demand.tolist()
+    assert new_agg.demand.tolist() == [[40, 19, 31]]  # the roll-up of the detail
     rows = family_rows(log)
     assert rows == [("2026-01", 31, 40)]
     assert "-9 to 2026-02" in [r for r in log if r["sku"] is None][0]["reason"]
@@ -318,7 +335,7 @@ def test_carryover_both_splits_half_and_half_ties_to_the_previous_month():
     _, new_alloc, log = apply_anchor(inputs, agg, edited(alloc, {7: 38}), p, lock({7: 38}))
     assert new_alloc.demand[0].tolist() == [3, 5, 5, 5, 4, 0, 7, 38, 0, 0, 1, 5, 5, 5, 5, 2]
     assert new_alloc.demand[0].sum() == 90
-    carried = [r for r in log if r["sku"] is None]
+    carried = [r for r in log if r["sku"] is None and "carried" in r["reason"]]
     assert len(carried) == 1 and "-9 to 2026-01, -8 to 2026-03" in carried[0]["reason"]
 
 
@@ -407,10 +424,15 @@ def test_anchoring_never_goes_negative_keeps_locks_and_logs_every_change(case):
         for s, b in zip(s_idx, b_idx, strict=True):
             bucket = inputs.calendar.buckets[b]
             assert (inputs.skus[s], bucket.week, bucket.period, measure) in logged
-    if p.anchor_policy == "AGG_far":
-        assert new_agg.demand.tolist() == agg.demand.tolist()
-    # the detail backlog always rolls up to the anchored aggregate backlog
     layout = DetailLayout.from_inputs(inputs)
+    # both levels are one plan: the aggregate rows are the roll-up of the anchored detail
+    for measure in ("demand", "supply"):
+        assert np.allclose(rollup(layout, getattr(new_alloc, measure), p.decimals), getattr(new_agg, measure))
+    if p.anchor_policy == "AGG_far" and p.carryover == "none":
+        # the aggregate stays wherever no locked cell holds the detail away from it
+        locked_rows = rollup(layout, mask.astype(np.int64), 0) > 0
+        assert np.allclose(new_agg.demand[~locked_rows], agg.demand[~locked_rows])
+    # the detail backlog always rolls up to the anchored aggregate backlog
     assert np.allclose(rollup(layout, new_alloc.backlog, p.decimals), new_agg.backlog)
     # the row identity still holds on the anchored aggregate
     backlog_in = np.concatenate([np.zeros((new_agg.backlog.shape[0], 1)), new_agg.backlog[:, :-1]], axis=1)
@@ -418,3 +440,34 @@ def test_anchoring_never_goes_negative_keeps_locks_and_logs_every_change(case):
         new_agg.inventory_close - new_agg.backlog,
         new_agg.inventory_open - backlog_in + new_agg.supply - new_agg.demand,
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# The policies side by side, through the pipeline, on the same planner's edits
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        # no policy: every edit is kept and the aggregate is the roll-up: 31+3, 28+5, 31+3
+        (None, [34, 33, 34]),
+        # DET_near: near (Jan W03) and at (Feb W07) edits kept, the far one (Mar W11) goes back to 7
+        ("DET_near", [34, 33, 31]),
+        # AGG_far: only at weeks before the cutover keep the detail; W07 ends after 11 Feb, so all go
+        ("AGG_far", [31, 28, 31]),
+        # blend: near kept; W07 (w = 0.5) -> .5 * 12 + .5 * 7 = 9.5 -> 10 (half to even); far goes back
+        ("blend", [34, 31, 31]),
+    ],
+)
+def test_policies_weigh_the_same_unlocked_edits_differently(policy, expected):
+    p = params(policy) if policy else PlanParams()
+    inputs = family_inputs([DAYS], 100, periods=PERIODS)
+    mask = np.zeros((1, 16), dtype=bool)
+    values = np.zeros((1, 16), dtype=np.int64)
+    for b, v in {2: 10, 7: 12, 12: 10}.items():  # Jan W03 7->10, Feb W07 7->12, Mar W11 7->10
+        mask[0, b], values[0, b] = True, v
+    results = run_stages(inputs, p, Decisions(edited={"demand": (mask, values)}))
+    assert results.aggregate.demand.tolist() == [expected]
+    layout = DetailLayout.from_inputs(inputs)
+    assert rollup(layout, results.allocation.demand).tolist() == [expected]
+    assert results.fg_gross.sum() == sum(expected)  # the MRP nets exactly this demand

@@ -131,6 +131,20 @@ def test_receipts_track_the_cumulative_schedule_within_one_lot():
     assert master_schedule(inputs, supply, PlanParams())[0, :5].tolist() == [5, 5, 0, 5, 0]
 
 
+def test_a_firm_planned_order_is_received_as_typed_and_the_weeks_after_track_from_it():
+    # schedule 3, 7, 3, 3, 3 with lot 5; the planner locked week 2's cell at 7
+    inputs = one_sku(lot=[5])
+    supply = np.zeros((1, inputs.calendar.n_buckets), dtype=np.int64)
+    supply[0, :5] = [3, 7, 3, 3, 3]
+    firm = np.zeros_like(supply, dtype=bool)
+    firm[0, 1] = True
+    # cumulative 3, 10, 13, 16, 19: w1 3 -> 5 (5); w2 firm 7, not lot-sized (12); w3 13 - 12 = 1 -> 5
+    # (17); w4 16 < 17 -> 0; w5 19 - 17 = 2 -> 5 (22)
+    assert master_schedule(inputs, supply, PlanParams(), firm=firm)[0, :6].tolist() == [5, 7, 5, 0, 5, 0]
+    # without the lock the same week is lot-sized: w2 10 - 5 = 5 -> 5
+    assert master_schedule(inputs, supply, PlanParams())[0, :2].tolist() == [5, 5]
+
+
 def test_a_minimum_order_is_received_once_and_covers_the_weeks_after():
     inputs = one_sku(moq=[6])
     supply = np.zeros((1, inputs.calendar.n_buckets), dtype=np.int64)

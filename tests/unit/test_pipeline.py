@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.planning import documents as docs
 from app.planning.inputs import load_input_set
-from app.planning.model import CORE_ARTIFACTS, PLAN_ARTIFACTS, PlanParams
-from app.planning.pipeline import check_version_id, new_version_id, plan_input_set, run_pipeline
+from app.planning.model import CORE_ARTIFACTS, PLAN_ARTIFACTS, Decisions, PlanParams
+from app.planning.pipeline import check_version_id, new_version_id, plan_input_set, run_pipeline, run_stages
 from app.planning.samplegen import generate_sample
 from tests.conftest import ROOT, SAMPLE
 
@@ -119,7 +120,8 @@ def assert_sop_drives_the_schedule(content, round_mode: str) -> None:
             assert not (over and under), (fam, p, gaps)
 
 
-def assert_plan_invariants(content, round_mode: str) -> None:
+def assert_plan_invariants(content, round_mode: str, firm: set[tuple[str, str]] = frozenset()) -> None:
+    """``firm``: (item, week) of the planner's firm planned orders, which are not lot-sized."""
     d = content.documents
     agg = d["aggregate.json"]["rows"]
     det = d["sku_week.json"]["rows"]
@@ -158,7 +160,7 @@ def assert_plan_invariants(content, round_mode: str) -> None:
             <= 1e-6
         )
         q = r["planned_order_receipt"]
-        if q > 0 and round_mode == "int":
+        if q > 0 and round_mode == "int" and (r["item"], r["week"]) not in firm:
             assert q >= r["moq"] and q % r["lot"] == 0, r
     for r in final:
         start = prev_adj.get(r["item"], r["on_hand_start"] if r["week"] == final[0]["week"] else None)
@@ -227,6 +229,70 @@ def test_generated_plans_satisfy_every_identity(
     assert_sop_drives_the_schedule(content, round_mode)
 
 
+@settings(max_examples=20, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    round_mode=st.sampled_from(["int", "int", "dec1", "none"]),
+    policy=st.sampled_from([None, "DET_near", "AGG_far", "blend"]),
+    carryover=st.sampled_from(["none", "next", "both"]),
+)
+def test_decisions_reach_the_plan_and_both_levels_stay_one_plan(
+    tmp_path_factory, seed, round_mode, policy, carryover
+):
+    """Random held cells (locked), edited cells and firm orders: every identity still holds, the
+    aggregate is the roll-up of the detail, held cells keep their values and, without an anchor
+    policy, so do the edited ones; a firm order is received in its week as it is."""
+    folder = generate_sample(
+        tmp_path_factory.mktemp("set"), families=2, skus_per_family=3, components=4, months=4, seed=seed
+    )
+    inputs = load_input_set(folder)
+    cutover = f"{inputs.calendar.periods[1]}-12" if policy else None
+    params = PlanParams(
+        round_mode=round_mode,
+        cutover_date=cutover,
+        recon_window_days=7,
+        anchor_policy=policy,
+        carryover=carryover,
+    )
+    base = run_stages(inputs, params)
+    rng = np.random.default_rng(seed)
+    shape = base.allocation.demand.shape
+    held = rng.random(shape) < 0.08
+    edit = (rng.random(shape) < 0.08) & ~held
+    scale = 10 ** (params.decimals if params.decimals is not None else 1)
+
+    def typed(current):
+        return (current * rng.uniform(0.3, 2.0, shape) * scale // 1 / scale).astype(current.dtype)
+
+    demand, supply = typed(base.allocation.demand), typed(base.allocation.supply)
+    decisions = Decisions(
+        held={"demand": (held, demand), "supply": (held, supply)},
+        edited={"demand": (edit, demand), "supply": (edit, supply)},
+        firm=held,
+    )
+    content = run_pipeline(inputs, params, "decided", decisions=decisions)
+    cal = inputs.calendar
+    firm_weeks = {(inputs.skus[s], cal.buckets[b].week) for s, b in zip(*np.nonzero(held), strict=True)}
+    assert_plan_invariants(content, round_mode, firm=firm_weeks)
+    det = content.documents["sku_week.json"]["rows"]
+    n_b = cal.n_buckets
+    for i, row in enumerate(det):
+        s, b = divmod(i, n_b)
+        if held[s, b]:
+            assert abs(row["demand"] - demand[s, b]) <= 1e-9 and abs(row["supply"] - supply[s, b]) <= 1e-9
+        if edit[s, b] and policy is None:
+            assert abs(row["demand"] - demand[s, b]) <= 1e-9 and abs(row["supply"] - supply[s, b]) <= 1e-9
+    # a firm order in a whole week (not split between months) is received as it is
+    whole = {w for w, n in Counter(bk.week for bk in cal.buckets).items() if n == 1}
+    receipts = {
+        (r["item"], r["week"]): r["planned_order_receipt"] for r in content.documents["mrp.json"]["rows"]
+    }
+    for s, b in zip(*np.nonzero(held), strict=True):
+        week = cal.buckets[b].week
+        if week in whole:
+            assert abs(receipts[(inputs.skus[s], week)] - supply[s, b]) <= 1e-9
+
+
 def test_sample_plan_satisfies_every_identity(sample_plan):
     assert_plan_invariants(sample_plan, "int")
     assert_sop_drives_the_schedule(sample_plan, "int")
@@ -265,6 +331,11 @@ def test_sample_with_cutover_keeps_the_identities(policy):
     assert summary["cutover_date"] == "2026-06-15"
     zones = {w["zone"] for w in content.documents["plan_final.json"]["weekly_summary"]}
     assert zones == {"near", "at", "far"}
+    # an unedited plan passes through anchoring untouched: supply is split by need on both sides of
+    # the cutover, exactly as without one
+    assert content.documents["plan_final.json"]["anchor_log"] == []
+    plain = plan_input_set(SAMPLE, PlanParams(), version_id="cut")
+    assert content.documents["sku_week.json"]["rows"] == plain.documents["sku_week.json"]["rows"]
 
 
 def test_pipeline_runs_on_a_copied_input_set(tmp_path: Path):

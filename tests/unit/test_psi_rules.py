@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import numpy as np
 import pytest
 
 from app.planning import documents as docs
+from app.planning.calendar import derive_calendar
 from app.planning.model import PlanContent, PlanParams
 from app.planning.psi import (
     Editor,
@@ -19,9 +21,11 @@ from app.planning.psi import (
     apply_request,
     key_hash,
     parse_value,
+    pipeline_decisions,
     transition,
 )
 from app.storage import codec_artifacts, codec_series
+from tests.unit.builders import plan_inputs
 
 FAMILY = ("F1", "2026-01")
 CELLS = [("A", "2026-W01", "2026-01"), ("B", "2026-W01", "2026-01"), ("C", "2026-W01", "2026-01")]
@@ -252,3 +256,41 @@ def test_an_approved_plan_refuses_every_change_and_stays_as_it_was() -> None:
             apply_request(grid(), st, "det", edits, lock, [], decimals=0, actor="ann", note=None, ts=TS + 1)
     assert st.approval == "approved" and not st.overrides and len(st.new_events) == recorded
     assert [e["type"] for e in st.events] == ["submit", "approve"]
+
+
+# --- decisions for a re-plan --------------------------------------------------------------------------
+
+
+def decisions_of(e: Editor):
+    calendar = derive_calendar(["2026-01"])
+    inputs = plan_inputs(
+        calendar, skus=["A", "B", "C"], sku_family=[0, 0, 0], families=["F1"], dtype=np.int64
+    )
+    return pipeline_decisions(e.grid, e.state, inputs, PlanParams())
+
+
+def test_a_detail_edit_is_edited_detail_a_detail_lock_is_held_and_firm() -> None:
+    # B's demand typed (its family total only rolls up: not a decision of its own); C locked.
+    e = editor(grid())
+    e.edit("det", CELLS[1], "demand", 45)
+    e.set_lock("det", CELLS[2], True)
+    decisions, touched = decisions_of(e)
+    mask, values = decisions.edited["demand"]
+    assert mask[:, 0].tolist() == [False, True, False] and values[1, 0] == 45
+    assert "supply" not in decisions.edited
+    for field in ("demand", "supply"):
+        held, held_values = decisions.held[field]
+        assert held[:, 0].tolist() == [False, False, True]
+    assert decisions.held["demand"][1][2, 0] == 20
+    assert decisions.firm[:, 0].tolist() == [False, False, True]
+    assert touched == 2
+
+
+def test_a_family_total_set_by_the_planner_holds_every_cell_of_it() -> None:
+    # 100 -> 130 at the aggregate: A 65, B 39, C 26 are held at those values (nothing is firm).
+    e = editor(grid())
+    e.edit("aggregate", FAMILY, "demand", 130)
+    decisions, touched = decisions_of(e)
+    held, values = decisions.held["demand"]
+    assert held[:, 0].all() and values[:, 0].tolist() == [65, 39, 26]
+    assert not decisions.edited and decisions.firm is None and touched == 3
