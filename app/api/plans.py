@@ -22,6 +22,7 @@ from app.api.schemas import (
     DiffPage,
     ErrorBody,
     JobAccepted,
+    Pegging,
     RunBody,
     RunResult,
     StorageMode,
@@ -255,6 +256,21 @@ def get_artifact(version_id: VersionId, name: ArtifactName, store: Store) -> Any
     text = views.artifact_text(store, version_id, name)
     media = "text/csv; charset=utf-8" if name.endswith(".csv") else "application/json"
     return Response(text, media_type=media)
+
+
+@router.get(
+    "/plans/{version_id}/pegging",
+    summary="Finished goods endangered by component shortages",
+    description="For every component shortage of the plan (after capacity reconciliation), the finished "
+    "goods whose orders need the component in the short weeks, followed up the bill of material, with "
+    "the receipt weeks and order quantity at risk. Largest shortage impact first. `item` keeps the rows "
+    "naming that item as the component or as the finished good.",
+    response_model=Pegging,
+    responses=ERRORS,
+    dependencies=[VIEWER],
+)
+def pegging(version_id: VersionId, store: Store, item: Filter = None) -> Any:
+    return {"version_id": version_id, "rows": views.pegging_rows(store, version_id, item)}
 
 
 # --- comparisons ---------------------------------------------------------------------------------

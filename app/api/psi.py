@@ -282,8 +282,11 @@ def approve_psi(
     "/plans/{version_id}/psi/reconcile",
     status_code=201,
     summary="Re-plan downstream of the PSI edits as a child version",
-    description="Plans the version's input set again with its edited and locked detail cells as locks and "
-    "stores the result as a new version whose parent_version_id is this one; the parent records a reconcile "
+    description="Plans the version's input set again with its PSI state as decisions — locked cells and "
+    "family totals set by a planner are held, unlocked detail edits are weighed by the anchor policy, a "
+    "locked supply cell is a firm planned order — so allocation, master schedule, MRP, capacity, KPIs and "
+    "exceptions follow them, and the child's aggregate is the roll-up of its own detail. The result is "
+    "stored as a new version whose parent_version_id is this one; the parent records a reconcile "
     "event. 409 when the input set is not known (give input_dir), 503 when plan intake is paused.",
     response_model=ReconcileResult,
     responses={**ERRORS, 503: {"model": ErrorBody, "description": "Plan intake paused."}},

@@ -183,6 +183,29 @@ class DiffPage(BaseModel):
     rows: list[DiffRow]
 
 
+class PegRow(BaseModel):
+    """A finished good a component shortage endangers."""
+
+    component: str = Field(description="The short component.")
+    shortage_start: str = Field(description="First week of the shortage run.")
+    shortage_end: str = Field(description="Last week of the shortage run.")
+    shortage_quantity: float = Field(description="Deepest shortage of the run, units.")
+    impact: float | None = Field(
+        description="Shortage quantity x the component's unit cost; null when unknown."
+    )
+    item: str = Field(description="The finished good whose orders depend on the component.")
+    start: str = Field(description="First receipt week of the finished good at risk.")
+    end: str = Field(description="Last receipt week of the finished good at risk.")
+    quantity: float = Field(description="Units of the finished good's orders at risk.")
+
+
+class Pegging(BaseModel):
+    """The pegging of a version's component shortages."""
+
+    version_id: str
+    rows: list[PegRow]
+
+
 class Health(BaseModel):
     """Liveness and the operating configuration."""
 

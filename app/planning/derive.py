@@ -42,7 +42,7 @@ from app.planning.model import (
     PlanParams,
 )
 from app.planning.mrp import offset_releases
-from app.planning.report import build_exceptions
+from app.planning.report import PEGGING_BOM, UNIT_COST, build_exceptions
 
 #: The documents derivation reads (``report.csv`` is core but holds nothing it needs).
 SOURCE_DOCUMENTS = ("aggregate.json", "sku_week.json", "mrp.json", "plan_final.json")
@@ -195,15 +195,38 @@ def rebuild_stages(
         item_moq=qty.first_week(mrp_rows, "moq", len(items), len(weeks)),
         item_safety_stock=qty.first_week(mrp_rows, "safety_stock", len(items), len(weeks)),
         item_max_lot=np.zeros(len(items)),
-        item_unit_cost=np.zeros(len(items)),
+        item_unit_cost=_unit_costs(items, extra.get(UNIT_COST)),
         on_hand=mrp.on_hand_start[:, 0].copy() if len(weeks) else np.zeros(len(items)),
         scheduled_receipts=mrp.scheduled_receipts,
-        bom_parent=np.zeros(0, dtype=np.int64),
-        bom_child=np.zeros(0, dtype=np.int64),
-        bom_qty=np.zeros(0),
-        bom_scrap=np.zeros(0),
+        **_pegging_bom(items, extra.get(PEGGING_BOM)),
     )
     return inputs, agg, alloc, mrp, cap
+
+
+def _unit_costs(items: list[str], stored: Mapping[str, Any] | None) -> np.ndarray:
+    """Unit costs of the items the stored facts name (0, unknown, for the rest)."""
+    index = {name: i for i, name in enumerate(items)}
+    cost = np.zeros(len(items))
+    for name, value in (stored or {}).items():
+        if name not in index:
+            raise DerivationError(f"reconcile_params unit_cost names {name!r}, which is not a plan item")
+        cost[index[name]] = float(value)
+    return cost
+
+
+def _pegging_bom(items: list[str], stored: Sequence[Sequence[str]] | None) -> dict[str, np.ndarray]:
+    """The bill-of-material edges pegging follows, as the stored facts list them (quantities unused)."""
+    index = {name: i for i, name in enumerate(items)}
+    try:
+        pairs = [(index[p], index[c]) for p, c in stored or ()]
+    except KeyError as exc:
+        raise DerivationError(
+            f"reconcile_params pegging_bom names {exc.args[0]!r}, which is not a plan item"
+        ) from None
+    parent = np.array([p for p, _ in pairs], dtype=np.int64)
+    child = np.array([c for _, c in pairs], dtype=np.int64)
+    n = len(pairs)
+    return {"bom_parent": parent, "bom_child": child, "bom_qty": np.ones(n), "bom_scrap": np.zeros(n)}
 
 
 def rebuild_calendar(

@@ -35,7 +35,14 @@ from app.planning.model import (
     PlanParams,
 )
 from app.planning.mrp import fg_gross_from_buckets, master_schedule, run_mrp
-from app.planning.report import build_exceptions, compute_kpis, report_csv, report_rows, weekly_summary_rows
+from app.planning.report import (
+    build_exceptions,
+    compute_kpis,
+    exception_facts,
+    report_csv,
+    report_rows,
+    weekly_summary_rows,
+)
 
 #: Stage names in order, as reported to progress callbacks.
 STAGES = ("aggregate", "allocate", "anchor", "mrp", "capacity", "levels", "report", "documents")
@@ -169,6 +176,7 @@ def build_content(inputs: PlanInputs, params: PlanParams, version_id: str, r: St
                 "prebuild_weeks": params.prebuild_weeks,
                 "lt_unit": params.lt_unit,
                 **derivation_params(cal, inputs.items, r.capacity.unplaced),
+                **exception_facts(inputs, r.exceptions),
             },
         ),
         "reconciliation_log.json": docs.document(

@@ -31,6 +31,7 @@ from app.planning.model import (
     PlanInputs,
     PlanParams,
 )
+from app.planning.pegging import ancestor_edges, parents_of, peg_shortage
 
 #: Quantities closer to a threshold than this are treated as on it (float rounding modes).
 EPS = 1e-9
@@ -324,7 +325,7 @@ def _recon_exceptions(recon_doc: dict[str, Any]) -> list[dict[str, Any]]:
     """One exception per (family, period) outside tolerance; quantity = its largest failing |delta|."""
     out = []
     for r in recon_doc["rows"]:
-        if r["ok"]:
+        if r["ok"] or r.get("severity") == "info":  # lot sizing and capacity moves are not violations
             continue
         bad = [m for m in RECON_MEASURES if not r[f"{m}_ok"]]
         parts = "; ".join(
@@ -342,8 +343,15 @@ def _recon_exceptions(recon_doc: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _exception_order(row: dict[str, Any]) -> tuple[int, str, str, str]:
-    return (EXCEPTION_TYPES.index(row["type"]), row["item"] or "", row["family"] or "", row["start"])
+def _exception_order(row: dict[str, Any]) -> tuple[float, int, str, str, str]:
+    impact = row.get("impact")
+    return (
+        -impact if impact is not None else np.inf,
+        EXCEPTION_TYPES.index(row["type"]),
+        row["item"] or "",
+        row["family"] or "",
+        row["start"],
+    )
 
 
 def build_exceptions(
@@ -355,11 +363,15 @@ def build_exceptions(
     recon_doc: dict[str, Any],
     params: PlanParams,
 ) -> list[dict[str, Any]]:
-    """Typed exception rows of ``exceptions.json`` (SPEC 3.7).
+    """Typed exception rows of ``exceptions.json`` (SPEC 3.7), largest impact first.
 
-    Sorted by the type order of ``EXCEPTION_TYPES``, then item, family and start. Shortage,
-    below-safety-stock and capacity-overload rows cover one contiguous run of weeks each, with the
-    run's worst value as quantity.
+    Shortage, below-safety-stock and capacity-overload rows cover one contiguous run of weeks each,
+    with the run's worst value as quantity. Every row carries ``impact`` = quantity x unit cost (see
+    :func:`unit_costs`; None where no cost is known, as for capacity overloads) and rows are listed by
+    impact, largest first, those without one last, then by the type order of ``EXCEPTION_TYPES``,
+    item, family and start. A component's shortage also carries ``pegging``: the finished goods and
+    receipt weeks it endangers (``app.planning.pegging``), and so does a component's past-due release
+    (its first receipts cannot arrive in time).
     """
     rows = (
         _stock_exceptions(inputs, cap)
@@ -368,7 +380,102 @@ def build_exceptions(
         + _unplanned_exceptions(inputs, agg, cap)
         + _recon_exceptions(recon_doc)
     )
+    item_cost, family_cost = unit_costs(inputs, alloc)
+    index = {name: i for i, name in enumerate(inputs.items)}
+    parents = parents_of(inputs.bom_parent, inputs.bom_child)
+    lt_weeks = np.asarray(mrp.lt_weeks if mrp is not None else np.zeros(len(inputs.items)))
+    weeks = inputs.calendar.weeks
+    for row in rows:
+        cost = None
+        if row["type"] != "capacity_overload":
+            cost = item_cost.get(row["item"]) if row["item"] else family_cost.get(row["family"])
+        row["impact"] = num(round(float(row["quantity"]) * cost, 2)) if cost else None
+        i = index.get(row["item"]) if row["type"] in PEGGED_TYPES else None
+        span = _pegged_weeks(row, i, weeks, cap, lt_weeks) if i is not None and i >= inputs.n_fg else None
+        if span is not None:
+            pegs = peg_shortage(
+                i, *span, parents, np.asarray(cap.planned_order_release_adj), lt_weeks, inputs.n_fg
+            )
+            row["pegging"] = [
+                {"item": inputs.items[p.fg], "start": weeks[p.first], "end": weeks[p.last], "quantity": num(p.quantity)}
+                for p in pegs
+            ]  # fmt: skip
+            row["message"] += _pegging_text(row["pegging"])
     return sorted(rows, key=_exception_order)
+
+
+#: Exception types whose component is pegged to the finished goods it endangers.
+PEGGED_TYPES = ("shortage", "past_due_release")
+
+
+def _pegged_weeks(
+    row: dict[str, Any], item: int, weeks: list[str], cap: CapacityResult, lt_weeks: np.ndarray
+) -> tuple[int, int] | None:
+    """The weeks in which a component fails its parents: a shortage's run, or for a past-due release
+    the weeks whose receipts needed a release before the first week (None when there are none)."""
+    if row["type"] == "shortage":
+        return weeks.index(row["start"]), weeks.index(row["end"])
+    late = np.flatnonzero(np.asarray(cap.planned_order_receipt_adj)[item, : max(1, int(lt_weeks[item]))] > 0)
+    return (int(late[0]), int(late[-1])) if late.size else None
+
+
+def _pegging_text(pegging: list[dict[str, Any]], shown: int = 3) -> str:
+    if not pegging:
+        return "; no finished-good order depends on it in those weeks"
+    named = ", ".join(f"{p['item']} ({_span(p['start'], p['end'])})" for p in pegging[:shown])
+    more = f" and {len(pegging) - shown} more" if len(pegging) > shown else ""
+    return f"; it endangers {len(pegging)} finished good(s): {named}{more}"
+
+
+def unit_costs(inputs: PlanInputs, alloc: AllocationResult) -> tuple[dict[str, float], dict[str, float]]:
+    """(item -> unit cost, family -> unit cost) for the costs that are known (> 0). A family's unit cost
+    is its SKUs' costs weighted by their planned demand (plain mean when the family has none), over
+    the SKUs whose cost is known."""
+    cost = np.asarray(inputs.item_unit_cost, dtype=np.float64)
+    items = {name: float(c) for name, c in zip(inputs.items, cost.tolist(), strict=True) if c > 0}
+    sku_cost = cost[: inputs.n_fg]
+    known = sku_cost > 0
+    demand = np.asarray(alloc.demand, dtype=np.float64).sum(axis=1) * known
+    n_fam = len(inputs.families)
+    weighted = np.bincount(inputs.sku_family, weights=demand * sku_cost, minlength=n_fam)
+    weight = np.bincount(inputs.sku_family, weights=demand, minlength=n_fam)
+    plain = np.bincount(inputs.sku_family, weights=sku_cost * known, minlength=n_fam)
+    count = np.bincount(inputs.sku_family, weights=known.astype(float), minlength=n_fam)
+    families = {}
+    for f, name in enumerate(inputs.families):
+        if weight[f] > 0:
+            families[name] = float(weighted[f] / weight[f])
+        elif count[f] > 0:
+            families[name] = float(plain[f] / count[f])
+    return items, families
+
+
+def exception_facts(inputs: PlanInputs, exceptions: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the exceptions need beyond the plan's rows, for ``plan_final.json``'s ``reconcile_params``
+    (``app.planning.derive`` rebuilds the same rows from the core artifacts with it): the unit costs of
+    the items they name and of the SKUs of the families they name, and the bill-of-material edges from
+    every short or late (past-due) component up to the finished goods."""
+    fam_index = {f: i for i, f in enumerate(inputs.families)}
+    index = {name: i for i, name in enumerate(inputs.items)}
+    wanted = {index[e["item"]] for e in exceptions if e["item"] in index}
+    families = {fam_index[e["family"]] for e in exceptions if e["family"] in fam_index}
+    wanted |= {s for s, f in enumerate(inputs.sku_family.tolist()) if f in families}
+    cost = np.asarray(inputs.item_unit_cost, dtype=np.float64)
+    short = [
+        index[e["item"]]
+        for e in exceptions
+        if e["type"] in PEGGED_TYPES and index.get(e["item"], -1) >= inputs.n_fg
+    ]
+    edges = ancestor_edges(short, parents_of(inputs.bom_parent, inputs.bom_child))
+    return {
+        UNIT_COST: {inputs.items[i]: num(float(cost[i])) for i in sorted(wanted) if cost[i] > 0},
+        PEGGING_BOM: [[inputs.items[p], inputs.items[c]] for p, c in edges],
+    }
+
+
+#: ``reconcile_params`` keys of :func:`exception_facts`.
+UNIT_COST = "unit_cost"
+PEGGING_BOM = "pegging_bom"
 
 
 # --------------------------------------------------------------------------------------------------

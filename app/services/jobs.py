@@ -298,7 +298,7 @@ def reconcile_psi(
     input_dir: str | None = None,
     storage: str | None = None,
 ) -> dict[str, Any]:
-    """PSI reconcile (a re-plan of the version with its PSI state as locks, stored as a child version)
+    """PSI reconcile (a re-plan of the version with its PSI state as decisions, stored as a child version)
     with the bookkeeping of every plan execution: a RunRegistry record with the child version, its
     timings and KPI summary, or the error. Returns ``{version_id, run_id}``; raises what reconcile raised."""
     from app.run_registry import REGISTRY

@@ -3,7 +3,7 @@ approve, and reconcile the edits into a child version.
 
 Owns running one PSI request: open the version's PSI state through the plan store (one transaction,
 the version's write lock when it changes anything), apply the pure rules of ``app.planning.psi`` and
-save what changed, or for reconcile load the version's input set, plan it with the edits as locks and
+save what changed, or for reconcile load the version's input set, plan it with the PSI state as decisions and
 store the child version. It holds no SQL and no editing rule; the API, the UI and the job service call
 it and format what it returns.
 """

@@ -52,6 +52,8 @@ class TableSpec:
     shape: dict[str, str]
     level: Level | None  # None: plan_kpis
     filters: dict[str, str]  # query filter -> row key
+    #: Keys beyond the row shape (stored in a row's leftovers) that the CSV download shows as columns.
+    csv_extras: tuple[str, ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -61,9 +63,11 @@ class TableSpec:
 _LEVEL = {lv.name: lv for lv in LEVELS}
 
 
-def _spec(name: str, title: str, level: str, filters: dict[str, str]) -> TableSpec:
+def _spec(
+    name: str, title: str, level: str, filters: dict[str, str], csv_extras: tuple[str, ...] = ()
+) -> TableSpec:
     lv = _LEVEL[level]
-    return TableSpec(name, title, lv.document, lv.table, dict(lv.shape), lv, filters)
+    return TableSpec(name, title, lv.document, lv.table, dict(lv.shape), lv, filters, csv_extras)
 
 
 TABLES: dict[str, TableSpec] = {
@@ -88,8 +92,8 @@ TABLES: dict[str, TableSpec] = {
         {"week": "week"},
     ),
     "exceptions": _spec(
-        "exceptions", "typed exceptions (exceptions.json)", "exception",
-        {"family": "family", "item": "item", "sku": "item"},
+        "exceptions", "typed exceptions (exceptions.json), largest impact first", "exception",
+        {"family": "family", "item": "item", "sku": "item"}, csv_extras=("impact",),
     ),
     "kpis": TableSpec(
         "kpis", "KPIs, total and per month (plan_final.json kpis, plan_kpis)", "plan_final.json", "kpis",
@@ -451,6 +455,26 @@ def read_all(store: PlanStore, info: VersionInfo, spec: TableSpec, source: str) 
     return list(_artifact_rows(store, spec, info.version_id, {}))
 
 
+def pegging_rows(store: PlanStore, version_id: str, item: str | None = None) -> list[dict[str, Any]]:
+    """The pegging of a version's component shortages, one row per (shortage, finished good): the
+    component, its shortage run and quantity, and the finished good with the receipt weeks and order
+    quantity it endangers; largest shortage impact first, as the exceptions are listed. ``item``
+    keeps the rows naming it as the component or as the finished good."""
+    info = store.get_version(version_id)
+    spec = TABLES["exceptions"]
+    rows = []
+    for e in read_all(store, info, spec, read_source(store, info)):
+        for peg in e.get("pegging") or ():
+            if item and item not in (e["item"], peg["item"]):
+                continue
+            rows.append({
+                "component": e["item"], "shortage_start": e["start"], "shortage_end": e["end"],
+                "shortage_quantity": e["quantity"], "impact": e.get("impact"), "item": peg["item"],
+                "start": peg["start"], "end": peg["end"], "quantity": peg["quantity"],
+            })  # fmt: skip
+    return rows
+
+
 def csv_stream(
     store: PlanStore, version_id: str, table: str, filters: dict[str, str | None]
 ) -> tuple[str, Iterator[str]]:
@@ -463,7 +487,7 @@ def csv_stream(
     if source == ROWS:
         return source, _csv_from_chunks(spec, _row_chunks(store, spec, version_id, row_filters))
     rows = _artifact_rows(store, spec, version_id, row_filters)
-    return source, _csv_from_dicts(spec.columns, rows)
+    return source, _csv_from_dicts(spec.columns + spec.csv_extras, rows)
 
 
 def _cell(value: Any) -> Any:
@@ -483,10 +507,13 @@ def _csv_from_chunks(spec: TableSpec, chunks: Iterator[list[tuple]]) -> Iterator
     week = (
         (columns.index("week"), columns.index("period")) if spec.level and spec.level.week_at_period else None
     )
-    yield ",".join(columns) + "\n"
+    yield ",".join(columns + spec.csv_extras) + "\n"
     for chunk in chunks:
         cells = list(zip(*chunk, strict=True))
         out = [_format_column(cells[i], kind) for i, kind in enumerate(kinds)]
+        if spec.csv_extras:
+            extras = [json.loads(text) if text else {} for text in cells[len(columns)]]
+            out += [[str(_cell(e.get(key))) for e in extras] for key in spec.csv_extras]
         if week:
             out[week[0]] = _quoted([w.removesuffix(f"@{p}") for w, p in zip(cells[week[0]], cells[week[1]], strict=True)])  # fmt: skip
         yield "\n".join(map(",".join, zip(*out, strict=True))) + "\n"

@@ -70,7 +70,6 @@ def test_reconciliation_log_flags_the_supply_difference():
     inputs, agg, alloc, cap = example()
     doc = reconcile_levels(inputs, agg, alloc, cap, PlanParams())
     assert doc["tolerance"] == {"abs": 1e-6, "rel": 1e-6}
-    assert doc["summary"] == {"rows": 4, "violations": 1, "max_abs_delta": 2}
     assert [(r["family"], r["period"], r["ok"]) for r in doc["rows"]] == [
         ("F1", "2026-01", True),
         ("F1", "2026-02", False),
@@ -78,7 +77,7 @@ def test_reconciliation_log_flags_the_supply_difference():
         ("F2", "2026-02", True),
     ]
     feb = doc["rows"][1]
-    assert set(feb) == set(RECON_ROW)
+    assert set(feb) == set(RECON_ROW) | {"severity", "note"}
     assert (feb["supply_agg"], feb["supply_det"], feb["supply_delta"]) == (10, 12, 2)
     assert feb["supply_rel"] == 2 / 12
     assert feb["supply_ok"] is False and feb["demand_ok"] is True and feb["backlog_ok"] is True
@@ -86,10 +85,41 @@ def test_reconciliation_log_flags_the_supply_difference():
     assert type(feb["demand_rel"]) is int and type(feb["supply_delta"]) is int
 
 
+def test_a_supply_difference_within_one_lot_per_sku_is_info_not_a_violation():
+    # F1 has two SKUs of lot 1: allowance 2, and its February supply differs by 2 -> info.
+    inputs, agg, alloc, cap = example()
+    doc = reconcile_levels(inputs, agg, alloc, cap, PlanParams())
+    assert doc["summary"] == {"rows": 4, "violations": 0, "info": 1, "max_abs_delta": 2}
+    assert [r["severity"] for r in doc["rows"]] == ["ok", "info", "ok", "ok"]
+    assert doc["rows"][1]["note"] == "supply +2: within one lot per SKU (2), lot sizing and capacity moves"
+    assert doc["rows"][0]["note"] is None
+
+
+def test_a_supply_difference_beyond_one_lot_per_sku_is_a_violation():
+    # F1 February supply 9 in the aggregate: delta 12 - 9 = 3 > 2 (two SKUs of lot 1).
+    inputs, agg, alloc, cap = example()
+    agg.supply[0, 1] = 9
+    doc = reconcile_levels(inputs, agg, alloc, cap, PlanParams())
+    assert doc["summary"] == {"rows": 4, "violations": 1, "info": 0, "max_abs_delta": 3}
+    assert doc["rows"][1]["severity"] == "violation"
+    assert doc["rows"][1]["note"] == "supply +3: beyond tolerance and one lot per SKU (2)"
+    # a lot of 5 on SKU0 widens F1's allowance to 5 + 1 = 6: info again
+    inputs.item_lot[0] = 5
+    assert reconcile_levels(inputs, agg, alloc, cap, PlanParams())["rows"][1]["severity"] == "info"
+
+
+def test_a_demand_difference_is_always_a_violation():
+    inputs, agg, alloc, cap = example()
+    agg.demand[1, 0] = 5  # F2 January: detail 6
+    doc = reconcile_levels(inputs, agg, alloc, cap, PlanParams())
+    assert doc["rows"][2]["severity"] == "violation"
+    assert doc["rows"][2]["note"] == "demand +1: beyond tolerance"
+
+
 def test_absolute_tolerance_accepts_a_small_delta():
     inputs, agg, alloc, cap = example()
     doc = reconcile_levels(inputs, agg, alloc, cap, PlanParams(tol_abs=2))
-    assert doc["summary"]["violations"] == 0
+    assert doc["summary"]["violations"] == 0 and doc["summary"]["info"] == 0
     assert doc["tolerance"] == {"abs": 2, "rel": 1e-6}
 
 
@@ -120,22 +150,26 @@ def test_compare_csv_lists_every_measure():
     )
 
 
-def test_compare_csv_violations_only_keeps_failing_measures():
+def test_compare_csv_violations_only_keeps_the_violations_not_the_info_rows():
     inputs, agg, alloc, cap = example()
     doc = reconcile_levels(inputs, agg, alloc, cap, PlanParams())
+    assert compare_csv(doc, violations_only=True) == "family,period,measure,agg,det,delta,rel,ok\n"
+    agg.supply[0, 1] = 9
+    doc = reconcile_levels(inputs, agg, alloc, cap, PlanParams())
     assert compare_csv(doc, violations_only=True) == (
-        "family,period,measure,agg,det,delta,rel,ok\nF1,2026-02,supply,10,12,2,0.16666666666666666,false\n"
+        "family,period,measure,agg,det,delta,rel,ok\nF1,2026-02,supply,9,12,3,0.25,false\n"
     )
     assert compare_rows(doc, violations_only=True) == [
         {
             "family": "F1",
             "period": "2026-02",
             "measure": "supply",
-            "agg": 10,
+            "agg": 9,
             "det": 12,
-            "delta": 2,
-            "rel": 2 / 12,
+            "delta": 3,
+            "rel": 0.25,
             "ok": False,
+            "severity": "violation",
         }
     ]
 
@@ -172,5 +206,5 @@ def test_rollup_conserves_every_unit_and_matches_an_aggregate_built_from_it(data
         det["demand"].tolist(), det["supply"].tolist(), det["backlog"].tolist(), dtype=np.int64
     )
     doc = reconcile_levels(inputs, agg, alloc, cap, PlanParams())
-    assert doc["summary"] == {"rows": n_fam * 2, "violations": 0, "max_abs_delta": 0}
+    assert doc["summary"] == {"rows": n_fam * 2, "violations": 0, "info": 0, "max_abs_delta": 0}
     assert len(compare_rows(doc)) == 3 * n_fam * 2

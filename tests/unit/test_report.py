@@ -339,19 +339,20 @@ def exception_case():
     mrp = make_mrp(3, 3, past_due_qty=[0, 0, 7])
     recon = reconcile_levels(inputs, agg, alloc, cap, PlanParams())
     bad = recon["rows"][1]
-    bad.update(supply_agg=10, supply_det=12, supply_delta=2, supply_rel=2 / 12, supply_ok=False, ok=False)
+    bad.update(supply_agg=10, supply_det=12, supply_delta=2, supply_rel=2 / 12, supply_ok=False, ok=False,
+               severity="violation")  # fmt: skip
     return inputs, agg, alloc, mrp, cap, recon
 
 
-def exception(kind, item, family, start, end, quantity, message) -> dict:
+def exception(kind, item, family, start, end, quantity, message, impact=None) -> dict:
     return {"type": kind, "item": item, "family": family, "start": start, "end": end, "quantity": quantity,
-            "message": message}  # fmt: skip
+            "message": message, "impact": impact}  # fmt: skip
 
 
 def test_each_exception_type_is_reported_once_in_type_order():
     inputs, agg, alloc, mrp, cap, recon = exception_case()
     rows = build_exceptions(inputs, agg, alloc, mrp, cap, recon, PlanParams())
-    assert all(set(r) == set(EXCEPTION_ROW) for r in rows)
+    assert all(set(r) == set(EXCEPTION_ROW) | {"impact"} for r in rows)
     assert rows == [
         exception("shortage", "A1", None, "2026-W05", "2026-W06", 6,
                   "A1 is short by 6 units in 2026-W05..2026-W06"),
@@ -366,6 +367,62 @@ def test_each_exception_type_is_reported_once_in_type_order():
         exception("reconciliation_violation", None, "F1", "2026-02", "2026-02", 2,
                   "F1 2026-02: supply differs by 2 (agg 10, det 12)"),
     ]  # fmt: skip
+
+
+def test_exceptions_carry_quantity_times_unit_cost_and_are_listed_by_impact():
+    # A1 costs 2.5, A2 no cost known, C1 40. F1's unit cost is its SKUs' cost weighted by planned
+    # demand: A1 30, A2 10 units -> (30 * 2.5) / 30 = 2.5 (A2's unknown cost does not count).
+    inputs, agg, alloc, mrp, cap, recon = exception_case()
+    inputs.item_unit_cost[:] = [2.5, 0, 40]
+    alloc.demand[:] = [[10, 10, 0, 10], [5, 0, 0, 5]]
+    rows = build_exceptions(inputs, agg, alloc, mrp, cap, recon, PlanParams())
+    assert [(r["type"], r["item"] or r["family"], r["impact"]) for r in rows] == [
+        ("past_due_release", "C1", 280),  # 7 x 40
+        ("shortage", "A1", 15),  # 6 x 2.5
+        ("unplanned_after_horizon", "F1", 10),  # 4 x 2.5
+        ("reconciliation_violation", "F1", 5),  # 2 x 2.5
+        ("below_safety_stock", "A2", None),  # no cost known
+        ("capacity_overload", None, None),  # load, not units of one item
+    ]
+
+
+def test_a_component_shortage_is_pegged_to_the_finished_goods_it_endangers():
+    # C1 is short in W05..W06. A1 (lead time 1 week) releases 8 in W05 and A2 (lead time 0) releases 3
+    # in W06, both needing C1: A1's order received in W06 and A2's in W06 are at risk.
+    inputs, agg, alloc, mrp, cap, recon = exception_case()
+    inputs.bom_parent, inputs.bom_child = i64([0, 1]), i64([2, 2])
+    inputs.bom_qty, inputs.bom_scrap = np.ones(2), np.zeros(2)
+    mrp.lt_weeks = i64([1, 0, 0])
+    cap.on_hand_end_adj = i64([[5, 5, 5], [4, 4, 4], [0, -3, -1]])
+    cap.planned_order_release_adj = i64([[0, 8, 0], [0, 0, 3], [0, 0, 0]])
+    rows = build_exceptions(inputs, agg, alloc, mrp, cap, recon, PlanParams())
+    short = next(r for r in rows if r["type"] == "shortage")
+    assert short["item"] == "C1" and (short["start"], short["end"], short["quantity"]) == (
+        "2026-W05",
+        "2026-W06",
+        3,
+    )
+    assert short["pegging"] == [
+        {"item": "A1", "start": "2026-W06", "end": "2026-W06", "quantity": 8},
+        {"item": "A2", "start": "2026-W06", "end": "2026-W06", "quantity": 3},
+    ]
+    assert short["message"].endswith("it endangers 2 finished good(s): A1 (2026-W06), A2 (2026-W06)")
+
+
+def test_a_component_past_due_release_is_pegged_to_the_orders_its_late_receipts_feed():
+    # C1 (lead time 2 weeks) receives 7 in W04, which needed a release before W04: the past-due
+    # receipt weeks are W04..W05 where it receives anything (W04 only). A1 releases 5 in W04 needing
+    # C1 (received W05 with A1's one-week lead time): A1 is endangered in W05 by 5.
+    inputs, agg, alloc, mrp, cap, recon = exception_case()
+    inputs.bom_parent, inputs.bom_child = i64([0]), i64([2])
+    inputs.bom_qty, inputs.bom_scrap = np.ones(1), np.zeros(1)
+    mrp.lt_weeks = i64([1, 0, 2])
+    cap.planned_order_receipt_adj = i64([[0, 0, 0], [0, 0, 0], [7, 0, 0]])
+    cap.planned_order_release_adj = i64([[5, 0, 0], [0, 0, 0], [7, 0, 0]])
+    rows = build_exceptions(inputs, agg, alloc, mrp, cap, recon, PlanParams())
+    late = next(r for r in rows if r["type"] == "past_due_release")
+    assert late["pegging"] == [{"item": "A1", "start": "2026-W05", "end": "2026-W05", "quantity": 5}]
+    assert "it endangers 1 finished good(s): A1 (2026-W05)" in late["message"]
 
 
 def test_unplaced_quantity_is_reported_per_item_at_the_last_week():

@@ -179,7 +179,8 @@ def _table_tab(table: str, filter_names: tuple[str, ...], size: int = TABLE_PAGE
         page = _page(store, info, table, filters, number, size)
         base = f"/ui/plans/{quote(info.version_id)}/{table if table != 'weekly' else 'capacity'}"
         pager = Pager(page.total, number, size, base, filters)
-        columns = list(views.TABLES[table].columns)
+        spec = views.TABLES[table]
+        columns = list(spec.columns + spec.csv_extras)
         return {"page": page, "pager": pager, "filters": filters, "columns": columns, "source": page.source}
 
     return view
@@ -234,8 +235,9 @@ def _reconciliation(request: Request, store: PlanStore, info: VersionInfo) -> di
     source = views.read_source(store, info)
     recon = views.read_all(store, info, views.RECON, source)
     rows = compare_rows({"rows": recon}, violations_only)
-    violations = sum(1 for r in compare_rows({"rows": recon}, True))
-    return {"rows": rows, "violations_only": violations_only, "violations": violations,
+    levels = [r["severity"] for r in compare_rows({"rows": recon})]
+    return {"rows": rows, "violations_only": violations_only, "violations": levels.count("violation"),
+            "info": levels.count("info"),
             "tolerance": info.params.get("tol_abs"), "tolerance_rel": info.params.get("tol_rel")}  # fmt: skip
 
 
