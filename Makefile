@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/plan_run.py --write docs/benchmarks.md
 	$(BIN)/python bench/api.py --write docs/benchmarks.md
 	$(BIN)/python bench/rollback.py --write docs/benchmarks.md
+	$(BIN)/python bench/diff.py --write docs/benchmarks.md
 
 ## Long property runs and kill loops (not part of `make test`).
 soak: $(STAMP)

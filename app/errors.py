@@ -125,6 +125,12 @@ class PsiConflict(ScplnError):
     title = "PSI conflict"
 
 
+class DiffConflict(ScplnError):
+    """A diff without a base to compare with, or across input sets without the caller's confirmation."""
+
+    title = "diff needs a base"
+
+
 class Unauthorized(ScplnError):
     """No valid token (or UI session) where tokens are required."""
 
@@ -168,6 +174,7 @@ OUTCOMES: dict[type[BaseException], Outcome] = {
     StorageModeConflict: Outcome(409, 1),
     JobConflict: Outcome(409, 1),
     PsiConflict: Outcome(409, 1),
+    DiffConflict: Outcome(409, 1),
     IntakePaused: Outcome(503, 1),
     QueueUnavailable: Outcome(503, 1),
     FileNotFoundError: Outcome(404, 2),  # a file or folder named on the command line

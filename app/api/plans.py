@@ -33,6 +33,7 @@ from app.api.schemas import (
 )
 from app.planning.model import PLAN_ARTIFACTS, PSI_ARTIFACTS
 from app.services import jobs, plans
+from app.storage import diff as plan_diff
 from app.storage import views
 from app.storage.plans import VersionInfo
 
@@ -291,15 +292,32 @@ def compare(version_id: VersionId, store: Store, violations_only: bool = False) 
     return PlainTextResponse(text, media_type="text/csv; charset=utf-8", headers=headers)
 
 
-AgainstId = Annotated[str, Query(pattern=VERSION_ID_PATTERN, description="The version to compare with.")]
+AgainstId = Annotated[
+    str | None,
+    Query(
+        pattern=VERSION_ID_PATTERN,
+        description="The base version. Default: the version's parent (a reconcile or reopen child), else the "
+        "previous ready version of the same input set.",
+    ),
+]
+AcrossInputs = Annotated[
+    bool,
+    Query(description="Confirm a comparison with a version planned from another input set (else 409)."),
+]
+DIFF_DESCRIPTION = (
+    "What changed from the base to this version: one row per (level, key, measure) whose effective value "
+    "(PSI overrides applied) differs, over the aggregate, sku_week and plan_final rows and the KPIs, with "
+    "`delta = other - base` (this version minus the base) and the unit. A key present in one version only "
+    "has null on the other side. Between versions stored as rows the database finds the differences. "
+    "409 when there is no base, or when the base was planned from another input set and `across_inputs` "
+    "is not set."
+)
 
 
 @router.get(
     "/plans/{version_id}/diff",
-    summary="Differences between two versions",
-    description="Cell-level differences of the aggregate, sku_week and plan_final rows and KPI-level "
-    "differences, matched by key: one row per (level, key, measure) that differs, `delta = other - base`. "
-    "A key present in one version only has null on the other side.",
+    summary="What changed against the base version",
+    description=DIFF_DESCRIPTION,
     response_model=DiffPage,
     responses=ERRORS,
     dependencies=[VIEWER],
@@ -307,31 +325,39 @@ AgainstId = Annotated[str, Query(pattern=VERSION_ID_PATTERN, description="The ve
 def diff(
     version_id: VersionId,
     store: Store,
-    against: AgainstId,
+    against: AgainstId = None,
+    across_inputs: AcrossInputs = False,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> Any:
-    rows, counts = views.diff_rows(store, version_id, against)
+    found = plan_diff.diff_versions(store, version_id, against, across_inputs, offset=offset, limit=limit)
     return {
         "version_id": version_id,
-        "against": against,
-        "summary": counts,
-        "total": len(rows),
+        "against": found.against,
+        "base_reason": found.base_reason,
+        "source": found.source,
+        "summary": found.counts,
+        "total": found.total,
         "limit": limit,
         "offset": offset,
-        "rows": rows[offset : offset + limit],
+        "rows": found.rows,
     }
 
 
 @router.get(
     "/plans/{version_id}/diff.csv",
-    summary="Differences between two versions (CSV)",
-    description="The whole diff as CSV: `level,key,measure,base,other,delta`; numbers plain.",
+    summary="What changed against the base version (CSV)",
+    description="The whole diff as CSV: `level,key,measure,base,other,delta` (other = this version; "
+    "delta = other - base); numbers plain. Same base rules and 409s as `/diff`.",
     response_class=PlainTextResponse,
     responses={200: CSV, **ERRORS},
     dependencies=[VIEWER],
 )
-def diff_csv(version_id: VersionId, against: AgainstId, store: Store) -> Any:
-    rows, _ = views.diff_rows(store, version_id, against)
-    headers = {"Content-Disposition": f'attachment; filename="{version_id}-diff-{against}.csv"'}
-    return PlainTextResponse(views.diff_csv(rows), media_type="text/csv; charset=utf-8", headers=headers)
+def diff_csv(
+    version_id: VersionId, store: Store, against: AgainstId = None, across_inputs: AcrossInputs = False
+) -> Any:
+    found = plan_diff.diff_versions(store, version_id, against, across_inputs)
+    headers = {"Content-Disposition": f'attachment; filename="{version_id}-diff-{found.against}.csv"'}
+    return PlainTextResponse(
+        plan_diff.diff_csv(found.rows), media_type="text/csv; charset=utf-8", headers=headers
+    )

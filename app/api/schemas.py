@@ -161,21 +161,30 @@ class ArtifactList(BaseModel):
 
 
 class DiffRow(BaseModel):
-    """One differing cell: a measure of a keyed row (or a KPI) in the two versions."""
+    """One differing cell: a measure of a keyed row (or a KPI) in the base and in this version."""
 
     level: Literal["aggregate", "sku_week", "plan_final", "kpis"]
     key: str = Field(description="The row key, fields joined by '|' (e.g. 'FAM-A|2026-01').")
     measure: str
-    base: Any = Field(description="Value in the version of the path (null when the key is missing there).")
-    other: Any = Field(description="Value in the 'against' version (null when missing there).")
-    delta: Number | None = Field(description="other - base.")
+    base: Any = Field(description="Effective value in the base version (null when the key is missing there).")
+    other: Any = Field(
+        description="Effective value in this version, the one of the path (null when missing)."
+    )
+    delta: Number | None = Field(description="other - base: this version minus the base.")
+    unit: str | None = Field(description="Unit of the values: units, count, or the KPI's unit.")
 
 
 class DiffPage(BaseModel):
-    """A page of the differences between two versions."""
+    """A page of the differences of a version against its base."""
 
     version_id: str
-    against: str
+    against: str = Field(description="The base version compared with.")
+    base_reason: Literal["given", "parent", "previous"] = Field(
+        description="Why it is the base: asked for, the version's parent, or the previous version of its input set."
+    )
+    source: Literal["rows", "artifacts"] = Field(
+        description="Compared in the database (rows) or from artifacts."
+    )
     summary: dict[str, int] = Field(description="Differences per level.")
     total: int
     limit: int

@@ -347,7 +347,18 @@ def _carry(
     incoming[:, 1:] += to_next[:, :-1]
     incoming[:, :-1] += to_prev[:, 1:]
     log = [
-        _log_row(ctx, f, p, None, None, measure, target[f, p], target[f, p] - moving[f, p], reason)
+        _row(
+            ctx.inputs,
+            ctx.params.anchor_policy,
+            f,
+            p,
+            None,
+            None,
+            measure,
+            target[f, p],
+            target[f, p] - moving[f, p],
+            reason,
+        )
         for f, p in zip(*np.nonzero(moving), strict=True)
         for reason in [_carry_reason(ctx, moving[f, p], to_prev[f, p], to_next[f, p], p)]
     ]
@@ -458,8 +469,9 @@ def _residual_log(
     ctx: _Context, measure: str, residual: np.ndarray, target: np.ndarray
 ) -> list[dict[str, Any]]:
     return [
-        _log_row(
-            ctx,
+        _row(
+            ctx.inputs,
+            ctx.params.anchor_policy,
             f,
             p,
             None,
@@ -495,20 +507,6 @@ def _aggregate_log(
                 _row(inputs, policy, int(f), int(p), None, None, measure, before[f, p], after[f, p], note)
             )
     return rows
-
-
-def _log_row(
-    ctx: _Context,
-    f: int,
-    p: int,
-    s: int | None,
-    b: int | None,
-    measure: str,
-    before: Any,
-    after: Any,
-    reason: str,
-) -> dict[str, Any]:
-    return _row(ctx.inputs, ctx.params.anchor_policy, f, p, s, b, measure, before, after, reason)
 
 
 def _row(

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import EncodingMissing, PlanNotFound, StorageError, VersionConflict
@@ -309,6 +309,24 @@ class PlanStore:
             rows = conn.execute(query.order_by(key, tie).limit(limit).offset(offset)).all()
             total = conn.execute(count).scalar_one()
         return [_info(r) for r in rows], total
+
+    def previous_version(self, info: VersionInfo) -> VersionInfo | None:
+        """The newest ready version planned from the same input set before ``info`` (None if none)."""
+        c = plan_versions.c
+        earlier = or_(
+            c.created_at < info.created_at,
+            and_(c.created_at == info.created_at, c.version_id < info.version_id),
+        )
+        query = (
+            select(plan_versions)
+            .where(c.status == "ready", c.version_id != info.version_id, earlier)
+            .where(c.input_label.is_(None) if info.input_label is None else c.input_label == info.input_label)
+            .order_by(c.created_at.desc(), c.version_id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return _info(row) if row is not None else None
 
     def read_version(self, version_id: str, mode: str | None = None) -> PlanContent:
         """The plan content as the effective mode reads it: ``files`` from artifacts only, ``db`` from rows

@@ -101,12 +101,6 @@ TABLES: dict[str, TableSpec] = {
     ),
 }  # fmt: skip
 RECON = _spec("recon", "level reconciliation (reconciliation_log.json)", "recon", {})
-DIFF_TABLES = {  # level name in diff output -> (table, key fields)
-    "aggregate": ("aggregate", ("family", "period")),
-    "sku_week": ("detail", ("sku", "period", "week")),
-    "plan_final": ("final", ("item", "week")),
-    "kpis": ("kpis", ("metric", "bucket_type", "bucket_key")),
-}
 
 
 @dataclass
@@ -487,7 +481,7 @@ def csv_stream(
     if source == ROWS:
         return source, _csv_from_chunks(spec, _row_chunks(store, spec, version_id, row_filters))
     rows = _artifact_rows(store, spec, version_id, row_filters)
-    return source, _csv_from_dicts(spec.columns + spec.csv_extras, rows)
+    return source, csv_from_dicts(spec.columns + spec.csv_extras, rows)
 
 
 def _cell(value: Any) -> Any:
@@ -544,7 +538,7 @@ def _quoted(texts: list[str]) -> list[str]:
     return ['"' + t.replace('"', '""') + '"' if any(c in t for c in ',"\n\r') else t for t in texts]
 
 
-def _csv_from_dicts(columns: Sequence[str], rows: list[dict[str, Any]]) -> Iterator[str]:
+def csv_from_dicts(columns: Sequence[str], rows: list[dict[str, Any]]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
@@ -563,53 +557,6 @@ def compare_text(store: PlanStore, version_id: str, violations_only: bool) -> st
     source = read_source(store, info)
     rows = read_all(store, info, RECON, source)
     return compare_csv({"rows": rows}, violations_only)
-
-
-# --- diff --------------------------------------------------------------------------------------
-
-DIFF_COLUMNS = ("level", "key", "measure", "base", "other", "delta")
-
-
-def _measures(spec: TableSpec, keys: tuple[str, ...]) -> list[str]:
-    return [k for k, kind in spec.shape.items() if kind in ("num", "num?", "int") and k not in keys]
-
-
-def diff_rows(store: PlanStore, version_id: str, against: str) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Cell-level and KPI-level differences of ``against`` relative to ``version_id``: one row per
-    (level, key, measure) whose values differ, a key missing on one side giving ``None`` there.
-    Levels: aggregate, sku_week, plan_final, kpis. Also returns the count per level."""
-    base_info, other_info = store.get_version(version_id), store.get_version(against)
-    base_source, other_source = read_source(store, base_info), read_source(store, other_info)
-    out: list[dict[str, Any]] = []
-    counts: dict[str, int] = {}
-    for level, (table, keys) in DIFF_TABLES.items():
-        spec = TABLES[table]
-        measures = _measures(spec, keys)
-        base = _keyed(read_all(store, base_info, spec, base_source), keys)
-        other = _keyed(read_all(store, other_info, spec, other_source), keys)
-        before = len(out)
-        for key in [*base, *(k for k in other if k not in base)]:
-            b, o = base.get(key), other.get(key)
-            for m in measures:
-                bv, ov = (b or {}).get(m), (o or {}).get(m)
-                if b is not None and o is not None and bv == ov:
-                    continue
-                delta = (
-                    docs.num(ov - bv)
-                    if isinstance(bv, (int, float)) and isinstance(ov, (int, float))
-                    else None
-                )
-                out.append({"level": level, "key": "|".join(key), "measure": m, "base": bv, "other": ov, "delta": delta})  # fmt: skip
-        counts[level] = len(out) - before
-    return out, counts
-
-
-def _keyed(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple[str, ...], dict[str, Any]]:
-    return {tuple(str(r.get(k)) for k in keys): r for r in rows}
-
-
-def diff_csv(rows: list[dict[str, Any]]) -> str:
-    return "".join(_csv_from_dicts(DIFF_COLUMNS, rows))
 
 
 # --- catalogue: plan lists, total KPIs, artifacts -------------------------------------------------

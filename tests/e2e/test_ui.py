@@ -191,8 +191,12 @@ def test_compare_csv_and_diff_csv_download_with_their_headers_and_rows(ui_hub, t
     assert len(rows) > 1 and rows[1][2] in ("demand", "supply", "backlog") and rows[1][7] in ("true", "false")
     assert _number(rows[1][5]) == _number(rows[1][4]) - _number(rows[1][3])  # delta = det - agg
 
-    page.goto(ui_hub.url(f"/ui/plans/{base_id}/diff"))
-    page.select_option("#against", other_id)
+    # the pre-building plan is compared with the previous plan of the same input set by default
+    page.goto(ui_hub.url(f"/ui/plans/{other_id}/diff"))
+    expect(page.locator("#against")).to_have_value(base_id)
+    expect(page.locator(".hint").first).to_contain_text("previous plan of the same input set")
+    expect(page.locator("#diff-kpis")).to_contain_text("inventory avg")
+    page.select_option("#against", base_id)
     page.get_by_role("button", name="Compare").click()
     expect(page.locator("#diff-kpis")).to_contain_text("inventory avg")
     with page.expect_download() as download:

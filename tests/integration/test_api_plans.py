@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from app import db
 from app.planning.model import PLAN_ARTIFACTS, PlanParams
+from app.planning.report import KPI_UNITS
 from app.services.plans import PlanRequest, run_plan
 from app.storage import settings as st
 from app.storage.plans import PlanStore
@@ -443,45 +444,73 @@ def test_pegging_lists_the_finished_goods_each_late_component_endangers(planned)
 
 def test_diff_against_itself_or_an_identical_plan_is_empty(planned):
     body = planned.get("/plans/v-both/diff?against=v-files").json()
-    assert body["total"] == 0 and body["summary"] == {
-        "aggregate": 0,
-        "sku_week": 0,
-        "plan_final": 0,
-        "kpis": 0,
-    }
+    assert (
+        body["total"] == 0
+        and body["rows"] == []
+        and body["summary"]
+        == {
+            "kpis": 0,
+            "aggregate": 0,
+            "sku_week": 0,
+            "plan_final": 0,
+        }
+    )
+    assert (body["against"], body["base_reason"], body["source"]) == ("v-files", "given", "artifacts")
 
 
-def test_diff_lists_cell_and_kpi_differences_with_other_minus_base(planned):
-    body = planned.get("/plans/v-both/diff?against=v-db&limit=5000").json()
-    assert body["total"] == len(body["rows"]) == sum(body["summary"].values()) > 0
-    assert body["summary"]["aggregate"] > 0
+def test_diff_is_this_version_minus_its_base_in_units_kpis_first(planned):
+    # v-db (one pre-build month) against v-both: what pre-building changes
+    body = planned.get("/plans/v-db/diff?against=v-both&limit=5000").json()
+    assert (body["against"], body["source"]) == ("v-both", "rows")  # both held as rows: found in SQL
+    assert body["summary"]["aggregate"] > 0 and body["summary"]["kpis"] > 0
+    levels = [r["level"] for r in body["rows"]]
+    assert levels == sorted(levels, key=["kpis", "aggregate", "sku_week", "plan_final"].index)
     base = {
         (r["family"], r["period"]): r
         for r in planned.get("/plans/v-both/aggregate?limit=5000").json()["rows"]
     }
-    other = {
+    this = {
         (r["family"], r["period"]): r for r in planned.get("/plans/v-db/aggregate?limit=5000").json()["rows"]
     }
     for row in body["rows"]:
-        assert row["delta"] == row["other"] - row["base"] != 0
+        assert row["delta"] == pytest.approx(row["other"] - row["base"]) and row["delta"] != 0
         if row["level"] == "aggregate":
             key = tuple(row["key"].split("|"))
-            assert (base[key][row["measure"]], other[key][row["measure"]]) == (row["base"], row["other"])
-    page = planned.get("/plans/v-both/diff?against=v-db&limit=2&offset=1").json()
-    assert page["rows"] == body["rows"][1:3]
+            assert (base[key][row["measure"]], this[key][row["measure"]]) == (row["base"], row["other"])
+            assert row["unit"] == "units"
+    prebuilt = [r for r in body["rows"] if r["level"] == "aggregate" and r["measure"] == "prebuild"]
+    assert prebuilt and all(r["delta"] > 0 for r in prebuilt)  # this plan pre-builds, its base does not
+    kpis = [r for r in body["rows"] if r["level"] == "kpis"]
+    assert all(r["unit"] == KPI_UNITS[r["key"].split("|")[0]] for r in kpis)
+    # the rows of v-files (artifacts) against v-db give the same answer, compared in Python
+    files = planned.get("/plans/v-db/diff?against=v-files&limit=5000").json()
+    assert (
+        files["source"] == "artifacts"
+        and files["rows"] == body["rows"]
+        and files["summary"] == body["summary"]
+    )
+    page = planned.get("/plans/v-db/diff?against=v-both&limit=2&offset=1").json()
+    assert page["rows"] == body["rows"][1:3] and page["total"] == body["total"]
+
+
+def test_diff_defaults_to_the_previous_version_of_the_input_set(planned):
+    body = planned.get("/plans/v-db/diff?limit=1").json()
+    assert (body["against"], body["base_reason"]) == ("v-files", "previous")
+    first = planned.get("/plans/v-both/diff")
+    assert first.status_code == 409
+    assert "give the version to compare with" in first.json()["detail"]["message"]
 
 
 def test_diff_csv_has_the_spec_columns_and_plain_numbers(planned):
-    response = planned.get("/plans/v-both/diff.csv?against=v-db")
+    response = planned.get("/plans/v-db/diff.csv?against=v-both")
     lines = response.text.splitlines()
     assert lines[0] == "level,key,measure,base,other,delta"
     rows = _csv(response)
-    assert len(rows) == planned.get("/plans/v-both/diff?against=v-db").json()["total"]
+    assert len(rows) == planned.get("/plans/v-db/diff?against=v-both").json()["total"]
     assert not any(r[c].endswith(".0") for r in rows for c in ("base", "other", "delta"))
 
 
 def test_diff_needs_a_valid_existing_other_version(planned):
-    assert planned.get("/plans/v-both/diff").status_code == 422
     assert planned.get("/plans/v-both/diff?against=..%2Fx").status_code == 422
     missing = planned.get("/plans/v-both/diff.csv?against=ghost")
     assert missing.status_code == 404 and missing.json()["error"] == "plan not found"

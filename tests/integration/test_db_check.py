@@ -134,6 +134,27 @@ def test_a_changed_number_in_plan_series_makes_the_encodings_disagree(db_url: st
     assert "aggregate.json" in detail and "rows[3]" in detail and "'capacity_total'" in detail
 
 
+def test_the_decision_log_must_be_the_same_in_both_encodings(db_url: str) -> None:
+    """A both-mode version's PSI events live as plan_override_events rows and in psi_state.json: an
+    event in one and not the other is an encoding mismatch naming the PSI document."""
+    from app.services import psi
+
+    engine = planned(db_url, **{"v-both": "both"})
+    store = PlanStore(engine)
+    cell = psi.psi_view("v-both", "det", limit=1, store=store)["rows"][0]
+    psi.apply_edits("v-both", "det", [{"key": cell["key"], "field": "demand", "value": cell["demand"] + 1}],
+                    note="promo", actor="ann", store=store)  # fmt: skip
+    psi.submit("v-both", "ann", store=store)
+    assert check_database(engine).ok
+    state = json.loads(artifact(engine, "v-both", "psi_state.json"))
+    assert [e["type"] for e in state["events"]] == ["edit", "submit"]
+    assert (state["events"][0]["actor"], state["events"][0]["note"]) == ("ann", "promo")
+    sql(engine, "DELETE FROM plan_override_events WHERE version_id = 'v-both' AND event_type = 'submit'")
+    report = check_database(engine)
+    assert found(report, "v-both") == {"encoding_mismatch"}
+    assert any("psi_state.json" in p.detail for p in report.for_version("v-both"))
+
+
 def test_a_changed_number_in_an_artifact_makes_the_encodings_disagree(db_url: str) -> None:
     engine = planned(db_url, **{"v-both": "both"})
     edit_artifact(engine, "v-both", "mrp.json", 7, "moq", 5)

@@ -5,17 +5,19 @@ and backfill of PSI state, and reconcile as a child version that honours the edi
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from sqlalchemy import func, select
 
 from app import db
-from app.errors import IntakePaused, PlanNotFound
+from app.errors import DiffConflict, IntakePaused, PlanNotFound
 from app.ops.export import export_version
 from app.planning.psi import PsiConflict, PsiInputError, key_hash
 from app.services import psi
 from app.services.plans import PlanRequest, run_plan
 from app.storage import codec_artifacts
+from app.storage.diff import diff_versions
 from app.storage.plans import PlanStore
 from app.storage.schema import (
     plan_artifacts,
@@ -340,3 +342,43 @@ def test_reconcile_replans_from_the_input_folder_stored_with_the_version(store: 
     assert store.get_version("from-copy").input_dir == str(folder)
     child = psi.reconcile("from-copy", store=store)
     assert store.get_version(child).parent_version_id == "from-copy"
+
+
+def test_diff_of_a_reconcile_child_is_against_its_parent_with_psi_edits_at_their_effective_values(
+    store: PlanStore, tmp_path
+) -> None:
+    vid = plan(store, "db")
+    cells = detail_cells(store, vid)
+    raised = cells[0]
+    psi.apply_edits(
+        vid, "det", [{"key": raised["key"], "field": "demand", "value": raised["demand"] + 40}], store=store
+    )
+    child = psi.reconcile(vid, store=store)
+    found = diff_versions(store, child)
+    assert (found.against, found.base_reason) == (vid, "parent")
+    text = f"{raised['sku']}|{raised['period']}|{raised['week']}"
+    # the parent's edit is effective on both sides: the child planned it, the parent holds it as an
+    # override, so that cell does not differ
+    assert not [
+        r for r in found.rows if r["level"] == "sku_week" and r["key"] == text and r["measure"] == "demand"
+    ]
+    # an edit made on the child afterwards shows as this - base
+    psi.apply_edits(
+        child, "det", [{"key": raised["key"], "field": "demand", "value": raised["demand"] + 50}], store=store
+    )
+    found = diff_versions(store, child)
+    cell = [
+        r for r in found.rows if r["level"] == "sku_week" and r["key"] == text and r["measure"] == "demand"
+    ]
+    assert cell == [
+        {"level": "sku_week", "key": text, "measure": "demand", "base": raised["demand"] + 40,
+         "other": raised["demand"] + 50, "delta": 10, "unit": "units"}
+    ]  # fmt: skip
+    # another input set: refused unless confirmed
+    shutil.copytree(SAMPLE, tmp_path / "other-set")
+    run_plan(
+        PlanRequest(input_dir=str(tmp_path / "other-set"), version_id="elsewhere"), storage="db", store=store
+    )
+    with pytest.raises(DiffConflict, match="across_inputs"):
+        diff_versions(store, "elsewhere", vid)
+    assert diff_versions(store, "elsewhere", vid, across_inputs=True).base_reason == "given"

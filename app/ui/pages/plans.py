@@ -12,10 +12,11 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from app.errors import PageNotFound
+from app.errors import DiffConflict, PageNotFound
 from app.planning.levels import compare_rows
 from app.services import jobs
 from app.services.plans import RunBody
+from app.storage import diff as plan_diff
 from app.storage import modes, views
 from app.storage import settings as st
 from app.storage.plans import PlanStore, VersionInfo
@@ -32,6 +33,8 @@ PLANS_PAGE = 20
 TABLE_PAGE = 100
 MRP_ITEMS_PER_PAGE = 5
 DIFF_ROWS_SHOWN = 200
+#: Rows of a diff the tab reads: the KPIs (listed first, a few hundred) and the first cells.
+DIFF_PAGE = 2000
 KPI_CARDS = (
     "fill_rate", "supply_total", "demand_total", "backlog_total", "capacity_utilization_avg",
     "capacity_utilization_peak", "inventory_avg", "inventory_turns", "planned_orders", "past_due_releases",
@@ -97,11 +100,13 @@ def compare_download(request: Request, version_id: str, violations_only: bool = 
 
 
 @router.get("/plans/{version_id}/diff.csv")
-def diff_download(request: Request, version_id: str, against: str) -> Response:
+def diff_download(
+    request: Request, version_id: str, against: str | None = None, across_inputs: bool = False
+) -> Response:
     """``diff.csv`` as the API serves it, behind the UI session."""
     need(request)
-    rows, _ = views.diff_rows(PlanStore(), version_id, against)
-    return csv_response(views.diff_csv(rows), f"{version_id}-diff-{against}.csv")
+    found = plan_diff.diff_versions(PlanStore(), version_id, filter_value(against), across_inputs)
+    return csv_response(plan_diff.diff_csv(found.rows), f"{version_id}-diff-{found.against}.csv")
 
 
 @router.get("/plans/{version_id}", response_class=HTMLResponse)
@@ -242,22 +247,32 @@ def _reconciliation(request: Request, store: PlanStore, info: VersionInfo) -> di
 
 
 def _diff(request: Request, store: PlanStore, info: VersionInfo) -> dict[str, Any]:
-    against = filter_value(request.query_params.get("against"))
+    q = request.query_params
+    against = filter_value(q.get("against"))
+    across = q.get("across_inputs") in ("1", "true", "on")
     candidates, _ = store.list_versions(limit=200, status="ready")
-    options = [v.version_id for v in candidates if v.version_id != info.version_id]
-    if against is None:
-        against = info.parent_version_id or next(iter(options), None)
-    context: dict[str, Any] = {"against": against, "options": options, "diff": None}
-    if against is None:
+    options = [v for v in candidates if v.version_id != info.version_id]
+    context: dict[str, Any] = {"against": against, "options": options, "diff": None, "across": across}
+    if not options:
         return context
-    rows, counts = views.diff_rows(store, info.version_id, against)
-    kpis = [r for r in rows if r["level"] == "kpis" and r["key"].endswith("|total|total")]
-    cells = [r for r in rows if r["level"] != "kpis"]
+    try:
+        found = plan_diff.diff_versions(store, info.version_id, against, across, limit=DIFF_PAGE)
+    except DiffConflict as exc:
+        context["conflict"] = exc.message
+        context["needs_confirm"] = "against_input_label" in (
+            exc.detail if isinstance(exc.detail, dict) else {}
+        )
+        return context
+    context["against"] = found.against
+    kpis = [r for r in found.rows if r["level"] == "kpis" and r["key"].endswith("|total|total")]
+    cells = [r for r in found.rows if r["level"] != "kpis"]
+    changed = found.total - found.counts["kpis"]
     context["diff"] = {
-        "counts": counts,
+        "counts": found.counts,
+        "reason": found.base_reason,
         "kpis": kpis,
         "cells": cells[:DIFF_ROWS_SHOWN],
-        "cells_total": len(cells),
+        "cells_total": changed,
     }
     return context
 
