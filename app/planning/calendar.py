@@ -8,6 +8,7 @@ least one day in it, weighted by those days; a week straddling two months become
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 from app.planning.model import Bucket, Calendar, Problem
@@ -52,6 +53,10 @@ def add_months(period: str, n: int) -> str:
     return f"{idx // 12:04d}-{idx % 12 + 1:02d}"
 
 
+#: A week's weight is its share of the month (days by default): beyond this it cannot be meant.
+MAX_WEEK_WEIGHT = 1e6
+
+
 def calendar_from_document(
     doc: Any, file: str = "planning_calendar.json"
 ) -> tuple[Calendar | None, list[Problem], list[str]]:
@@ -85,6 +90,9 @@ def calendar_from_document(
         except (KeyError, ValueError) as exc:
             bad(where, f"needs period (YYYY-MM), start_date and end_date: {exc}")
             continue
+        if end < start:
+            bad(where, f"end_date {end} is before start_date {start}")
+            continue
         weeks = p.get("weeks")
         if not isinstance(weeks, list) or not weeks:
             bad(f"{where}.weeks", "expected a non-empty list of weeks")
@@ -104,8 +112,11 @@ def calendar_from_document(
             except (KeyError, ValueError, TypeError) as exc:
                 bad(wwhere, f"needs week_code (YYYY-Www), start_date, end_date and a numeric weight: {exc}")
                 continue
-            if weight < 0:
-                bad(wwhere, "weight must be >= 0")
+            if not math.isfinite(weight) or weight < 0 or weight > MAX_WEEK_WEIGHT:
+                bad(wwhere, f"weight must be a number in [0, {MAX_WEEK_WEIGHT:g}], got {weight!r}")
+                continue
+            if we < ws:
+                bad(wwhere, f"end_date {we} is before start_date {ws}")
                 continue
             buckets.append(Bucket(period, code, ws, we, weight))
     if problems:

@@ -49,6 +49,28 @@ COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "period_score.csv": (("period", "score"), ()),
 }
 SHARE_TOLERANCE = 1e-6
+#: The largest value each numeric column accepts (docs/inputs.md). Each is far beyond a real plan and
+#: small enough that the engine's sums and products (quantity x BOM qty over thousands of parents and
+#: weeks) stay exact in int64 and float64.
+MAX_VALUES: dict[tuple[str, str], float] = {
+    ("demand_family.csv", "demand"): 1e9,
+    ("mix_share.csv", "share"): 1e9,
+    ("capacity.csv", "capacity"): 1e12,
+    ("routing.csv", "units_per_unit"): 1e6,
+    ("item.csv", "lt"): 3650,  # days (or weeks with lt_unit=week): ten years
+    ("item.csv", "lot"): 1e9,
+    ("item.csv", "moq"): 1e9,
+    ("item.csv", "safety_stock"): 1e9,
+    ("item.csv", "max_lot"): 1e9,
+    ("item.csv", "unit_cost"): 1e9,
+    ("inventory.csv", "qty"): 1e9,
+    ("open_po.csv", "qty"): 1e9,
+    ("bom.csv", "qty"): 1e4,
+    ("bom.csv", "scrap"): 1.0,
+    ("period_cost.csv", "cost"): 1e9,
+    ("period_score.csv", "score"): 1e9,
+}
+MAX_CALENDAR_BYTES = 10_000_000
 
 _PERIOD_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -66,8 +88,22 @@ class Findings:
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
+    #: Problems beyond this are counted, not listed: a broken large file must not make a huge answer.
+    limit: int = 1000
+    unlisted: int = 0
+
     def problem(self, file: str, row: int | None, column: str | None, reason: str) -> None:
-        self.problems.append(Problem(file, row, column, reason))
+        if len(self.problems) < self.limit:
+            self.problems.append(Problem(file, row, column, reason))
+        else:
+            self.unlisted += 1
+
+    def listed(self) -> list[Problem]:
+        """The problems to report, with one closing entry counting those not listed."""
+        if not self.unlisted:
+            return self.problems
+        more = Problem("(input set)", None, None, f"{self.unlisted:,} more problem(s) not listed")
+        return [*self.problems, more]
 
 
 @dataclass
@@ -150,12 +186,17 @@ def numbers(
         values = np.array(cells, dtype=np.float64)
     except ValueError:
         values = np.array([_to_float(c) for c in cells], dtype=np.float64)
-    bad = ~np.isfinite(values)
+    # float() also reads "1_000", "inf" and "nan": none of them is a number of an input file
+    bad = ~np.isfinite(values) | np.array(["_" in c for c in cells], dtype=bool)
     flag(t, column, bad, "unparsable number {value!r}", found)
+    top = MAX_VALUES.get((t.file, column))
+    if top is not None:
+        flag(t, column, ~bad & (values > top), f"too large: {{value}} (at most {top:g})", found)
+        bad |= values > top
     if minimum == 0.0:
-        flag(t, column, values < 0, "negative quantity {value}", found)
+        flag(t, column, ~bad & (values < 0), "negative quantity {value}", found)
     elif minimum is not None:
-        flag(t, column, values < minimum, f"must be >= {minimum:g}, got {{value}}", found)
+        flag(t, column, ~bad & (values < minimum), f"must be >= {minimum:g}, got {{value}}", found)
     values[bad] = np.nan
     return values
 
@@ -236,10 +277,16 @@ def load_calendar(folder: Path, demand: Table | None, found: Findings) -> Calend
     """The explicit calendar when the folder has one, else derived from the demand periods."""
     path = folder / CALENDAR_FILE
     if path.is_file():
+        if path.stat().st_size > MAX_CALENDAR_BYTES:
+            found.problem(CALENDAR_FILE, None, None, f"larger than {MAX_CALENDAR_BYTES:,} bytes")
+            return None
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
             found.problem(CALENDAR_FILE, None, None, f"unparsable JSON: {exc}")
+            return None
+        except RecursionError:
+            found.problem(CALENDAR_FILE, None, None, "unparsable JSON: nested too deeply")
             return None
         cal, problems, warnings = calendar_from_document(doc, CALENDAR_FILE)
         found.problems.extend(problems)
@@ -416,6 +463,8 @@ class Bom:
     child: np.ndarray
     qty: np.ndarray
     scrap: np.ndarray
+    #: component -> (line, column) of the first bom.csv row naming it
+    named_at: dict[str, tuple[int, str]] = field(default_factory=dict)
 
 
 def load_bom(t: Table | None, mix: Mix | None, found: Findings) -> Bom | None:
@@ -440,7 +489,12 @@ def load_bom(t: Table | None, mix: Mix | None, found: Findings) -> Bom | None:
     ok = valid(ppos, cpos, qty, scrap) & ~selfref & (qty > 0) & (scrap < 1) & (scrap >= 0)
     _report_cycles(t, items, ppos[ok], cpos[ok], found)
     _warn_orphans(items, fg, ppos[ok], cpos[ok], found)
-    return Bom(items, ppos[ok], cpos[ok], qty[ok], scrap[ok])
+    named_at: dict[str, tuple[int, str]] = {}
+    for line, p, c in zip(t.lines, parent, child, strict=True):
+        for code, column in ((p, "parent"), (c, "child")):
+            if code and code not in fg:
+                named_at.setdefault(code, (line, column))
+    return Bom(items, ppos[ok], cpos[ok], qty[ok], scrap[ok], named_at)
 
 
 def _warn_orphans(
@@ -571,9 +625,20 @@ class ItemMaster:
 
 
 def item_lookup(t: Table, items: list[str], found: Findings) -> np.ndarray:
-    reason = "unknown item {value} (not a finished good in mix_share.csv nor in bom.csv)"
-    codes(t, "item", found)
-    return lookup(t, "item", {code: i for i, code in enumerate(items)}, found, reason)
+    """Positions of the item column in ``items``. Items the plan does not use (neither a finished good
+    in mix_share.csv nor in bom.csv: item masters and stock lists of ERP exports hold many) map to -1
+    and are named in one warning; they are not planned."""
+    names = codes(t, "item", found)
+    index = {code: i for i, code in enumerate(items)}
+    pos = np.array([index.get(c, -1) for c in names], dtype=np.int64)
+    unused = sorted({c for c, k in zip(names, pos.tolist(), strict=True) if k < 0 and c})
+    if unused:
+        shown = ", ".join(unused[:5]) + (", ..." if len(unused) > 5 else "")
+        found.warnings.append(
+            f"{t.file}: {len(unused)} item(s) neither a finished good in mix_share.csv nor in bom.csv are "
+            f"not planned ({shown})"
+        )
+    return pos
 
 
 def load_items(t: Table | None, bom: Bom | None, found: Findings) -> ItemMaster | None:
@@ -594,7 +659,12 @@ def load_items(t: Table | None, bom: Bom | None, found: Findings) -> ItemMaster 
     listed = np.zeros(len(bom.items), dtype=bool)
     listed[pos[pos >= 0]] = True
     for k in np.flatnonzero(~listed):
-        found.problem(t.file, None, "item", f"no row for item {bom.items[k]}")
+        name = bom.items[k]
+        if name in bom.named_at:  # a component: the bom.csv row that names it is where to look
+            line, column = bom.named_at[name]
+            found.problem("bom.csv", line, column, f"item {name} has no row in {t.file}")
+        else:
+            found.problem(t.file, None, "item", f"no row for finished good {name} (in mix_share.csv)")
     return ItemMaster(**out)
 
 
@@ -715,7 +785,7 @@ def load_input_set(path: str | Path, label: str | None = None) -> PlanInputs:
     cost = load_period_values(t["period_cost.csv"], "cost", cal, found)
     score = load_period_values(t["period_score.csv"], "score", cal, found)
     if found.problems:
-        raise InputError(found.problems)
+        raise InputError(found.listed())
     assert cal and dem and mix and cap and bom and master and on_hand is not None and receipts is not None
     return PlanInputs(
         label=label if label is not None else folder.name,

@@ -31,6 +31,9 @@ from app.planning.model import Decisions, PlanInputs, PlanParams
 
 LEVELS = ("aggregate", "det")
 FIELDS = ("demand", "supply")
+#: The largest value a PSI cell takes: the input sets' bound on a family's demand in a month
+#: (``app.planning.inputs.MAX_VALUES``), so no edit makes a plan the engine could not hold.
+MAX_VALUE = 1e9
 KEY_FIELDS = {"aggregate": ("family", "period"), "det": ("sku", "week", "period")}
 FILTERS = ("family", "sku", "period", "week", "locked", "overridden")
 
@@ -267,6 +270,9 @@ def parse_value(value: Any, decimals: int | None, where: str, problems: list[dic
         or value < 0
     ):
         problems.append({"at": where, "value": repr(value), "reason": "value must be a non-negative number"})
+        return None
+    if value > MAX_VALUE:
+        problems.append({"at": where, "value": value, "reason": f"value must be at most {MAX_VALUE:g}"})
         return None
     if decimals is not None and abs(value - round(value, decimals)) > 1e-9:
         unit = "an integer" if decimals == 0 else f"a multiple of {10**-decimals:g}"

@@ -127,6 +127,13 @@ def test_errors_are_json_with_the_right_status(client: TestClient) -> None:
     assert response.json()["detail"][0]["reason"] == "no such det cell in the plan"
     negative = {"level": "det", "edits": [{"key": key, "field": "demand", "value": -5}]}
     assert client.patch("/plans/v1/psi", json=negative).status_code == 422
+    for huge in (1e17, 1e20, 10**30):  # beyond what a plan holds: refused, nothing stored
+        response = client.patch("/plans/v1/psi", json={"level": "det", "edits": [{"key": key, "field": "demand", "value": huge}]})  # fmt: skip
+        assert (
+            response.status_code == 422
+            and response.json()["detail"][0]["reason"] == "value must be at most 1e+09"
+        )
+    assert client.get("/plans/v1/psi/state").json()["events"] == 0
     assert (
         client.patch(
             "/plans/v1/psi", json={"level": "det", "edits": [{"key": key, "field": "demand", "value": "5"}]}

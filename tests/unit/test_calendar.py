@@ -133,7 +133,7 @@ def test_bad_period_and_week_entries_are_all_reported():
     cal, problems, _ = calendar_from_document(doc)
     assert cal is None
     assert [p.column for p in problems] == ["periods[0]", "periods[1].weeks[0]", "periods[1].weeks[1]"]
-    assert "weight must be >= 0" in problems[-1].reason
+    assert "weight must be a number in [0, 1e+06], got -1.0" in problems[-1].reason
 
 
 def test_period_without_weeks_is_a_problem():

@@ -291,23 +291,38 @@ def test_family_whose_shares_are_all_zero_is_a_problem(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("name", "text", "line", "column"),
+    ("name", "text"),
     [
-        ("inventory.csv", "item,loc,qty\nA1,DC1,10\nZZ,DC1,1\n", 3, "item"),
-        ("open_po.csv", "item,due,qty\nZZ,2026-01-15,5\n", 2, "item"),
-        ("item.csv", TINY["item.csv"] + "ZZ,7,1,0\n", 8, "item"),
+        ("inventory.csv", TINY["inventory.csv"] + "ZZ,DC1,1\nZY,DC1,2\n"),
+        ("open_po.csv", TINY["open_po.csv"] + "ZZ,2026-01-15,5\nZY,2026-01-15,1\n"),
+        ("item.csv", TINY["item.csv"] + "ZZ,7,1,0\nZY,7,1,0\n"),
     ],
 )
-def test_unknown_item_is_a_problem(tmp_path, name, text, line, column):
-    found = only_problem(write_set(tmp_path, {name: text}))
-    assert (found.file, found.row, found.column) == (name, line, column)
-    assert found.reason.startswith("unknown item ZZ")
+def test_items_the_plan_does_not_use_are_one_warning_not_a_problem_each(tmp_path, name, text):
+    # an ERP export lists items no BOM line or mix share uses: accepted, named once, not planned
+    inputs = load_input_set(write_set(tmp_path, {name: text}))
+    assert "ZZ" not in inputs.items and "ZY" not in inputs.items
+    said = [w for w in inputs.warnings if w.startswith(name)]
+    assert said == [
+        f"{name}: 2 item(s) neither a finished good in mix_share.csv nor in bom.csv are not planned (ZY, ZZ)"
+    ]
+    plain = load_input_set(write_set(tmp_path / "plain"))
+    assert inputs.on_hand.tolist() == plain.on_hand.tolist()
+    assert inputs.scheduled_receipts.tolist() == plain.scheduled_receipts.tolist()
 
 
-def test_every_known_item_needs_an_item_row(tmp_path):
+def test_a_component_without_an_item_row_is_reported_at_the_bom_row_naming_it(tmp_path):
     items = "item,lt,lot,moq\nA1,7,10,0\nA2,7,1,0\nB1,14,5,5\nSUB,7,1,0\n"
     found = problems(write_set(tmp_path, {"item.csv": items}))
-    assert [p.reason for p in found] == ["no row for item C1", "no row for item C2"]
+    bom = TINY["bom.csv"].splitlines()
+    first = {
+        code: next(i + 1 for i, line in enumerate(bom) if code in line.split(",")[:2])
+        for code in ("C1", "C2")
+    }
+    assert [(p.file, p.row, p.reason) for p in found] == [
+        ("bom.csv", first["C1"], "item C1 has no row in item.csv"),
+        ("bom.csv", first["C2"], "item C2 has no row in item.csv"),
+    ]
 
 
 def test_bom_cycle_is_named_with_arrows(tmp_path):
@@ -579,3 +594,77 @@ def test_bom_parent_that_nothing_demands_is_a_warning(tmp_path):
     items = TINY["item.csv"] + "KIT,0,1,0\n"
     inputs = load_input_set(write_set(tmp_path, {"bom.csv": bom, "item.csv": items}))
     assert inputs.warnings == ["bom.csv: KIT is neither a finished good nor used by a parent; never demanded"]
+
+
+# --- extreme input ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "row", "column", "value", "top"),
+    [
+        ("demand_family.csv", 2, "demand", "1e15", "1e+09"),
+        ("inventory.csv", 2, "qty", "1e308", "1e+09"),
+        ("item.csv", 2, "lot", "1e308", "1e+09"),
+        ("item.csv", 2, "lt", "1e19", "3650"),
+        ("bom.csv", 2, "qty", "1e308", "10000"),
+        ("capacity.csv", 2, "capacity", "1e308", "1e+12"),
+    ],
+)
+def test_a_value_beyond_its_columns_bound_is_a_problem_at_its_cell(tmp_path, name, row, column, value, top):
+    lines = TINY[name].splitlines()
+    header = lines[0].split(",")
+    cells = lines[row - 1].split(",")
+    cells[header.index(column)] = value
+    lines[row - 1] = ",".join(cells)
+    found = only_problem(write_set(tmp_path, {name: "\n".join(lines) + "\n"}))
+    assert (found.file, found.row, found.column) == (name, row, column)
+    assert found.reason == f"too large: {value} (at most {top})"
+
+
+@pytest.mark.parametrize("value", ["1_000", "inf", "nan", "-inf"])
+def test_underscores_and_non_finite_numbers_are_unparsable(tmp_path, value):
+    lines = TINY["inventory.csv"].splitlines()
+    lines[1] = f"A1,DC1,{value}"
+    found = only_problem(write_set(tmp_path, {"inventory.csv": "\n".join(lines) + "\n"}))
+    assert (found.file, found.row, found.column) == ("inventory.csv", 2, "qty")
+    assert found.reason == f"unparsable number {value!r}"
+
+
+def test_a_deeply_nested_calendar_is_a_problem_not_a_crash(tmp_path):
+    folder = write_set(tmp_path)
+    (folder / "planning_calendar.json").write_text("[" * 100_000, encoding="utf-8")
+    found = only_problem(folder)
+    assert (found.file, found.reason) == ("planning_calendar.json", "unparsable JSON: nested too deeply")
+
+
+def _calendar(weight: str = "7", start: str = "2026-01-01", end: str = "2026-01-31") -> str:
+    weeks = ",".join(
+        f'{{"week_code": "2026-W0{w}", "start_date": "2026-01-0{1 + 7 * (w - 1) if w > 1 else 1}", '
+        f'"end_date": "2026-01-{7 * w - 3:02d}", "weight": {weight}}}'
+        for w in (1,)
+    )
+    return f'{{"periods": [{{"period": "2026-01", "start_date": "{start}", "end_date": "{end}", "weeks": [{weeks}]}}]}}'
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "reason"),
+    [
+        (_calendar(weight="NaN"), "periods[0].weeks[0]", "weight must be a number in [0, 1e+06], got nan"),
+        (_calendar(weight="1e300"), "periods[0].weeks[0]", "weight must be a number in [0, 1e+06], got 1e+300"),
+        (_calendar(start="2026-01-31", end="2026-01-01"), "periods[0]", "end_date 2026-01-01 is before start_date 2026-01-31"),
+    ],
+)  # fmt: skip
+def test_a_calendar_with_a_nan_weight_or_a_reversed_period_is_refused(tmp_path, text, where, reason):
+    folder = write_set(tmp_path)
+    (folder / "planning_calendar.json").write_text(text, encoding="utf-8")
+    found = [p for p in problems(folder) if p.file == "planning_calendar.json"]
+    assert [(p.column, p.reason) for p in found] == [(where, reason)]
+
+
+def test_a_file_with_very_many_problems_lists_a_thousand_and_counts_the_rest(tmp_path):
+    rows = "".join(f"A1,DC{i},x\n" for i in range(5000))
+    with pytest.raises(InputError) as err:
+        load_input_set(write_set(tmp_path, {"inventory.csv": "item,loc,qty\n" + rows}))
+    listed = err.value.problems
+    assert len(listed) == 1001
+    assert listed[-1].reason == "4,000 more problem(s) not listed"

@@ -127,7 +127,8 @@ def test_key_hash_is_the_sha256_of_the_canonical_json() -> None:
 @pytest.mark.parametrize(
     ("value", "decimals", "ok"),
     [(5, 0, 5), (5.0, 0, 5), (5.5, 0, None), (-1, 0, None), (True, 0, None), (float("nan"), None, None),
-     ("5", 0, None), (0.25, 1, None), (0.3, 1, 0.3), (0.125, None, 0.125)],
+     ("5", 0, None), (0.25, 1, None), (0.3, 1, 0.3), (0.125, None, 0.125), (1e9, 0, 1_000_000_000),
+     (1e9 + 1, 0, None), (1e17, 0, None), (1e20, None, None), (10**30, 0, None)],
 )  # fmt: skip
 def test_a_value_must_be_a_non_negative_number_on_the_plans_grid(
     value: Any, decimals: int | None, ok: Any
