@@ -129,8 +129,10 @@ def is_loopback(host: str) -> bool:
 
 
 def bind_refusal(host: str) -> str | None:
-    """Why the server must not bind ``host`` (None when it may): without tokens, loopback only."""
-    if is_loopback(host) or tokens.tokens_configured(PlanStore().engine):
+    """Why the server must not bind ``host`` (None when it may): without tokens, loopback only. A
+    malformed or weak ``SCPLN_API_TOKENS`` is a ValueError whatever the address."""
+    env = tokens.env_tokens()
+    if is_loopback(host) or tokens.tokens_configured(PlanStore().engine, env):
         return None
     return (
         f"refusing to bind {host}: no API tokens are configured, so every caller would be admin. "

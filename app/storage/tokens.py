@@ -48,10 +48,16 @@ class TokenInfo:
     created_at: int | None
 
 
+#: The shortest token ``SCPLN_API_TOKENS`` accepts (``scpln token create`` makes 43-character ones).
+MIN_TOKEN_LENGTH = 16
+
+
 def parse_env_tokens(value: str | None) -> dict[str, str]:
     """``"<token>:<role>,<token>:<role>"`` as token hash -> role. Blank entries are ignored; a malformed
-    entry or an unknown role is a ValueError naming the entry's position (never the token)."""
+    entry, an unknown role, a token shorter than ``MIN_TOKEN_LENGTH`` or one listed twice is a ValueError
+    naming the entry's position (never the token)."""
     out: dict[str, str] = {}
+    first: dict[str, int] = {}
     for position, entry in enumerate((value or "").split(","), start=1):
         entry = entry.strip()
         if not entry:
@@ -64,7 +70,17 @@ def parse_env_tokens(value: str | None) -> dict[str, str]:
             raise ValueError(
                 f"SCPLN_API_TOKENS entry {position}: role must be one of {', '.join(ROLES)}, not {role!r}"
             )
-        out[hash_token(token.strip())] = role
+        token = token.strip()
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"SCPLN_API_TOKENS entry {position}: the token is shorter than {MIN_TOKEN_LENGTH} characters "
+                "(make one with `scpln token create`)"
+            )
+        digest = hash_token(token)
+        if digest in first:
+            raise ValueError(f"SCPLN_API_TOKENS entry {position} repeats the token of entry {first[digest]}")
+        first[digest] = position
+        out[digest] = role
     return out
 
 

@@ -24,10 +24,10 @@ from fastapi.testclient import TestClient  # noqa: E402
 from app.api.app import create_app  # noqa: E402
 
 TOKENS = {
-    "viewer": "tok-view-123",
-    "planner": "tok-plan-456",
-    "approver": "tok-appr-789",
-    "admin": "tok-admin-0",
+    "viewer": "tok-view-123-aaaaaa",
+    "planner": "tok-plan-456-bbbbbb",
+    "approver": "tok-appr-789-cccccc",
+    "admin": "tok-admin-0-dddddd",
 }
 ENV_CLEARED = ("PLAN_STORAGE_MODE", "SCPLN_API_TOKENS", "JOBS_ENABLED", "SCPLN_INPUT_DIR", "REGISTRY_BACKEND")
 
@@ -140,11 +140,15 @@ def test_unknown_roles_and_malformed_token_lists_are_refused(hub, monkeypatch):
     with pytest.raises(ValueError, match="role must be one of"):
         tokens.create_token(PlanStore().engine, "owner")
     with pytest.raises(ValueError, match="entry 2"):
-        tokens.parse_env_tokens("abc:viewer,justatoken")
-    monkeypatch.setenv("SCPLN_API_TOKENS", "abc:superuser")
-    response = hub.get("/plans", headers={"Authorization": "Bearer abc"})
+        tokens.parse_env_tokens("abcdefghijklmnopq:viewer,justatoken")
+    with pytest.raises(ValueError, match="entry 1: the token is shorter than 16"):
+        tokens.parse_env_tokens("a:admin")
+    with pytest.raises(ValueError, match="entry 3 repeats the token of entry 1"):
+        tokens.parse_env_tokens("abcdefghijklmnopq:viewer,qrstuvwxyz0123456:planner,abcdefghijklmnopq:admin")
+    monkeypatch.setenv("SCPLN_API_TOKENS", "abcdefghijklmnopq:superuser")
+    response = hub.get("/plans", headers={"Authorization": "Bearer abcdefghijklmnopq"})
     assert response.status_code == 500 and response.json()["error"] == "auth misconfigured"
-    assert "abc" not in response.text
+    assert "abcdefghijklmnopq" not in response.text
 
 
 def _scpln(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -202,5 +206,8 @@ def test_only_loopback_hosts_may_be_bound_without_tokens(hub, monkeypatch, host,
     from app.api.auth import bind_refusal
 
     assert (bind_refusal(host) is None) is loopback
-    monkeypatch.setenv("SCPLN_API_TOKENS", "t:admin")
+    monkeypatch.setenv("SCPLN_API_TOKENS", "a-long-enough-admin-token:admin")
     assert bind_refusal(host) is None
+    monkeypatch.setenv("SCPLN_API_TOKENS", "a:admin")  # a weak token is no token: refused, with why
+    with pytest.raises(ValueError, match="shorter than 16"):
+        bind_refusal(host)

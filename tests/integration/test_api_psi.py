@@ -19,7 +19,11 @@ from fastapi.testclient import TestClient  # noqa: E402
 from app.api.app import create_app  # noqa: E402
 
 ENV_CLEARED = ("PLAN_STORAGE_MODE", "SCPLN_API_TOKENS", "JOBS_ENABLED", "SCPLN_INPUT_DIR", "REGISTRY_BACKEND")
-TOKENS = {"viewer": "psi-view-1", "planner": "psi-plan-2", "approver": "psi-appr-3"}
+TOKENS = {
+    "viewer": "psi-view-1-aaaaaaaa",
+    "planner": "psi-plan-2-bbbbbbbb",
+    "approver": "psi-appr-3-cccccccc",
+}
 FAMILY_KEY = {"family": "BLEND", "period": "2026-01"}
 
 
