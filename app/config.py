@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     scpln_api_tokens: str | None = None
     scpln_inprocess_worker: bool = True
     scpln_worker_nice: int = Field(10, ge=0, le=19)
+    #: Host names served besides loopback ones (comma-separated; ``*`` any): app.api.guard.
+    scpln_allowed_hosts: str | None = None
+    #: The largest request body accepted (413 beyond): app.api.guard.
+    scpln_max_body_bytes: int = Field(10_000_000, ge=1024)
 
     @field_validator(
         "plan_storage_mode",
@@ -49,6 +53,7 @@ class Settings(BaseSettings):
         "scpln_queue_url",
         "scpln_api_tokens",
         "scpln_home",
+        "scpln_allowed_hosts",
         mode="before",
     )
     @classmethod

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app import metrics
 from app.api import health, jobs, ops, plans, psi, runs
 from app.api.errors import install_error_handlers
+from app.api.guard import RequestGuard
 from app.storage.plans import observe_writes
 
 log = logging.getLogger("scpln.api")
@@ -80,6 +81,7 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(application)
     application.add_middleware(LatencyMiddleware)
+    application.add_middleware(RequestGuard)  # added last: the outermost of the hub's own
     for module in (plans, psi, runs, jobs, ops, health):
         application.include_router(module.router)
     return application

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -54,36 +54,52 @@ async def request_store(request: Request) -> PlanStore:
 
 async def current_caller(
     request: Request,
-    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+    _credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # declares the scheme in OpenAPI
     store: PlanStore = Depends(request_store),
 ) -> Caller:
+    caller = authenticate(store, request.headers.get("authorization"), reached_over_loopback(request.scope))
+    request.state.caller = caller
+    return caller
+
+
+def authenticate(store: PlanStore, authorization: str | None, over_loopback: bool) -> Caller:
+    """The caller of a request from its ``Authorization`` header — the one rule, for the route
+    dependencies and for the request guard that checks callers before reading a body. Raises
+    ``Unauthorized`` (401) or ``AuthMisconfigured`` (500)."""
     try:
-        env = tokens.parse_env_tokens(request.state.settings.scpln_api_tokens)
+        env = tokens.parse_env_tokens(get_settings().scpln_api_tokens)
     except ValueError as exc:  # a malformed SCPLN_API_TOKENS: refuse everyone rather than guess
         raise AuthMisconfigured("the server's API token configuration is invalid", str(exc)) from None
     if not tokens.tokens_configured(store.engine, env):
-        if not _reached_over_loopback(request):
+        if not over_loopback:
             # tokens deleted while serving a non-loopback address: nobody is admin by default there
             raise Unauthorized(
                 "no API tokens are configured and this server is reached on a non-loopback address; "
                 "create one with `scpln token create --role ROLE`"
             )
-        caller = Caller("admin", authenticated=False)
-    else:
-        if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-            raise Unauthorized("an API token is required: send 'Authorization: Bearer <token>'")
-        role = tokens.resolve_role(store.engine, credentials.credentials, env)
-        if role is None:
-            raise Unauthorized("the API token is not valid")
-        caller = Caller(role, authenticated=True)
-    request.state.caller = caller
-    return caller
+        return Caller("admin", authenticated=False)
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("an API token is required: send 'Authorization: Bearer <token>'")
+    role = tokens.resolve_role(store.engine, token.strip(), env)
+    if role is None:
+        raise Unauthorized("the API token is not valid")
+    return Caller(role, authenticated=True)
 
 
-def _reached_over_loopback(request: Request) -> bool:
+def tokens_in_force() -> bool:
+    """Whether API tokens are configured (a malformed configuration counts: it refuses everyone)."""
+    try:
+        env = tokens.parse_env_tokens(get_settings().scpln_api_tokens)
+    except ValueError:
+        return True
+    return tokens.tokens_configured(PlanStore().engine, env)
+
+
+def reached_over_loopback(scope: Any) -> bool:
     """False only when the address the request came in on is a non-loopback IP address (the test
     client's symbolic host names count as local)."""
-    server = request.scope.get("server")
+    server = scope.get("server")
     if not server:
         return True
     host = str(server[0])

@@ -273,7 +273,7 @@ def test_an_unknown_version_shows_the_404_page(ui_hub, browser_page):
 def token_hub(tmp_path_factory):
     server = start_hub(
         tmp_path_factory.mktemp("ui-tokens"),
-        {"SCPLN_API_TOKENS": "viewer-token-1:viewer,admin-token-1:admin"},
+        {"SCPLN_API_TOKENS": "viewer-token-1-abcdef:viewer,admin-token-1-abcdefg:admin"},
     )
     try:
         yield server
@@ -294,13 +294,13 @@ def test_with_tokens_the_ui_asks_for_one_once_and_a_viewer_cannot_change_anythin
     page.fill("#token", "not-a-token")
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator(".login .error")).to_contain_text("not valid")
-    page.fill("#token", "viewer-token-1")
+    page.fill("#token", "viewer-token-1-abcdef")
     page.get_by_role("button", name="Sign in").click()
     assert page.url.endswith("/ui/ops")
     expect(page.locator(".who")).to_contain_text("viewer")
     expect(page.locator("#set-mode")).to_be_disabled()
     cookie = next(c for c in page.context.cookies() if c["name"] == "scpln_ui")
-    assert cookie["httpOnly"] and "viewer-token-1" not in cookie["value"]
+    assert cookie["httpOnly"] and "viewer-token-1-abcdef" not in cookie["value"]
     page.goto(token_hub.url("/ui/plans"))
     expect(page.get_by_role("button", name="Queue plan")).to_be_disabled()
     # The same session may still not post an admin form, even with its own CSRF token.
@@ -315,10 +315,11 @@ def test_every_post_needs_the_sessions_csrf_token(token_hub):
     with httpx.Client(base_url=token_hub.base, timeout=30) as client:
         login = client.get("/ui/login")
         assert "HttpOnly" in login.headers["set-cookie"]
-        refused = client.post("/ui/login", data={"token": "admin-token-1", "next": "/ui/ops"})
+        refused = client.post("/ui/login", data={"token": "admin-token-1-abcdefg", "next": "/ui/ops"})
         assert refused.status_code == 403
         signed_in = client.post(
-            "/ui/login", data={"token": "admin-token-1", "next": "/ui/ops", "csrf_token": _csrf(login.text)}
+            "/ui/login",
+            data={"token": "admin-token-1-abcdefg", "next": "/ui/ops", "csrf_token": _csrf(login.text)},
         )
         assert signed_in.status_code == 303 and signed_in.headers["location"] == "/ui/ops"
         ops = client.get("/ui/ops")
