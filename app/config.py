@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     scpln_api_tokens: str | None = None
     scpln_inprocess_worker: bool = True
     scpln_worker_nice: int = Field(10, ge=0, le=19)
+    #: Folders that input sets named over HTTP must lie in (comma-separated): input_folder_in_roots.
+    scpln_input_roots: str | None = None
     #: Host names served besides loopback ones (comma-separated; ``*`` any): app.api.guard.
     scpln_allowed_hosts: str | None = None
     #: The largest request body accepted (413 beyond): app.api.guard.
@@ -54,6 +56,7 @@ class Settings(BaseSettings):
         "scpln_api_tokens",
         "scpln_home",
         "scpln_allowed_hosts",
+        "scpln_input_roots",
         mode="before",
     )
     @classmethod
@@ -72,6 +75,28 @@ class Settings(BaseSettings):
     def input_dir(self) -> Path:
         """The default input set, relative paths taken from the repository root."""
         return resolve_path(self.scpln_input_dir)
+
+
+def input_roots(settings: Settings | None = None) -> list[Path]:
+    """The folders input sets named over HTTP (API and UI) must lie in: ``SCPLN_INPUT_ROOTS``, else the
+    folder holding the default input set (``samples/`` out of the box). Resolved, symlinks followed."""
+    settings = settings or get_settings()
+    named = [r.strip() for r in (settings.scpln_input_roots or "").split(",") if r.strip()]
+    roots = [resolve_path(r) for r in named] if named else [settings.input_dir.parent]
+    return [r.resolve() for r in roots]
+
+
+def input_folder_in_roots(value: str) -> Path:
+    """The input set folder ``value`` names, when it is a folder inside an input root (symlinks
+    followed before the check); a ValueError otherwise, which names neither the server's paths nor
+    whether a folder outside the roots exists. The CLI is not bound by the roots: its user runs it on
+    the server already."""
+    folder = resolve_path(value).resolve()
+    if not any(folder == root or folder.is_relative_to(root) for root in input_roots()):
+        raise ValueError(f"input_dir {value!r} is not inside an input root (SCPLN_INPUT_ROOTS)")
+    if not folder.is_dir():
+        raise ValueError(f"input_dir {value!r} is not a folder")
+    return folder
 
 
 def resolve_path(value: str | Path) -> Path:

@@ -11,10 +11,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
 
 from app.api.auth import Caller, require
 from app.api.schemas import VERSION_ID_PATTERN, ErrorBody, StorageMode
+from app.config import input_folder_in_roots
 from app.services import jobs as jobs_service
 from app.services import psi
 
@@ -86,8 +87,17 @@ class PsiNoteBody(BaseModel):
 class ReconcileBody(BaseModel):
     note: Note = None
     input_dir: str | None = Field(
-        None, description="The input set folder, when the version's input label does not name one."
+        None,
+        max_length=1024,
+        description="The input set folder (inside an input root), when the version's input label does not name one.",
     )
+
+    @field_validator("input_dir")
+    @classmethod
+    def _inside_roots(cls, value: str | None) -> str | None:
+        if value is not None:
+            input_folder_in_roots(value)
+        return value
 
 
 class PsiPage(BaseModel):

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.config import get_settings, resolve_path
+from app.config import get_settings, input_folder_in_roots, resolve_path
 from app.errors import IntakePaused
 from app.planning.model import PlanContent, PlanParams
 from app.planning.pipeline import Progress, check_version_id, new_version_id, plan_input_set
@@ -97,7 +97,9 @@ class RunBody(BaseModel):
     @field_validator("input_dir")
     @classmethod
     def _usable_path(cls, value: str | None) -> str | None:
-        """Refuse what no folder can be: NUL bytes, or a ``~user`` prefix naming no user."""
+        """Refuse what no folder can be (NUL bytes, a ``~user`` prefix naming no user) and any folder
+        outside the input roots (``app.config.input_folder_in_roots``): this is the request of the
+        HTTP edges."""
         if value is None:
             return value
         if "\x00" in value:
@@ -106,6 +108,7 @@ class RunBody(BaseModel):
             Path(value).expanduser()
         except RuntimeError:
             raise ValueError(f"input_dir {value!r}: cannot expand '~' (no such user)") from None
+        input_folder_in_roots(value)
         return value
 
     def plan_request(self) -> PlanRequest:

@@ -17,7 +17,7 @@ from app.planning.report import KPI_UNITS
 from app.services.plans import PlanRequest, run_plan
 from app.storage import settings as st
 from app.storage.plans import PlanStore
-from tests.conftest import SAMPLE
+from tests.conftest import ROOT, SAMPLE
 
 warnings.filterwarnings("ignore", message=".*httpx2.*")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -123,7 +123,8 @@ def test_run_with_parameters_stores_them_and_the_note(hub):
     assert shown["artifacts"] == []
 
 
-def test_bad_input_set_answers_422_with_every_problem(hub, tmp_path):
+def test_bad_input_set_answers_422_with_every_problem(hub, tmp_path, monkeypatch):
+    monkeypatch.setenv("SCPLN_INPUT_ROOTS", str(tmp_path))
     bad = tmp_path / "bad"
     shutil.copytree(SAMPLE, bad)
     (bad / "bom.csv").write_text((bad / "bom.csv").read_text() + "PCB-CTL,BASE-PRO,1,0\n", encoding="utf-8")
@@ -440,6 +441,34 @@ def test_pegging_lists_the_finished_goods_each_late_component_endangers(planned)
     assert only and all("CM-DRIP" in (r["item"], r["component"]) for r in only)
     assert planned.get("/plans/v-files/pegging").json()["rows"] == rows
     assert planned.get("/plans/missing/pegging").status_code == 404
+
+
+def test_input_dir_must_lie_in_an_input_root_and_says_nothing_of_other_folders(hub, tmp_path, monkeypatch):
+    outside = tmp_path / "outside"
+    shutil.copytree(SAMPLE, outside)
+    (tmp_path / "samples-link").symlink_to(outside)  # a link inside a root leading out is outside too
+    for given in (str(outside), "/etc", "/no/such/folder", "../../etc", str(tmp_path / "samples-link")):
+        response = hub.post("/plans/integrated/run", json={"input_dir": given})
+        assert response.status_code == 422, given
+        text = response.text
+        assert "not inside an input root" in text and str(ROOT) not in text and "exist" not in text
+    monkeypatch.setenv("SCPLN_INPUT_ROOTS", str(tmp_path))
+    assert (
+        hub.post(
+            "/plans/integrated/run", json={"input_dir": str(outside), "version_id": "inside"}
+        ).status_code
+        == 201
+    )
+    missing = hub.post("/plans/integrated/run", json={"input_dir": str(tmp_path / "nope")})
+    assert missing.status_code == 422 and "is not a folder" in missing.text and str(ROOT) not in missing.text
+    # the default input set (samples/planning) is inside the default root
+    monkeypatch.delenv("SCPLN_INPUT_ROOTS")
+    assert (
+        hub.post(
+            "/plans/integrated/run", json={"input_dir": "samples/planning", "version_id": "s"}
+        ).status_code
+        == 201
+    )
 
 
 def test_diff_against_itself_or_an_identical_plan_is_empty(planned):
