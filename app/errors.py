@@ -87,6 +87,12 @@ class StorageError(ScplnError):
     title = "storage error"
 
 
+class StorageFull(StorageError):
+    """The database (or the queue beside it) has no room left: nothing of the request was written."""
+
+    title = "storage full"
+
+
 class EncodingMissing(ScplnError):
     """The version exists but not in the encoding the storage mode reads."""
 
@@ -178,11 +184,32 @@ OUTCOMES: dict[type[BaseException], Outcome] = {
     IntakePaused: Outcome(503, 1),
     QueueUnavailable: Outcome(503, 1),
     FileNotFoundError: Outcome(404, 2),  # a file or folder named on the command line
+    StorageFull: Outcome(507, 1),
     StorageError: Outcome(500, 1),
     AuthMisconfigured: Outcome(500, 1),
     ScplnError: Outcome(500, 1),
 }
 UNEXPECTED = Outcome(500, 1)
+
+
+#: What databases say when their disk is full (SQLite, PostgreSQL, the operating system).
+DISK_FULL_SIGNS = (
+    "database or disk is full",
+    "no space left on device",
+    "could not extend file",
+    "disk full",
+)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) says the disk is full."""
+    while exc is not None:
+        if getattr(exc, "errno", None) == 28:  # ENOSPC
+            return True
+        if any(sign in str(exc).lower() for sign in DISK_FULL_SIGNS):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
 
 
 def outcome(exc: BaseException) -> Outcome:

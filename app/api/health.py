@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from typing import Any
 
 from fastapi import APIRouter
@@ -18,7 +19,7 @@ from app import metrics
 from app.api.schemas import Health
 from app.storage import modes, views
 from app.storage import settings as st
-from app.storage.db import schema_revision
+from app.storage.db import schema_revision, sqlite_path
 from app.storage.plans import PlanStore
 
 router = APIRouter(tags=["service"])
@@ -54,7 +55,25 @@ def healthz() -> Any:
             "jobs_enabled": None, "maintenance": None, "schema_revision": None,
         }  # fmt: skip
         return JSONResponse(body, status_code=503)
+    body["disk_free_bytes"] = free = _disk_free(store)
+    if free is not None and free < MIN_FREE_BYTES:  # every write would fail: not a healthy hub
+        body["status"] = "disk full"
+        return JSONResponse(body, status_code=503)
     return body
+
+
+#: Free space below which a SQLite hub reports itself unhealthy (writes fail or soon will).
+MIN_FREE_BYTES = 8 * 1024 * 1024
+
+
+def _disk_free(store: PlanStore) -> int | None:
+    path = sqlite_path(str(store.engine.url))
+    if path is None:
+        return None
+    try:
+        return shutil.disk_usage(path.parent).free
+    except OSError:
+        return None
 
 
 def _integrity_failures(store: PlanStore) -> int | None:

@@ -218,8 +218,11 @@ class Pegging(BaseModel):
 class Health(BaseModel):
     """Liveness and the operating configuration."""
 
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "unavailable", "disk full"]
     db: Literal["ok", "error"]
+    disk_free_bytes: int | None = Field(
+        None, description="Free space beside a SQLite database (null for PostgreSQL); 503 below 8 MB."
+    )
     storage_mode: str | None = Field(description="Effective default mode of new plans.")
     storage_pin: str | None
     jobs_enabled: bool | None = Field(description="Plan intake open.")

@@ -19,6 +19,7 @@ carries job ids; it must not hold plan content, and it does not know how a job r
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +28,7 @@ from huey import Huey, RedisHuey, SqliteHuey
 from huey.api import TaskWrapper
 
 from app.config import Settings, data_paths, get_settings
+from app.errors import QueueUnavailable, StorageFull, is_disk_full
 from app.storage.db import database_url, sqlite_path
 
 DEFAULT_QUEUE_NAME = "scpln"
@@ -86,8 +88,15 @@ def _create(location: str, name: str) -> Huey:
     if "://" in location:
         huey: Huey = RedisHuey(name, url=location, results=False)
     else:
-        os.makedirs(os.path.dirname(location) or ".", exist_ok=True)
-        huey = SqliteHuey(name, filename=location, results=False, timeout=30)
+        try:
+            os.makedirs(os.path.dirname(location) or ".", exist_ok=True)
+            huey = SqliteHuey(name, filename=location, results=False, timeout=30)
+        except (OSError, sqlite3.Error) as exc:
+            if is_disk_full(exc):
+                raise StorageFull(
+                    f"the job queue file cannot be created: the disk is full ({location}); free space, then retry"
+                ) from exc
+            raise QueueUnavailable(f"the job queue file {location} cannot be opened: {exc}") from exc
     _tasks[id(huey)] = huey.task(name=TASK_NAME)(_run_plan_job)
     return huey
 

@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 from app.config import REPO_ROOT, Settings, get_settings, resolve_path
+from app.errors import StorageFull, is_disk_full
 
 #: Lock key of schema upgrades on PostgreSQL (any constant; the same in every process).
 _PG_MIGRATION_LOCK = zlib.crc32(b"scpln.init_db")
@@ -80,10 +81,22 @@ def dispose_engines(url: str | None = None) -> None:
 
 def _create_engine(url: str) -> Engine:
     if make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-    event.listen(engine, "connect", _sqlite_pragmas)
+        engine = create_engine(url, pool_pre_ping=True)
+    else:
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "handle_error", _full_disk)
     return engine
+
+
+def _full_disk(context: Any) -> None:
+    """A database error that says the disk is full leaves as ``StorageFull`` (507, with what to do),
+    whichever statement met it: every caller then reports it the same way."""
+    if is_disk_full(context.original_exception):
+        raise StorageFull(
+            "the database's disk is full: nothing of this request was written; free space, then retry",
+            {"database": make_url(str(context.engine.url)).render_as_string(hide_password=True)},
+        ) from context.original_exception
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
