@@ -4,12 +4,14 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench soak install clean
+.PHONY: run test lint bench soak install clean lock test-latest
 
-$(STAMP): pyproject.toml
+# Installs exactly what requirements.lock pins (hash-checked), then the hub itself without resolving again.
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -42,5 +44,19 @@ bench: $(STAMP)
 soak: $(STAMP)
 	HYPOTHESIS_PROFILE=soak $(BIN)/python -m pytest -q -m "slow or not slow"
 
+## Refresh requirements.lock: the newest releases within pyproject.toml's ranges, with hashes.
+lock:
+	@test -x .venv-tools/bin/pip-compile || ($(PYTHON) -m venv .venv-tools && .venv-tools/bin/pip install --quiet pip-tools)
+	.venv-tools/bin/pip-compile --quiet --upgrade --generate-hashes --extra dev --strip-extras \
+		--no-emit-index-url --no-emit-find-links --output-file requirements.lock pyproject.toml
+
+## The whole suite on the newest releases (no lock), in a throwaway venv: breakage seen before users meet it.
+test-latest:
+	rm -rf .venv-latest && $(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install --quiet --upgrade pip
+	.venv-latest/bin/python -m pip install --quiet --upgrade -e '.[dev]'
+	.venv-latest/bin/ruff check app tests bench scripts
+	.venv-latest/bin/python -m pytest -q
+
 clean:
-	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-latest .venv-tools out .pytest_cache .ruff_cache .hypothesis
