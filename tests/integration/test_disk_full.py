@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app import db
+from app.storage import settings as st
 from app.web import create_app
 from tests.conftest import ROOT
 from tests.integration.test_api_auth import ENV_CLEARED
@@ -84,3 +85,37 @@ def test_serve_on_a_full_disk_stops_with_a_message_not_a_traceback(small_disk):
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
     assert "disk is full" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_backup_or_a_rollback_into_a_full_disk_stops_cleanly_and_the_rollback_resumes(small_disk, tmp_path):
+    """The database on a roomy disk, its data folder (backups, rollback state) on the full one."""
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    env = {k: v for k, v in os.environ.items() if k not in ENV_CLEARED}
+    env.update(SCPLN_DB=url, SCPLN_HOME=str(small_disk), SCPLN_INPROCESS_WORKER="0")
+
+    def scpln(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "app.cli", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    assert scpln("plan", "run", "--version-id", "v1", "--storage", "both").returncode == 0
+    filler = fill(small_disk, leave=16 * 1024)
+    backup = scpln("db", "backup")
+    assert backup.returncode == 1 and "disk is full" in backup.stderr and "Traceback" not in backup.stderr
+    assert not list((small_disk / "backup").glob("*.db"))  # no half backup under a backup's name
+    stopped = scpln("rollback")
+    said = " ".join(stopped.stderr.split())  # the terminal wraps long lines
+    assert stopped.returncode == 1 and "Traceback" not in said
+    assert "stopped in phase 'backup'" in said and "run the same command again" in said
+    filler.unlink()
+    resumed = scpln("rollback")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert scpln("db", "check").returncode == 0
+    engine = db.get_engine(url)
+    assert (st.storage_pin(engine), st.maintenance_on(engine), st.intake_open(engine)) == ("files", False, True)
+    db.dispose_engines(url)

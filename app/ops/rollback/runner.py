@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from app.errors import ScplnError
 from app.storage.db import now_ms
 
 #: Test hook. ``SCPLN_CRASH_AT=<phase>`` kills the rollback with SIGKILL after that phase did its work
@@ -90,7 +91,15 @@ def phase_runner(
         if state.done(name):
             skipped.append(name)
             return state.result(name)
-        result = fn()
+        try:
+            result = fn()
+        except ScplnError as exc:  # say where it stopped and that running it again continues from there
+            exc.message = (
+                f"{exc.message} (stopped in phase {name!r}; fix the cause and run the same command again: "
+                "it continues from this phase)"
+            )
+            exc.args = (exc.message,)
+            raise
         crash_point(f"{prefix}{name}")
         state.complete(name, result)
         done.append(name)
