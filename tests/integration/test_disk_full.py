@@ -117,5 +117,9 @@ def test_a_backup_or_a_rollback_into_a_full_disk_stops_cleanly_and_the_rollback_
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert scpln("db", "check").returncode == 0
     engine = db.get_engine(url)
-    assert (st.storage_pin(engine), st.maintenance_on(engine), st.intake_open(engine)) == ("files", False, True)
+    assert (st.storage_pin(engine), st.maintenance_on(engine), st.intake_open(engine)) == (
+        "files",
+        False,
+        True,
+    )
     db.dispose_engines(url)
