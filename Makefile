@@ -40,9 +40,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/rollback.py --write docs/benchmarks.md
 	$(BIN)/python bench/diff.py --write docs/benchmarks.md
 
-## Long property runs and kill loops (not part of `make test`).
+## Long property runs and kill loops, then 10 minutes of 20 clients against a live hub with memory and
+## file descriptors sampled (not part of `make test`).
 soak: $(STAMP)
 	HYPOTHESIS_PROFILE=soak $(BIN)/python -m pytest -q -m "slow or not slow"
+	$(BIN)/python bench/soak.py --minutes 10
 
 ## Refresh requirements.lock: the newest releases within pyproject.toml's ranges, with hashes.
 lock:
