@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy.exc import DBAPIError
 
 from app.errors import StorageError
 from app.jobs.queue import PAUSE_RECHECK_SECONDS, enqueue_job, set_job_runner
@@ -231,19 +232,32 @@ def _short(document: dict[str, Any]) -> str:
     return str(document["error"])
 
 
+#: How long a job waits before it is tried again when the database did not answer its claim.
+DATABASE_RETRY_SECONDS = 5.0
+
+
 def run_queued_job(job_id: str) -> None:
     """The queue's task: run one queued job, unless it is no longer queued. While intake is paused it
-    goes back on the schedule without running, so nothing queued is lost."""
+    goes back on the schedule without running, so nothing queued is lost; so it does when the database
+    does not answer before the job is claimed (restarting, unreachable): the task is the job's only
+    place on the queue, and losing it would leave the job queued for ever. A job that fails after its
+    claim is finished by :func:`execute_claimed`, or, when the database is gone then too, re-queued by
+    the reaper once its heartbeat is stale."""
     engine = get_engine()
-    status = job_status(engine, job_id)
-    if status != "queued":
-        log.info("job %s is %s; nothing to run", job_id, status or "unknown")
+    try:
+        status = job_status(engine, job_id)
+        if status != "queued":
+            log.info("job %s is %s; nothing to run", job_id, status or "unknown")
+            return
+        if not intake_open(engine):
+            enqueue_job(job_id, delay=PAUSE_RECHECK_SECONDS)
+            return
+        run_id = new_run_id()
+        job = claim_job(engine, job_id, run_id)
+    except (DBAPIError, StorageError) as exc:
+        log.warning("job %s: the database did not answer (%s); trying again in %g s", job_id, exc, DATABASE_RETRY_SECONDS)  # fmt: skip
+        enqueue_job(job_id, delay=DATABASE_RETRY_SECONDS)
         return
-    if not intake_open(engine):
-        enqueue_job(job_id, delay=PAUSE_RECHECK_SECONDS)
-        return
-    run_id = new_run_id()
-    job = claim_job(engine, job_id, run_id)
     if job is None:
         return
     result = execute_claimed(engine, job, run_id)

@@ -423,6 +423,27 @@ def test_a_task_that_starts_while_paused_goes_back_on_the_schedule_without_runni
     assert task.args == (submitted["job_id"],) and task.eta is not None
 
 
+def test_a_task_that_finds_the_database_gone_goes_back_on_the_schedule_and_runs_later(hub):
+    """The task is a job's only place on the queue: when the database does not answer before the
+    claim (a PostgreSQL restart; here the SQLite file moved away), the job waits and is tried again,
+    instead of staying queued for ever."""
+    submitted = submit_plan(PlanRequest())
+    huey = get_huey()
+    huey.flush()  # the consumer took the task off the queue ...
+    db.dispose_engines()
+    hub.rename(hub.with_suffix(".away"))  # ... and the database is not there when it runs
+    run_queued_job(submitted["job_id"])
+    [task] = huey.pending()
+    assert task.args == (submitted["job_id"],) and task.eta is not None
+    db.dispose_engines()
+    hub.unlink()
+    hub.with_suffix(".away").rename(hub)
+    assert get_job(submitted["job_id"])["status"] == "queued"
+    huey.flush()
+    run_queued_job(submitted["job_id"])
+    assert get_job(submitted["job_id"])["status"] == "succeeded"
+
+
 def test_a_running_job_finishes_when_intake_pauses_meanwhile(worker, hold_at):
     hold_at["stage"] = "mrp"
     submitted = submit_plan(PlanRequest())
