@@ -71,6 +71,8 @@ MAX_VALUES: dict[tuple[str, str], float] = {
     ("period_score.csv", "score"): 1e9,
 }
 MAX_CALENDAR_BYTES = 10_000_000
+#: The largest CSV file of an input set: a generated 10k-SKU set's largest file (bom.csv) is 0.7 MB.
+MAX_INPUT_BYTES = 64_000_000
 
 _PERIOD_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -119,30 +121,41 @@ class Table:
 
 
 def read_table(folder: Path, file: str, found: Findings) -> Table | None:
-    """Read one CSV file; None when it is absent or unusable (the reason is recorded)."""
+    """Read one CSV file column by column as it streams (only the columns the hub reads are kept, no
+    row lists); None when it is absent, larger than ``MAX_INPUT_BYTES`` or unusable (the reason is
+    recorded)."""
     path = folder / file
     if not path.is_file():
         if file in REQUIRED_FILES:
             found.problem(file, None, None, "missing file")
         return None
+    if path.stat().st_size > MAX_INPUT_BYTES:
+        found.problem(file, None, None, f"larger than {MAX_INPUT_BYTES:,} bytes")
+        return None
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
             header = [h.strip() for h in next(reader, [])]
-            rows, lines = [], []
+            wanted = _wanted_columns(file, header, found)
+            if wanted is None:
+                return None
+            cols: dict[str, list[str]] = {name: [] for name in wanted}
+            lines: list[int] = []
+            picks = list(wanted.items())
             for rec in reader:
                 if any(cell.strip() for cell in rec):
-                    rows.append(rec)
+                    width = len(rec)
+                    for name, k in picks:
+                        cols[name].append(rec[k].strip() if k < width else "")
                     lines.append(reader.line_num)
     except (UnicodeDecodeError, csv.Error) as exc:
         found.problem(file, None, None, f"unreadable CSV: {exc}")
         return None
-    return _columns(file, header, rows, lines, found)
+    return Table(file, lines, cols)
 
 
-def _columns(
-    file: str, header: list[str], rows: list[list[str]], lines: list[int], found: Findings
-) -> Table | None:
+def _wanted_columns(file: str, header: list[str], found: Findings) -> dict[str, int] | None:
+    """Column name -> position of the columns the hub reads; None (reported) when one is missing."""
     required, optional = COLUMNS[file]
     missing = [c for c in required if c not in header]
     for c in missing:
@@ -152,11 +165,7 @@ def _columns(
         found.warnings.append(f"{file}: ignoring extra columns {', '.join(extra)}")
     if missing:
         return None
-    cols = {}
-    for name in (c for c in required + optional if c in header):
-        k = header.index(name)
-        cols[name] = [r[k].strip() if k < len(r) else "" for r in rows]
-    return Table(file, lines, cols)
+    return {name: header.index(name) for name in required + optional if name in header}
 
 
 # --------------------------------------------------------------------------------------------------

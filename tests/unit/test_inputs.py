@@ -668,3 +668,13 @@ def test_a_file_with_very_many_problems_lists_a_thousand_and_counts_the_rest(tmp
     listed = err.value.problems
     assert len(listed) == 1001
     assert listed[-1].reason == "4,000 more problem(s) not listed"
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path):
+    from app.planning.inputs import MAX_INPUT_BYTES
+
+    folder = write_set(tmp_path)
+    with (folder / "demand_family.csv").open("r+b") as fh:
+        fh.truncate(MAX_INPUT_BYTES + 1)  # sparse: nothing is written, nothing is read
+    found = [p for p in problems(folder) if p.file == "demand_family.csv"]
+    assert [(p.row, p.reason) for p in found] == [(None, "larger than 64,000,000 bytes")]
