@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -48,6 +51,8 @@ from tests.integration.test_rollback import (
 #: Where rollback is killed: every phase, and inside the repair after its first repaired version.
 ROLLBACK_CRASHES = ["pause", "backup", "snapshot", "repair:1", "repair", "pin", "runs", "verify", "resume"]
 ROLLFORWARD_CRASHES = [f"forward:{p}" for p in ROLLFORWARD_PHASES]
+#: Kills at a seeded random moment instead of after a named phase.
+RANDOM_KILLS = [f"random:{seed}" for seed in range(6)]
 KILLED = -9
 
 
@@ -127,11 +132,40 @@ def end_state(database: Path) -> dict[str, Any]:
             "settings": settings, "runs": jobs}  # fmt: skip
 
 
+def kill_delay(seed: int) -> float:
+    """Seconds from the start of the process to its kill: from start-up to past the end of a run."""
+    return random.Random(seed).uniform(0.2, 0.7)
+
+
+def _killed_at_random(command: str, database: Path, work: Path, seed: int) -> subprocess.CompletedProcess:
+    """The command killed with SIGKILL after a seeded random delay: anywhere, a phase or a write."""
+    env = {k: v for k, v in os.environ.items() if k not in ENV_CLEARED}
+    env.update(SCPLN_DB=str(database), COLUMNS="200")
+    args = [sys.executable, "-m", "app.cli", command, "--state-file", str(work / f"{command}.json")]
+    if command == "rollback":
+        args += ["--backup-dir", str(work / "backup"), "--tmp-dir", str(work / "tmp")]
+    process = subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(kill_delay(seed))
+    process.send_signal(signal.SIGKILL)
+    out, err = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(args, process.returncode, out, err)
+
+
 def _case(command: str, template: Path, base: Path, crash: str | None) -> dict[str, Any]:
     work = base / (crash or "uninterrupted").replace(":", "-")
     database = copy_database(template, work / "scpln.db")
     outcome: dict[str, Any] = {}
-    if crash:
+    if crash and crash.startswith("random:"):
+        seed = int(crash.split(":")[1])
+        outcome["delay"] = kill_delay(seed)
+        killed = _killed_at_random(command, database, work, seed)
+        outcome["killed"] = killed.returncode
+        state_file = work / f"{command}.json"
+        outcome["finished_first"] = state_file.exists() and json.loads(state_file.read_text()).get("finished")
+        outcome["killed_stderr"] = killed.stderr[-2000:]
+    elif crash:
         killed = _run(command, database, work, crash)
         outcome["killed"] = killed.returncode
         state = (
@@ -162,7 +196,7 @@ def rollback_outcomes(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, d
     template = _prepare(base / "template.db", _before_rollback)
     before = content_checksums(open_store(template).engine)
     db.dispose_engines(f"sqlite:///{template}")
-    return before, _all_cases("rollback", template, base, ROLLBACK_CRASHES)
+    return before, _all_cases("rollback", template, base, ROLLBACK_CRASHES + RANDOM_KILLS)
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +205,7 @@ def rollforward_outcomes(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict
     template = _prepare(base / "template.db", _before_rollforward)
     before = content_checksums(open_store(template).engine)
     db.dispose_engines(f"sqlite:///{template}")
-    return before, _all_cases("rollforward", template, base, ROLLFORWARD_CRASHES)
+    return before, _all_cases("rollforward", template, base, ROLLFORWARD_CRASHES + RANDOM_KILLS)
 
 
 def _phases_before(crash: str, phases: tuple[str, ...]) -> set[str]:
@@ -206,6 +240,28 @@ def test_rollback_killed_then_run_again_ends_like_an_uninterrupted_rollback(roll
     assert {v: outcome["checksums"][v] for v in before} == before
 
 
+@pytest.mark.parametrize("command", ["rollback", "rollforward"])
+@pytest.mark.parametrize("crash", RANDOM_KILLS)
+def test_killed_at_a_random_moment_then_run_again_ends_like_an_uninterrupted_run(
+    rollback_outcomes, rollforward_outcomes, command, crash
+):
+    before, outcomes = rollback_outcomes if command == "rollback" else rollforward_outcomes
+    outcome = outcomes[crash]
+    assert outcome["returncode"] == 0, outcome["stdout"] + outcome["stderr"]
+    expected = dict(outcomes[None]["state"])
+    if outcome["finished_first"] or outcome["killed"] == 0:
+        # the first run had finished when the kill came: the second is a new run of its own
+        if command == "rollback":
+            expected["verification_versions"] = 2
+        state = {k: v for k, v in outcome["state"].items() if k not in ("versions", "artifacts", "rows")}
+        expected = {k: v for k, v in expected.items() if k not in ("versions", "artifacts", "rows")}
+        assert state == expected, f"killed after {outcome['delay']:.2f} s, once finished"
+    else:
+        assert outcome["killed"] == KILLED
+        assert outcome["state"] == expected, f"killed after {outcome['delay']:.2f} s"
+    assert {v: outcome["checksums"][v] for v in before} == before
+
+
 def test_an_uninterrupted_rollforward_backfills_and_unpins(rollforward_outcomes):
     _, outcomes = rollforward_outcomes
     baseline = outcomes[None]
@@ -228,3 +284,12 @@ def test_rollforward_killed_then_run_again_ends_like_an_uninterrupted_rollforwar
     assert outcome["returncode"] == 0, outcome["stdout"] + outcome["stderr"]
     assert outcome["state"] == outcomes[None]["state"]
     assert {v: outcome["checksums"][v] for v in before} == before
+
+
+def test_some_random_kills_land_in_the_middle_of_a_run(rollback_outcomes, rollforward_outcomes):
+    """Else the random cases would only ever test a second run after a finished one."""
+    for _, outcomes in (rollback_outcomes, rollforward_outcomes):
+        mid_run = [
+            c for c in RANDOM_KILLS if outcomes[c]["killed"] == KILLED and not outcomes[c]["finished_first"]
+        ]
+        assert mid_run, {c: (outcomes[c]["killed"], outcomes[c]["finished_first"]) for c in RANDOM_KILLS}
