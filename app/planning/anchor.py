@@ -347,13 +347,10 @@ def _carry(
     incoming[:, 1:] += to_next[:, :-1]
     incoming[:, :-1] += to_prev[:, 1:]
     log = [
-        _row(
-            ctx.inputs,
-            ctx.params.anchor_policy,
+        _family_row(
+            ctx,
             f,
             p,
-            None,
-            None,
             measure,
             target[f, p],
             target[f, p] - moving[f, p],
@@ -469,13 +466,10 @@ def _residual_log(
     ctx: _Context, measure: str, residual: np.ndarray, target: np.ndarray
 ) -> list[dict[str, Any]]:
     return [
-        _row(
-            ctx.inputs,
-            ctx.params.anchor_policy,
+        _family_row(
+            ctx,
             f,
             p,
-            None,
-            None,
             measure,
             target[f, p],
             target[f, p] - residual[f, p],
@@ -507,6 +501,13 @@ def _aggregate_log(
                 _row(inputs, policy, int(f), int(p), None, None, measure, before[f, p], after[f, p], note)
             )
     return rows
+
+
+def _family_row(
+    ctx: _Context, f: int, p: int, measure: str, before: Any, after: Any, reason: str
+) -> dict[str, Any]:
+    """A log row of a (family, period) rather than a detail cell."""
+    return _row(ctx.inputs, ctx.params.anchor_policy, f, p, None, None, measure, before, after, reason)
 
 
 def _row(

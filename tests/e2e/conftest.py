@@ -67,6 +67,22 @@ class HubServer:
                 self.process.wait(timeout=10)
 
 
+def wait_healthy(base: str, process: subprocess.Popen, log: Path, seconds: float = 60) -> None:
+    """Wait until ``base``/healthz answers 200; fail with the server's log if it exits or never does."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the server did not come up:\n{log.read_text()}")
+        time.sleep(0.2)
+
+
 def start_hub(folder: Path, extra_env: dict[str, str] | None = None) -> HubServer:
     """Start ``scpln serve`` (with its in-process worker) on a fresh SQLite file in ``folder`` and wait
     until ``/healthz`` answers."""
@@ -81,19 +97,12 @@ def start_hub(folder: Path, extra_env: dict[str, str] | None = None) -> HubServe
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     server = HubServer(f"http://127.0.0.1:{port}", db, log, process)
-    deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited:\n{log.read_text()}")
-        try:
-            if httpx.get(server.url("/healthz"), timeout=2).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            server.stop()
-            raise AssertionError(f"the server did not come up:\n{log.read_text()}")
-        time.sleep(0.2)
+    try:
+        wait_healthy(server.base, process, log)
+    except AssertionError:
+        server.stop()
+        raise
+    return server
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from tests.conftest import ROOT
-from tests.e2e.conftest import SERVER_ENV_CLEARED, free_port
+from tests.e2e.conftest import SERVER_ENV_CLEARED, free_port, wait_healthy
 
 CLIENTS = 30
 
@@ -36,17 +36,7 @@ def test_concurrent_runs_across_worker_processes_never_fail_or_contradict_the_st
     server = start("serve", "--port", str(port), "--no-workers-inprocess", log="server.log")
     workers = [start("worker", "--workers", "2", log=f"worker{i}.log") for i in range(3)]
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, (
-                tmp_path / "server.log"
-            ).read_text()
-            time.sleep(0.2)
+        wait_healthy(base, server, tmp_path / "server.log")
 
         def client(i: int) -> tuple[int, int, str]:
             with httpx.Client(base_url=base, timeout=300) as c:

@@ -17,7 +17,7 @@ import pytest
 
 from app.planning.samplegen import generate_sample
 from tests.conftest import ROOT
-from tests.e2e.conftest import SERVER_ENV_CLEARED, free_port
+from tests.e2e.conftest import SERVER_ENV_CLEARED, free_port, wait_healthy
 
 SEEDS = range(6)
 
@@ -87,15 +87,8 @@ def test_a_server_killed_during_runs_and_a_worker_killed_during_a_job_lose_nothi
 
     def serve() -> subprocess.Popen:
         server = start(env, tmp_path, "serve", "--port", str(port), "--no-workers-inprocess")
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    return server
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None
-            time.sleep(0.2)
+        wait_healthy(base, server, tmp_path / "serve.log")
+        return server
 
     server = serve()
     worker = start(env, tmp_path, "worker", "--workers", "1")

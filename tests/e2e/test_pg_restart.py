@@ -20,7 +20,7 @@ from psycopg import sql
 
 from app.planning.samplegen import generate_sample
 from tests.conftest import ROOT
-from tests.e2e.conftest import SERVER_ENV_CLEARED, free_port
+from tests.e2e.conftest import SERVER_ENV_CLEARED, free_port, wait_healthy
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -68,17 +68,7 @@ def test_queued_jobs_survive_a_postgresql_restart(tmp_path):
         stdout=(tmp_path / "server.log").open("w"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, (
-                tmp_path / "server.log"
-            ).read_text()
-            time.sleep(0.2)
+        wait_healthy(base, server, tmp_path / "server.log")
         jobs = []
         for i in range(3):
             response = httpx.post(f"{base}/plans/integrated/run?async=true", json={"input_dir": str(inputs), "version_id": f"r{i}"}, timeout=60)  # fmt: skip
