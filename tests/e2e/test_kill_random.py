@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from app.planning.samplegen import generate_sample
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_scpln
 from tests.e2e.conftest import SERVER_ENV_CLEARED, free_port, wait_healthy
 
 SEEDS = range(6)
@@ -39,19 +39,8 @@ def environment(folder: Path, inputs: Path) -> dict[str, str]:
     return env
 
 
-def scpln(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def assert_whole(env: dict[str, str]) -> None:
-    check = scpln(env, "db", "check")
+    check = run_scpln(env, "db", "check")
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -65,7 +54,7 @@ def start(env: dict[str, str], folder: Path, *args: str) -> subprocess.Popen:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_plan_run_killed_at_a_random_moment_leaves_its_version_whole_or_absent(tmp_path, input_set, seed):
     env = environment(tmp_path, input_set)
-    assert scpln(env, "db", "upgrade").returncode == 0
+    assert run_scpln(env, "db", "upgrade").returncode == 0
     process = start(
         env, tmp_path, "plan", "run", "--input", str(input_set), "--storage", "both", "--version-id", "k"
     )
@@ -73,7 +62,9 @@ def test_a_plan_run_killed_at_a_random_moment_leaves_its_version_whole_or_absent
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert_whole(env)
-    again = scpln(env, "plan", "run", "--input", str(input_set), "--storage", "both", "--version-id", "k2")
+    again = run_scpln(
+        env, "plan", "run", "--input", str(input_set), "--storage", "both", "--version-id", "k2"
+    )
     assert again.returncode == 0, again.stderr
     assert_whole(env)
 

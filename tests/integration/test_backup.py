@@ -22,7 +22,7 @@ from app.ops.check import check_database
 from app.services.plans import PlanRequest, run_plan
 from app.storage import ready_copy
 from app.storage.plans import PlanStore
-from tests.conftest import ROOT, SAMPLE
+from tests.conftest import ROOT, SAMPLE, run_scpln
 
 WRITER = textwrap.dedent(
     """
@@ -163,14 +163,7 @@ def test_db_backup_and_restore_cli(tmp_path: Path) -> None:
     env.pop("SCPLN_HOME", None)
 
     def scpln(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "app.cli", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return run_scpln(env, *args, timeout=120)
 
     made = scpln("db", "backup")  # no --dest: the backup folder beside the database
     assert made.returncode == 0, made.stderr

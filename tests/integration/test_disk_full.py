@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from app import db
 from app.storage import settings as st
 from app.web import create_app
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_scpln
 from tests.integration.test_api_auth import ENV_CLEARED
 
 SIZE = "24m"
@@ -94,14 +94,7 @@ def test_a_backup_or_a_rollback_into_a_full_disk_stops_cleanly_and_the_rollback_
     env.update(SCPLN_DB=url, SCPLN_HOME=str(small_disk), SCPLN_INPROCESS_WORKER="0")
 
     def scpln(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "app.cli", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        return run_scpln(env, *args)
 
     assert scpln("plan", "run", "--version-id", "v1", "--storage", "both").returncode == 0
     filler = fill(small_disk, leave=16 * 1024)

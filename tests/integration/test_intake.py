@@ -7,7 +7,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from app.errors import IntakePaused
 from app.ops.intake import intake_state, pause_intake, resume_intake
 from app.services.plans import PlanRequest, run_plan
 from app.storage.plans import PlanStore
-from tests.conftest import ROOT, SAMPLE
+from tests.conftest import SAMPLE, run_scpln
 
 
 def plan(engine: Engine, vid: str) -> None:
@@ -100,14 +99,7 @@ def test_jobs_pause_and_resume_cli(tmp_path: Path) -> None:
     env.pop("JOBS_ENABLED", None)
 
     def scpln(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "app.cli", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return run_scpln(env, *args, timeout=120)
 
     paused = scpln("jobs", "pause", "--actor", "ops")
     assert paused.returncode == 0, paused.stderr
