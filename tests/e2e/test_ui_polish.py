@@ -50,3 +50,25 @@ def test_the_first_load_of_a_page_asks_for_nothing_that_is_missing(tmp_path, bro
         assert missing == []
     finally:
         hub.stop()
+
+
+def test_the_new_plan_form_looks_disabled_while_intake_is_paused(tmp_path, browser_page):
+    hub = start_hub(tmp_path)
+    try:
+        page = browser_page
+
+        def background() -> str:
+            return page.eval_on_selector("#input_dir", "e => getComputedStyle(e).backgroundColor")
+
+        page.goto(hub.url("/ui/plans"))
+        expect(page.locator("#input_dir")).to_be_enabled()
+        enabled = background()
+        assert httpx.post(hub.url("/ops/jobs/pause"), timeout=30).status_code == 200
+        page.goto(hub.url("/ui/plans"))
+        expect(page.locator("#intake-closed")).to_be_visible()
+        expect(page.locator("#input_dir")).to_be_disabled()
+        assert background() != enabled  # greyed, not only inert
+        cursor = page.eval_on_selector("#input_dir", "e => getComputedStyle(e).cursor")
+        assert cursor == "not-allowed"
+    finally:
+        hub.stop()
