@@ -70,7 +70,7 @@ def test_new_plan_form_queues_a_job_and_follows_it_to_the_finished_plan(
     expect(page.locator("#job-status")).to_have_text("succeeded")
     version_id = page.locator("#new-job code").inner_text()
 
-    page.reload()
+    # the plan list refreshes itself when the job ends: no reload
     row = page.locator("#plans-table tbody tr", has_text=version_id)
     expect(row).to_contain_text("ready")
     expect(row).to_contain_text("planned from the browser")

@@ -19,7 +19,13 @@ JOBS_PAGE = 25
 
 
 def job_fragment(request: Request, job_id: str) -> HTMLResponse:
-    return render(request, "_job.html", {"job": jobs.get_job(job_id)})
+    """A job's live card; once the job has ended, the response also tells the page (``HX-Trigger:
+    job-finished``) so that a plan list on it reloads and shows the new version's status."""
+    job = jobs.get_job(job_id)
+    response = render(request, "_job.html", {"job": job})
+    if job["status"] not in ("queued", "running"):
+        response.headers["HX-Trigger"] = "job-finished"
+    return response
 
 
 @router.get("/jobs", response_class=HTMLResponse)
