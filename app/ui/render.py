@@ -171,7 +171,21 @@ def _kpi(value: Any, unit: str | None) -> str:
     return _num(value)
 
 
+def _duration(run: Any) -> str:
+    """How long a run (or job) took, from its start to its end: "1 min 04 s", "3.2 s"; "—" while it runs."""
+    start = run.get("started_at") or run.get("created_at")
+    end = run.get("finished_at")
+    if not start or not end:
+        return "—"
+    seconds = max(0.0, (int(end) - int(start)) / 1000)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s"
+
+
 templates.env.filters["ts"] = _ts
+templates.env.filters["duration"] = _duration
 templates.env.filters["num"] = _num
 templates.env.filters["kpi"] = _kpi
 templates.env.globals["tab_title"] = lambda t: TAB_TITLES.get(t, t.capitalize())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import httpx
@@ -70,5 +71,28 @@ def test_the_new_plan_form_looks_disabled_while_intake_is_paused(tmp_path, brows
         assert background() != enabled  # greyed, not only inert
         cursor = page.eval_on_selector("#input_dir", "e => getComputedStyle(e).cursor")
         assert cursor == "not-allowed"
+    finally:
+        hub.stop()
+
+
+def test_the_runs_page_shows_durations_and_opens_a_run_with_its_whole_summary(tmp_path, browser_page):
+    hub = start_hub(tmp_path)
+    try:
+        assert (
+            httpx.post(
+                hub.url("/plans/integrated/run"), json={"version_id": "timed"}, timeout=120
+            ).status_code
+            == 201
+        )
+        page = browser_page
+        page.goto(hub.url("/ui/runs"))
+        row = page.locator("table.data tbody tr", has_text="timed")
+        expect(row.locator("td.n")).to_have_text(re.compile(r"^\d+(\.\d)? s$|^\d+ min \d\d s$"))
+        row.locator("th a").click()
+        expect(page.locator("#run-status")).to_have_text("succeeded")
+        expect(page.locator("#run-duration")).to_have_text(re.compile(r"\d"))
+        summary = page.locator("#run-summary")
+        for part in ("kpis", "timings", "storage", "fill rate", "write seconds"):
+            expect(summary).to_contain_text(part)
     finally:
         hub.stop()
