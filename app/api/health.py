@@ -32,7 +32,8 @@ LAST_CHECK = "last_check"
     "/healthz",
     summary="Liveness and configuration",
     description="Database reachability, the effective storage mode of new plans, the operator pin, "
-    "whether plan intake is open, maintenance and the schema revision. 503 when the database is down.",
+    "whether plan intake is open, maintenance, the schema revision and the free disk space beside a SQLite "
+    "database. 503 when the database is down, or with status `disk full` below 8 MB free.",
     response_model=Health,
     responses={503: {"model": Health, "description": "The database does not answer."}},
 )

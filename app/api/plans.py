@@ -281,7 +281,8 @@ def pegging(version_id: VersionId, store: Store, item: Filter = None) -> Any:
     "/plans/{version_id}/compare.csv",
     summary="Aggregate vs detail comparison (CSV)",
     description="One row per family, period and measure of the level reconciliation: "
-    "`family,period,measure,agg,det,delta,rel,ok`. `violations_only` keeps the rows outside tolerance.",
+    "`family,period,measure,agg,det,delta,rel,ok`. `violations_only` keeps the violations: rows outside "
+    "tolerance, except supply that moved by no more than one lot per SKU (info).",
     response_class=PlainTextResponse,
     responses={200: CSV, **ERRORS},
     dependencies=[VIEWER],

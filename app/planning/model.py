@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -184,6 +185,14 @@ class PlanInputs:
     @property
     def n_fg(self) -> int:
         return len(self.skus)
+
+    @cached_property
+    def parents(self) -> dict[int, list[int]]:
+        """Child item index -> its distinct parent item indexes, ascending: the bill of material read
+        upwards (pegging), built once and only when asked for."""
+        from app.planning.pegging import parents_of
+
+        return parents_of(self.bom_parent, self.bom_child)
 
 
 @dataclass

@@ -31,7 +31,7 @@ from app.planning.model import (
     PlanInputs,
     PlanParams,
 )
-from app.planning.pegging import ancestor_edges, parents_of, peg_shortage
+from app.planning.pegging import ancestor_edges, peg_shortage
 
 #: Quantities closer to a threshold than this are treated as on it (float rounding modes).
 EPS = 1e-9
@@ -382,7 +382,6 @@ def build_exceptions(
     )
     item_cost, family_cost = unit_costs(inputs, alloc)
     index = {name: i for i, name in enumerate(inputs.items)}
-    parents = parents_of(inputs.bom_parent, inputs.bom_child)
     lt_weeks = np.asarray(mrp.lt_weeks if mrp is not None else np.zeros(len(inputs.items)))
     weeks = inputs.calendar.weeks
     for row in rows:
@@ -394,7 +393,7 @@ def build_exceptions(
         span = _pegged_weeks(row, i, weeks, cap, lt_weeks) if i is not None and i >= inputs.n_fg else None
         if span is not None:
             pegs = peg_shortage(
-                i, *span, parents, np.asarray(cap.planned_order_release_adj), lt_weeks, inputs.n_fg
+                i, *span, inputs.parents, np.asarray(cap.planned_order_release_adj), lt_weeks, inputs.n_fg
             )
             row["pegging"] = [
                 {"item": inputs.items[p.fg], "start": weeks[p.first], "end": weeks[p.last], "quantity": num(p.quantity)}
@@ -466,7 +465,7 @@ def exception_facts(inputs: PlanInputs, exceptions: list[dict[str, Any]]) -> dic
         for e in exceptions
         if e["type"] in PEGGED_TYPES and index.get(e["item"], -1) >= inputs.n_fg
     ]
-    edges = ancestor_edges(short, parents_of(inputs.bom_parent, inputs.bom_child))
+    edges = ancestor_edges(short, inputs.parents) if short else []
     return {
         UNIT_COST: {inputs.items[i]: num(float(cost[i])) for i in sorted(wanted) if cost[i] > 0},
         PEGGING_BOM: [[inputs.items[p], inputs.items[c]] for p, c in edges],

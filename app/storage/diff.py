@@ -136,14 +136,14 @@ def diff_versions(
     built (the counts are always whole)."""
     info = store.get_version(version_id)
     base, reason = choose_base(store, info, against, across_inputs)
-    patch = _OverridePatch.of(store, base, info)
+    sources = {v.version_id: views.read_source(store, v) for v in (base, info)}  # looked up once
+    patch = _OverridePatch.of(store, base, info, sources)
     page = _Page(offset, None if limit is None else offset + limit)
-    sources = {views.read_source(store, info), views.read_source(store, base)}
     with store.engine.connect() as conn:
-        groups = _row_groups(conn, base, info) if sources == {views.ROWS} else None
+        groups = _row_groups(conn, base, info) if set(sources.values()) == {views.ROWS} else None
         source = views.ROWS
         if groups is None:
-            groups, source = _artifact_groups(store, base, info), views.ARTIFACTS
+            groups, source = _artifact_groups(store, base, info, sources), views.ARTIFACTS
         for level in LEVELS:
             for group in groups[level.name]:
                 skip = patch.replaced(level, group[1])
@@ -317,13 +317,15 @@ def _kpi_query(base_id: str, this_id: str) -> tuple[Any, Callable[[Sequence[Any]
 # --- from artifacts ------------------------------------------------------------------------------------
 
 
-def _artifact_groups(store: PlanStore, base: VersionInfo, info: VersionInfo) -> dict[str, Iterable[Group]]:
+def _artifact_groups(
+    store: PlanStore, base: VersionInfo, info: VersionInfo, sources: dict[str, str]
+) -> dict[str, Iterable[Group]]:
     """Per level, every key of either version with its values (compared by :func:`_count`)."""
     out: dict[str, Iterable[Group]] = {}
     for level in LEVELS:
         spec = views.TABLES[level.table]
-        b = _keyed(views.read_all(store, base, spec, views.read_source(store, base)), level.keys)
-        o = _keyed(views.read_all(store, info, spec, views.read_source(store, info)), level.keys)
+        b = _keyed(views.read_all(store, base, spec, sources[base.version_id]), level.keys)
+        o = _keyed(views.read_all(store, info, spec, sources[info.version_id]), level.keys)
         groups: list[Group] = []
         for key in [*b, *(k for k in o if k not in b)]:
             br, orow = b.get(key), o.get(key)
@@ -401,7 +403,9 @@ class _OverridePatch:
     cells: dict[str, list[dict[str, Any]]]  # level -> the effective differences of those cells
 
     @classmethod
-    def of(cls, store: PlanStore, base: VersionInfo, info: VersionInfo) -> _OverridePatch:
+    def of(
+        cls, store: PlanStore, base: VersionInfo, info: VersionInfo, sources: dict[str, str]
+    ) -> _OverridePatch:
         base_ov, this_ov = _overrides(store, base.version_id), _overrides(store, info.version_id)
         if not base_ov and not this_ov:
             return cls({}, {})
@@ -416,7 +420,7 @@ class _OverridePatch:
             if not keys:
                 continue
             level = by_level[psi_level]
-            raw = _raw_cells(store, level, [base.version_id, info.version_id], keys)
+            raw = _raw_cells(store, level, [base, info], sources, keys)
             for key in sorted(keys):
                 row_key = _row_key(level, key)
                 text = "|".join(row_key)
@@ -446,14 +450,18 @@ def _row_key(level: DiffLevel, psi_key: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _raw_cells(
-    store: PlanStore, level: DiffLevel, version_ids: list[str], psi_keys: set[tuple[str, ...]]
+    store: PlanStore,
+    level: DiffLevel,
+    versions: list[VersionInfo],
+    sources: dict[str, str],
+    psi_keys: set[tuple[str, ...]],
 ) -> dict[tuple[str, tuple[str, ...]], dict[str, Any]]:
     """(version, row key) -> {demand, supply} as planned, for the given cells of both versions."""
     out: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
-    for version_id in version_ids:
-        info = store.get_version(version_id)
-        spec = views.TABLES[level.table]
-        if views.read_source(store, info) == views.ROWS:
+    spec = views.TABLES[level.table]
+    for info in versions:
+        version_id = info.version_id
+        if sources[version_id] == views.ROWS:
             if level.name == "aggregate":
                 key_cols = (plan_series.c.group_key, plan_series.c.period_key)
                 wanted = [tuple(k) for k in psi_keys]

@@ -75,6 +75,10 @@ def test_with_tokens_any_host_may_ask_but_needs_a_token(hub, monkeypatch):
     assert hub.get("/plans", headers={"Host": "hub.example.com"}).status_code == 401
     ok = hub.get("/plans", headers={"Host": "hub.example.com", "Authorization": f"Bearer {TOKENS['viewer']}"})
     assert ok.status_code == 200
+    # a valid token does not make a cross-site change acceptable
+    admin = {"Authorization": f"Bearer {TOKENS['admin']}", "Origin": "http://evil.example"}
+    assert hub.post("/ops/jobs/pause", headers=admin).status_code == 403
+    assert hub.get("/healthz").json()["jobs_enabled"] is True
 
 
 # --- bodies ------------------------------------------------------------------------------------------------
