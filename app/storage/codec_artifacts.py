@@ -10,7 +10,7 @@ helpers write the texts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from app.planning import documents as docs
@@ -27,14 +27,25 @@ def encode(content: PlanContent, *, validated: bool = False) -> dict[str, str]:
 
 def encode_bytes(content: PlanContent, *, validated: bool = False) -> dict[str, bytes]:
     """:func:`encode` as the UTF-8 bytes of each text: what the plan store hashes and then stores."""
-    texts: dict[str, bytes] = {}
+    if not validated:
+        check(content)
+    return dict(iter_bytes(content))
+
+
+def check(content: PlanContent) -> None:
+    """Refuse (ValueError) a document that could not be stored losslessly. The engine's own documents
+    are taken as made; PSI documents come from planners' edits, not from the engine: they are always
+    checked."""
     for name in sorted(content.documents):
-        document = content.documents[name]
-        # PSI documents come from planners' edits, not from the engine: they are always checked
-        if not validated and (not content.trusted or name in PSI_ARTIFACTS):
-            validate_document(name, document)
-        texts[name] = docs.artifact_bytes(name, document)
-    return texts
+        if not content.trusted or name in PSI_ARTIFACTS:
+            validate_document(name, content.documents[name])
+
+
+def iter_bytes(content: PlanContent) -> Iterator[tuple[str, bytes]]:
+    """``(name, UTF-8 text)`` of each artifact in name order, each made when it is asked for, so a
+    writer can store one text while the next is made (the content must have passed :func:`check`)."""
+    for name in sorted(content.documents):
+        yield name, docs.artifact_bytes(name, content.documents[name])
 
 
 def decode(version_id: str, texts: Mapping[str, str]) -> PlanContent:

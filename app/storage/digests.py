@@ -33,7 +33,8 @@ of that version decodes it in full.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,6 +219,50 @@ def ensure_generations(conn: Connection, version_id: str) -> None:
                 version_id=version_id, rows_generation=1, artifacts_generation=1, copy_generation=1
             )
         )
+
+
+#: Generation column each content table's triggers raise (revision 0005 creates the triggers).
+GENERATION_OF = {
+    "plan_series": "rows_generation",
+    "plan_kpis": "rows_generation",
+    "plan_overrides": "rows_generation",
+    "plan_override_events": "rows_generation",
+    "plan_artifacts": "artifacts_generation",
+    "plan_ready_copies": "copy_generation",
+}
+
+
+@contextmanager
+def bulk_insert_generations(conn: Connection, version_id: str, tables: Iterable[str]) -> Iterator[None]:
+    """Around the plan store's bulk insert of one version's content into ``tables``, in its open
+    transaction: raise that version's generation of each of ``tables`` once, not once per row.
+
+    SQLite's triggers are row level, so a million-row insert would run the counter's ``UPDATE`` a
+    million times (and journal a page for each row's statement). On SQLite the tables' insert triggers
+    are dropped inside the transaction and created again from their own stored text before it ends,
+    and the generations they raise are raised once, if the version has counters yet (a new version's
+    counters are made after its content, see :func:`ensure_generations`). Other connections never see
+    the triggers missing: SQLite has one writer at a time and the schema change commits or rolls back
+    with the content. PostgreSQL's triggers are statement level already and stay as they are. On an
+    error the caller rolls the transaction back, which restores the triggers."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    tables = [t for t in dict.fromkeys(tables) if t in GENERATION_OF]
+    names = {f"trg_{t}_generation_insert": t for t in tables}
+    marks = ", ".join("?" * len(names))
+    found = conn.exec_driver_sql(
+        f"SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name IN ({marks})", tuple(names)
+    ).all()
+    for name, _ in found:
+        conn.exec_driver_sql(f'DROP TRIGGER "{name}"')
+    yield
+    for _, sql in found:
+        conn.exec_driver_sql(sql)
+    raised = sorted({GENERATION_OF[names[name]] for name, _ in found})
+    if raised:
+        g = plan_write_generations
+        conn.execute(update(g).where(g.c.version_id == version_id).values({c: g.c[c] + 1 for c in raised}))
 
 
 def certify_generations(conn: Connection, version_id: str) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,9 +149,13 @@ class PlanStore:
                 if rows is not None
                 else None
             )
-            # in both mode the texts are made once the rows are stored and let go (below), so a large
-            # plan never holds both encodings in memory at once
-            texts, artifacts_digest = _artifact_texts(content, validated=False) if mode == "files" else ({}, None)  # fmt: skip
+            if modes.uses_artifacts(mode):
+                codec_artifacts.check(content)
+            # the texts are made inside the transaction, once the rows are stored and let go (below), so
+            # a large plan never holds both encodings in memory at once, and each is stored as the next
+            # is made
+            texts: dict[str, bytes] = {}
+            artifacts_digest = None
         except ValueError as exc:
             self._failed(vid, mode, started, "encode", exc, content, input_label, note, parent_version_id)
             raise StorageError(f"plan {vid} could not be encoded: {exc}") from exc
@@ -178,14 +183,16 @@ class PlanStore:
                         )
                     )
                 series_rows, kpi_rows = (rows.series_row_count, len(rows.kpis)) if rows else (0, 0)
-                if rows is not None:
-                    self._insert_rows(conn, vid, rows, ts)
-                    self._insert_psi(conn, vid, rows)
-                    rows.release()
-                if mode == "both":
-                    texts, artifacts_digest = _artifact_texts(content, validated=True)
-                if texts:
-                    self._insert_artifacts(conn, vid, texts, ts)
+                with digests.bulk_insert_generations(conn, vid, _content_tables(mode)):
+                    if rows is not None:
+                        self._insert_rows(conn, vid, rows, ts)
+                        self._insert_psi(conn, vid, rows)
+                        rows.release()
+                    if modes.uses_artifacts(mode):
+                        texts = self._insert_artifacts_as_made(
+                            conn, vid, codec_artifacts.iter_bytes(content), ts
+                        )
+                        artifacts_digest = digests.artifacts_digest(texts) if texts else None
                 set_approval(conn, vid, codec_series.psi_approval(content))
                 if before_commit:
                     before_commit(conn)
@@ -732,6 +739,24 @@ class PlanStore:
             ],
         )
 
+    def _insert_artifacts_as_made(
+        self, conn: Connection, version_id: str, made: Iterator[tuple[str, bytes]], ts: int
+    ) -> dict[str, bytes]:
+        """Insert each artifact text on a second thread while this one makes the next, and return them
+        all. The database copies a text's pages without holding the interpreter lock, so on two cores
+        storing one artifact overlaps making the next; the connection is used by one thread at a time."""
+        texts: dict[str, bytes] = {}
+        with ThreadPoolExecutor(1, thread_name_prefix="scpln-artifacts") as writer:
+            pending: Future | None = None
+            for name, body in made:
+                texts[name] = body
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(self._insert_artifacts, conn, version_id, {name: body}, ts)
+            if pending is not None:
+                pending.result()
+        return texts
+
     def _insert_rows(self, conn: Connection, version_id: str, rows: codec_series.SeriesRows, ts: int) -> None:
         raw = _cursor(conn)
         # each row is made as the insert takes it, so a level is never held twice; SQLite binds each
@@ -987,6 +1012,16 @@ class _Borrowed:
         return None
 
 
+def _content_tables(mode: str) -> list[str]:
+    """The content tables a whole version's write in ``mode`` inserts into."""
+    rows = (
+        ["plan_series", "plan_kpis", "plan_overrides", "plan_override_events"]
+        if modes.uses_rows(mode)
+        else []
+    )
+    return [*rows, *(["plan_artifacts"] if modes.uses_artifacts(mode) else [])]
+
+
 def _cursor(conn: Connection) -> Any:
     """A DBAPI cursor on the connection's own transaction (bulk paths bypass per-row SQLAlchemy work)."""
     return conn.connection.dbapi_connection.cursor()
@@ -1033,13 +1068,6 @@ def _sqlite_literal(value: Any) -> str | None:
     if type(value) is str and "\x00" not in value:
         return "'" + value.replace("'", "''") + "'"
     return None
-
-
-def _artifact_texts(content: PlanContent, *, validated: bool) -> tuple[dict[str, bytes], str | None]:
-    """The artifact texts to store as UTF-8 bytes, each encoded once, and the digest of exactly those
-    bytes (they are stored as they are: no decoded copy of a large text is made)."""
-    bodies = codec_artifacts.encode_bytes(content, validated=validated)
-    return bodies, digests.artifacts_digest(bodies) if bodies else None
 
 
 def _schema_version(content: PlanContent) -> int | None:

@@ -200,7 +200,7 @@ def test_commits_during_a_backup_do_not_wait_restart_it_or_enter_the_copy(
         steps.append((done, total))
         commit_tick(live)
 
-    copy = backup_database(tmp_path / "backup", engine, pages_per_step=8, progress=commit_between_steps)
+    copy = backup_database(tmp_path / "backup", engine, pages_per_step=2, progress=commit_between_steps)
     assert len(steps) > 10 and steps[-1][0] == steps[-1][1]
     assert [d for d, _ in steps] == sorted(d for d, _ in steps), "the copy never started over"
     with sqlite3.connect(copy) as raw:
@@ -227,7 +227,7 @@ def test_a_copy_that_fails_its_integrity_check_is_deleted(
             handle.write(b"\xa5" * (size // 3))
 
     monkeypatch.setattr(backup_ops, "_online_copy", copy_then_damage)
-    with pytest.raises(BackupError, match="failed verification: integrity_check failed"):
+    with pytest.raises(BackupError, match="failed verification: (integrity_check failed|not a readable)"):
         backup_database(tmp_path / "backup", engine)
     assert not list((tmp_path / "backup").iterdir()), "nothing is left behind"
     assert version_ids(engine) == ["v1"]

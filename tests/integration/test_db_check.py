@@ -19,7 +19,7 @@ from app import db
 from app.errors import PlanNotFound
 from app.ops.check import check_database, last_check
 from app.services.plans import PlanRequest, run_plan
-from app.storage import ready_copy
+from app.storage import digests, ready_copy
 from app.storage.plans import PlanStore
 from tests.conftest import ROOT, SAMPLE
 
@@ -347,6 +347,38 @@ def test_every_hand_made_write_to_a_content_table_changes_the_generation(
     assert [a for i, a in enumerate(after) if i != encoding] == [
         b for i, b in enumerate(before) if i != encoding
     ]
+
+
+def triggers(path: str) -> list[tuple[str, str]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' ORDER BY name").fetchall()
+
+
+def test_a_store_write_raises_generations_once_and_leaves_every_trigger_as_it_was(sqlite_url: str) -> None:
+    path = make_url(sqlite_url).database
+    db.init_db(sqlite_url)
+    before = triggers(path)
+    assert len(before) == 18  # insert, update and delete on each of the six content tables
+    engine = planned(sqlite_url, v="both", f="files", d="db")
+    ready_copy.wait()
+    assert triggers(path) == before
+    # a new version's counters start after its content: its own bulk insert raised nothing
+    assert generations(engine, "v") == (1, 1, 1)
+    # into a version that has counters, a bulk insert raises each generation it writes to once, not
+    # once per row; outside it, every row counts
+    insert = text(
+        "INSERT INTO plan_kpis (version_id, seq, metric, bucket_type, bucket_key, value, unit, created_at) "
+        "VALUES ('v', :seq, 'm', 'total', 'k' || :seq, 1, 'u', 0)"
+    )
+    with engine.begin() as conn, digests.bulk_insert_generations(conn, "v", ["plan_kpis"]):
+        conn.execute(insert, [{"seq": 1000 + i} for i in range(5)])
+    assert generations(engine, "v") == (2, 1, 1)
+    assert triggers(path) == before
+    with engine.begin() as conn:
+        conn.execute(insert, [{"seq": 2000 + i} for i in range(5)])
+    assert generations(engine, "v") == (7, 1, 1)
+    by_hand(sqlite_url, "DELETE FROM plan_kpis WHERE version_id = ? AND seq = 0", "v")
+    assert generations(engine, "v")[0] == 8
 
 
 @pytest.mark.parametrize(
