@@ -351,7 +351,9 @@ def test_every_hand_made_write_to_a_content_table_changes_the_generation(
 
 def triggers(path: str) -> list[tuple[str, str]]:
     with sqlite3.connect(path) as conn:
-        return conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' ORDER BY name").fetchall()
+        return conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' ORDER BY name"
+        ).fetchall()
 
 
 def test_a_store_write_raises_generations_once_and_leaves_every_trigger_as_it_was(sqlite_url: str) -> None:
