@@ -44,8 +44,9 @@ from app.config import data_paths, resolve_path
 from app.errors import ScplnError
 from app.storage.db import get_engine, sqlite_path
 
-#: Pages copied per backup step (64 MiB with the default 4 KiB page): how often progress is reported.
-PAGES_PER_STEP = 16384
+#: Bytes copied per backup step (as whole pages of the database's page size): how often progress is
+#: reported.
+STEP_BYTES = 64 * 2**20
 BACKUP_SUFFIXES = (".db", ".dump")
 
 #: Called while copying: (pages copied, pages in total).
@@ -76,7 +77,7 @@ def backup_database(
     prefix: str = "plan_db",
     *,
     progress: CopyProgress | None = None,
-    pages_per_step: int = PAGES_PER_STEP,
+    pages_per_step: int | None = None,
     verify: bool = True,
 ) -> Path:
     """Write a copy of the database to ``dest_dir/<prefix>_<YYYYMMDDHHMM>.db`` (``.dump`` on
@@ -201,7 +202,7 @@ def _copy_sqlite(
     *,
     verify: bool,
     progress: CopyProgress | None = None,
-    pages_per_step: int = PAGES_PER_STEP,
+    pages_per_step: int | None = None,
 ) -> Path:
     """Copy ``live`` into a hidden file in ``dest``, verify it, then give it its final name."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -218,8 +219,11 @@ def _copy_sqlite(
     return final
 
 
-def _online_copy(source: Path, target: Path, progress: CopyProgress | None, pages_per_step: int) -> None:
-    """SQLite's online backup of ``source`` into the new file ``target``, under one read transaction."""
+def _online_copy(
+    source: Path, target: Path, progress: CopyProgress | None, pages_per_step: int | None
+) -> None:
+    """SQLite's online backup of ``source`` into the new file ``target``, under one read transaction,
+    in steps of ``pages_per_step`` pages (default: :data:`STEP_BYTES` worth)."""
     src = sqlite3.connect(source, timeout=30, isolation_level=None)
     dst = sqlite3.connect(target, isolation_level=None)
     try:
@@ -232,6 +236,8 @@ def _online_copy(source: Path, target: Path, progress: CopyProgress | None, page
         # one it opened itself would end with each step and restart the copy after any commit.
         src.execute("BEGIN")
         src.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        if pages_per_step is None:
+            pages_per_step = max(1, STEP_BYTES // src.execute("PRAGMA page_size").fetchone()[0])
         src.backup(dst, pages=pages_per_step, progress=_reporter(progress))
     except sqlite3.Error as exc:
         raise BackupError(f"online backup of {source} failed: {exc}") from exc
