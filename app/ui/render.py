@@ -163,11 +163,37 @@ def _num(value: Any) -> str:
     return str(value)
 
 
+def _qty(value: Any) -> str:
+    """A quantity for people: a whole number with thousands separators ("12,345"); "—" for none."""
+    if value is None or value == "" or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return _num(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return f"{round(value) + 0:,}"  # + 0 turns a rounded -0 into 0
+
+
+def _pct(value: Any) -> str:
+    """A ratio as a percentage with one decimal ("97.5 %"); "—" for none."""
+    if value is None or value == "" or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return _num(value)
+    return f"{float(value) * 100:,.1f} %"
+
+
+def _size(value: Any) -> str:
+    """A byte count for people: "812 KB", "6.4 GB"."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return _num(value)
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if value >= scale:
+            return f"{value / scale:,.1f} {unit}" if value < 100 * scale else f"{value / scale:,.0f} {unit}"
+    return f"{value} B"
+
+
 def _kpi(value: Any, unit: str | None) -> str:
     if value is None:
         return "—"
     if unit == "ratio":
-        return f"{float(value) * 100:.1f} %"
+        return _pct(value)
     return _num(value)
 
 
@@ -188,6 +214,9 @@ templates.env.filters["ts"] = _ts
 templates.env.filters["duration"] = _duration
 templates.env.filters["num"] = _num
 templates.env.filters["kpi"] = _kpi
+templates.env.filters["qty"] = _qty
+templates.env.filters["pct"] = _pct
+templates.env.filters["size"] = _size
 templates.env.globals["tab_title"] = lambda t: TAB_TITLES.get(t, t.capitalize())
 
 

@@ -96,3 +96,67 @@ def test_the_runs_page_shows_durations_and_opens_a_run_with_its_whole_summary(tm
             expect(summary).to_contain_text(part)
     finally:
         hub.stop()
+
+
+def test_numbers_read_as_people_write_them(tmp_path, browser_page):
+    hub = start_hub(tmp_path)
+    try:
+        run = httpx.post(hub.url("/plans/integrated/run"), json={"version_id": "nums"}, timeout=120)
+        assert run.status_code == 201
+        page = browser_page
+        page.goto(hub.url("/ui/plans/nums/capacity"))
+        rows = page.locator("#table-weekly tbody tr")
+        expect(rows.first).to_be_visible()
+        first = rows.first.locator("td")
+        headers = page.locator("#table-weekly thead th").all_inner_texts()
+        cells = dict(zip(headers[1:], first.all_inner_texts(), strict=True))
+        # capacities and loads are whole numbers with separators, utilization a percentage
+        for column in ("capacity", "original load", "adjusted load"):
+            assert re.fullmatch(r"-?\d{1,3}(,\d{3})*", cells[column]), (column, cells[column])
+        assert re.fullmatch(r"\d+(,\d{3})*\.\d %", cells["utilization"]), cells["utilization"]
+        page.goto(hub.url("/ui/plans/nums/reconciliation"))
+        rel = page.locator("#table-recon tbody tr").first.locator("td").nth(5)
+        expect(rel).to_have_text(re.compile(r"^\d+(,\d{3})*\.\d %$"))
+    finally:
+        hub.stop()
+
+
+def test_a_chart_legend_names_its_series_until_a_bucket_is_hovered(tmp_path, browser_page):
+    hub = start_hub(tmp_path)
+    try:
+        assert httpx.post(hub.url("/plans/integrated/run"), json={"version_id": "chart"}, timeout=120).status_code == 201  # fmt: skip
+        page = browser_page
+        page.goto(hub.url("/ui/plans/chart"))
+        legend = page.locator(".chart-box .u-legend").first
+        expect(legend).to_be_visible()
+        # nothing hovered: the series names only, no "bucket" entry and no empty "name:" labels
+        assert ":" not in legend.inner_text() and "bucket" not in legend.inner_text()
+        box = page.locator(".chart-box .u-over").first.bounding_box()
+        shown = "() => document.querySelector('.chart-box .u-legend').innerText"
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.wait_for_function(f"({shown})().includes('bucket')")
+        assert re.search(r"\d", legend.inner_text())
+        page.mouse.move(0, 0)
+        page.wait_for_function(f"!({shown})().includes('bucket')")
+    finally:
+        hub.stop()
+
+
+def test_the_backups_table_fits_its_card(tmp_path, browser_page):
+    hub = start_hub(tmp_path)
+    try:
+        page = browser_page
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.goto(hub.url("/ui/ops"))
+        for _ in range(2):
+            page.click("#backup-now")
+            page.wait_for_load_state("networkidle")
+        page.goto(hub.url("/ui/ops"))
+        table = page.locator("#backups")
+        expect(table.locator("tbody tr")).to_have_count(2)
+        expect(table.locator("tbody td.n").first).to_have_text(re.compile(r"^\d+(\.\d)? (KB|MB|GB)$"))
+        card = page.locator("section.card", has=table)
+        fits = card.evaluate("c => c.scrollWidth <= c.clientWidth && c.querySelector('table').getBoundingClientRect().right <= c.getBoundingClientRect().right")  # fmt: skip
+        assert fits
+    finally:
+        hub.stop()

@@ -57,6 +57,8 @@
         { values: function (u, splits) { return splits.map(fmt); }, size: 64 },
       ],
       legend: { live: true },
+      // Without a hovered bucket the legend names the series only: no "bucket:" entry, no empty values.
+      hooks: { setLegend: [function (u) { u.root.classList.toggle("u-idle", u.cursor.idx == null); }] },
     };
     var columns = [xs].concat(data.series.map(function (s) { return s.values; }));
     box.dataset.drawn = "1";
