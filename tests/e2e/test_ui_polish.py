@@ -160,3 +160,23 @@ def test_the_backups_table_fits_its_card(tmp_path, browser_page):
         assert fits
     finally:
         hub.stop()
+
+
+def test_one_click_on_a_late_component_shows_the_finished_goods_it_endangers(tmp_path, browser_page):
+    hub = start_hub(tmp_path)
+    try:
+        assert httpx.post(hub.url("/plans/integrated/run"), json={"version_id": "peg"}, timeout=120).status_code == 201  # fmt: skip
+        page = browser_page
+        page.goto(hub.url("/ui/plans/peg/exceptions?item=PUMP-15B"))
+        row = page.locator("#table-exceptions tbody tr", has_text="past due release")
+        expect(row).to_have_count(1)
+        pegged = row.locator("details.pegging li")
+        expect(pegged).not_to_be_visible()
+        row.locator("details.pegging summary").click()
+        # the pump's past-due release endangers the espresso machine's receipts in weeks 6 to 11
+        expect(pegged).to_have_text("CM-ESP receipts 2026-W06–2026-W11 · 630 units")
+        pegged.locator("a").click()
+        expect(page).to_have_url(re.compile(r"/ui/plans/peg/mrp\?item=CM-ESP$"))
+        expect(page.locator("table caption strong").first).to_have_text("CM-ESP")
+    finally:
+        hub.stop()
