@@ -199,6 +199,15 @@ def test_compare_csv_and_diff_csv_download_with_their_headers_and_rows(ui_hub, t
     page.select_option("#against", base_id)
     page.get_by_role("button", name="Compare").click()
     expect(page.locator("#diff-kpis")).to_contain_text("inventory avg")
+    # the changed cells come a page at a time after the KPI deltas
+    pager = page.locator("nav.pager[aria-label='Changed cell pages']")
+    expect(pager).to_contain_text(re.compile(r"1–200 of [\d,]+"))
+    first_cell = page.locator("#diff-cells tbody tr").first.inner_text()
+    pager.get_by_role("link", name="Next →").click()
+    expect(pager).to_contain_text("201–400 of")
+    expect(page.locator("#diff-cells tbody tr")).to_have_count(200)
+    assert page.locator("#diff-cells tbody tr").first.inner_text() != first_cell
+    expect(page.locator("#diff-kpis")).to_contain_text("inventory avg")
     with page.expect_download() as download:
         page.click("#diff-csv")
     rows = _csv(Path(download.value.path()))

@@ -265,14 +265,25 @@ def _diff(request: Request, store: PlanStore, info: VersionInfo) -> dict[str, An
         return context
     context["against"] = found.against
     kpis = [r for r in found.rows if r["level"] == "kpis" and r["key"].endswith("|total|total")]
-    cells = [r for r in found.rows if r["level"] != "kpis"]
+    # the KPI rows come first; the changed cells are paged after them, out of this first read while
+    # the page lies in it, else read on their own
     changed = found.total - found.counts["kpis"]
+    number = min(page_number(q.get("page")), max(1, math.ceil(changed / DIFF_ROWS_SHOWN)))
+    pager = Pager(changed, number, DIFF_ROWS_SHOWN, f"/ui/plans/{quote(info.version_id)}/diff",
+                  {"against": found.against, "across_inputs": "1" if across else None})  # fmt: skip
+    start = found.counts["kpis"] + pager.offset
+    if start + DIFF_ROWS_SHOWN <= len(found.rows) or len(found.rows) == found.total:
+        cells = found.rows[start : start + DIFF_ROWS_SHOWN]
+    else:
+        page = plan_diff.diff_versions(store, info.version_id, found.against, across, offset=start, limit=DIFF_ROWS_SHOWN)  # fmt: skip
+        cells = page.rows
     context["diff"] = {
         "counts": found.counts,
         "reason": found.base_reason,
         "kpis": kpis,
-        "cells": cells[:DIFF_ROWS_SHOWN],
+        "cells": cells,
         "cells_total": changed,
+        "pager": pager,
     }
     return context
 
