@@ -3,6 +3,7 @@ locks, submit and approve, the history, and the PSI cells as CSV."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -14,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from app.errors import PageNotFound, ScplnError, outcome
 from app.planning.psi import KEY_FIELDS
 from app.services import psi
+from app.storage import views
 from app.storage.plans import PlanStore, VersionInfo
 from app.ui.render import (
     Pager,
@@ -30,6 +32,8 @@ from app.ui.session import CSRF_FIELD, checked, is_htmx, need
 router = page_router()
 
 PSI_DETAIL_PAGE = 100
+#: SKUs per page of the PSI grid.
+PSI_GRID_SKUS = 10
 
 
 @router.get("/plans/{version_id}/psi.csv")
@@ -42,7 +46,7 @@ def psi_download(request: Request, version_id: str, level: str = "aggregate") ->
 def psi_tab(request: Request, store: PlanStore, info: VersionInfo) -> dict[str, Any]:
     q = request.query_params
     view = {"family": filter_value(q.get("family")), "period": filter_value(q.get("period")), "sku": filter_value(q.get("sku")),
-            "dpage": page_number(q.get("dpage"))}  # fmt: skip
+            "dpage": page_number(q.get("dpage")), "gpage": page_number(q.get("gpage"))}  # fmt: skip
     return psi_context(info.version_id, view, q.get("msg"))
 
 
@@ -69,11 +73,53 @@ def psi_context(version_id: str, view: dict[str, Any], message: str | None = Non
     pager = Pager(det["total"] if det else 0, dpage, PSI_DETAIL_PAGE, f"/ui/plans/{quote(version_id)}/psi",
                   {"family": family, "period": period, "sku": sku}, "dpage")  # fmt: skip
     history = psi.events(version_id)["events"]
+    gpage = view.get("gpage") or 1
+    grid = _grid(version_id, family, gpage) if family else None
     return {"psi": {"approval": everything["approval"], "mode": everything["mode"], "families": families,
-                    "family": family, "period": period, "sku": sku, "dpage": dpage, "agg_rows": agg_rows,
-                    "det_rows": det["rows"] if det else [], "det_pager": pager,
-                    "events": list(reversed(history))[:100], "events_total": len(history),
+                    "family": family, "period": period, "sku": sku, "dpage": dpage, "gpage": gpage,
+                    "agg_rows": agg_rows, "det_rows": det["rows"] if det else [], "det_pager": pager,
+                    "grid": grid, "events": list(reversed(history))[:100], "events_total": len(history),
                     "message": message, "error": error}}  # fmt: skip
+
+
+def _grid(version_id: str, family: str, gpage: int) -> dict[str, Any]:
+    """One family's SKU x week grid, a page of SKUs: each SKU's demand and supply per bucket (the
+    PSI values, edits applied), its opening stock, safety stock and open orders by bucket from its MRP
+    record (so the page can project inventory and weeks of cover as cells are typed), and the
+    family's totals per bucket over all its SKUs."""
+    cells = psi.psi_view(version_id, "det", {"family": family}, 1_000_000, 0)["rows"]
+    buckets = sorted({(c["week"], c["period"]) for c in cells})
+    column = {b: i for i, b in enumerate(buckets)}
+    skus = list(dict.fromkeys(c["sku"] for c in cells))
+    pager = Pager(len(skus), gpage, PSI_GRID_SKUS, f"/ui/plans/{quote(version_id)}/psi",
+                  {"family": family}, "gpage")  # fmt: skip
+    shown = skus[pager.offset : pager.offset + PSI_GRID_SKUS]
+    totals = {f: [0] * len(buckets) for f in ("demand", "supply")}
+    rows: dict[str, dict[str, Any]] = {
+        s: {"sku": s, "cells": [None] * len(buckets), "backlog": [0] * len(buckets)} for s in shown
+    }
+    for c in cells:
+        i = column[(c["week"], c["period"])]
+        for f in totals:
+            totals[f][i] += c[f]
+        if c["sku"] in rows:
+            rows[c["sku"]]["cells"][i] = c
+            rows[c["sku"]]["backlog"][i] = c["backlog"]
+    store = PlanStore()
+    for s, row in rows.items():
+        record = views.read_page(store, version_id, "mrp", {"item": s}, 1000, 0).rows
+        receipts = {r["week"]: r["scheduled_receipts"] for r in record}
+        row["opening"] = record[0]["on_hand_start"] if record else 0
+        row["safety"] = record[0]["safety_stock"] if record else 0
+        # an open order counts in the first bucket of its week
+        seen: set[str] = set()
+        row["receipts"] = []
+        for week, _period in buckets:
+            row["receipts"].append(receipts.get(week, 0) if week not in seen else 0)
+            seen.add(week)
+        row["has_backlog"] = any(row["backlog"])
+    return {"buckets": [{"week": w, "period": p, "split": sum(1 for b in buckets if b[0] == w) > 1} for w, p in buckets],
+            "rows": list(rows.values()), "totals": totals, "pager": pager}  # fmt: skip
 
 
 def _psi_key(form: dict[str, str], level: str) -> dict[str, str]:
@@ -101,11 +147,19 @@ def _psi_action(request: Request, version_id: str, action: str, form: dict[str, 
     role = "approver" if action == "approve" else "planner"
     user = checked(request, form.get(CSRF_FIELD, ""), role)
     view = {"family": form.get("view_family") or None, "period": form.get("view_period") or None,
-            "sku": form.get("view_sku") or None, "dpage": page_number(form.get("view_dpage"))}  # fmt: skip
+            "sku": form.get("view_sku") or None, "dpage": page_number(form.get("view_dpage")),
+            "gpage": page_number(form.get("view_gpage"))}  # fmt: skip
     note = form.get("note", "").strip() or None
     level = form.get("level", "aggregate")
 
     def run() -> str:
+        if action == "grid":
+            edits = _grid_edits(form.get("edits", ""))
+            result = psi.apply_edits(version_id, "det", edits, note=note, actor=user.actor)
+            return f"saved {len(edits)} cell(s): {len(result['changes'])} cell(s) changed"
+        if action == "reopen":
+            child = psi.reopen(version_id, user.actor, note)
+            return f"reopened as draft {child}"
         if action == "edit":
             key = _psi_key(form, level)
             edit = {"key": key, "field": form.get("field", ""), "value": _number(form.get("value", ""))}
@@ -126,6 +180,12 @@ def _psi_action(request: Request, version_id: str, action: str, form: dict[str, 
     status = 200
     try:
         message = run()
+        if action == "reopen":  # the draft is a new version: go to its grid
+            child = message.rsplit(" ", 1)[-1]
+            target = f"/ui/plans/{quote(child)}/psi"
+            if is_htmx(request):
+                return Response(status_code=200, headers={"HX-Redirect": target})
+            return RedirectResponse(target, status_code=303)
     except (ScplnError, ValueError) as exc:
         if not is_htmx(request):
             raise
@@ -141,8 +201,23 @@ def _psi_action(request: Request, version_id: str, action: str, form: dict[str, 
     return render(request, "_psi_panel.html", {"plan": info, **context}, status)
 
 
+def _grid_edits(text: str) -> list[dict[str, Any]]:
+    """The grid's changed cells, sent as JSON ``[{sku, week, period, field, value}]``, as PSI edits."""
+    try:
+        cells = json.loads(text or "[]")
+    except ValueError:
+        raise ValueError("the grid's edits are not readable; reload the page") from None
+    if not isinstance(cells, list) or not all(isinstance(c, dict) for c in cells):
+        raise ValueError("the grid's edits are not readable; reload the page")
+    return [
+        {"key": {k: str(c.get(k, "")) for k in KEY_FIELDS["det"]}, "field": c.get("field"),
+         "value": _number(str(c.get("value", "")))}
+        for c in cells
+    ]  # fmt: skip
+
+
 @router.post("/plans/{version_id}/psi/{action}", response_class=HTMLResponse)
 async def psi_post(request: Request, version_id: str, action: str) -> Response:
-    if action not in ("edit", "lock", "unlock", "submit", "approve"):
+    if action not in ("edit", "lock", "unlock", "submit", "approve", "grid", "reopen"):
         raise PageNotFound(f"unknown PSI action {action!r}")
     return await run_in_threadpool(_psi_action, request, version_id, action, await read_form(request))

@@ -65,17 +65,127 @@
     new uPlot(opts, columns, box);
   }
 
+  // --- the PSI grid: keyboard moves, block paste, projected inventory and cover as cells are typed ---
+
+  function num(text) {
+    var v = parseFloat(String(text).replace(/,/g, "").trim());
+    return isFinite(v) ? v : null;
+  }
+
+  function gridInput(table, r, c) {
+    return table.querySelector('input.g[data-r="' + r + '"][data-c="' + c + '"]');
+  }
+
+  function recompute(table) {
+    var edits = [];
+    var delta = { demand: {}, supply: {} };
+    table.querySelectorAll("input.g").forEach(function (el) {
+      var v = num(el.value);
+      var changed = v !== null && v !== num(el.dataset.orig);
+      el.classList.toggle("dirty", changed);
+      el.classList.toggle("bad", v === null || v < 0);
+      if (changed) {
+        var c = el.dataset.c;
+        delta[el.dataset.field][c] = (delta[el.dataset.field][c] || 0) + v - num(el.dataset.orig);
+        edits.push({ sku: el.dataset.sku, week: el.dataset.week, period: el.dataset.period,
+                     field: el.dataset.field, value: v });
+      }
+    });
+    table.querySelectorAll("td.total").forEach(function (td) {
+      var d = delta[td.dataset.field][td.dataset.c] || 0;
+      td.textContent = fmtQty(num(td.dataset.base) + d);
+      td.classList.toggle("dirty", d !== 0);
+    });
+    table.querySelectorAll("tbody.sku").forEach(function (body) {
+      var receipts = JSON.parse(body.dataset.receipts || "[]");
+      var safety = num(body.dataset.safety) || 0;
+      var cols = receipts.length;
+      var dem = [], sup = [];
+      for (var c = 0; c < cols; c++) {
+        var d = body.querySelector('tr.demand input[data-c="' + c + '"]');
+        var s = body.querySelector('tr.supply input[data-c="' + c + '"]');
+        dem.push(d ? num(d.value) || 0 : 0);
+        sup.push(s ? num(s.value) || 0 : 0);
+      }
+      var inv = num(body.dataset.opening) || 0;
+      var invs = [];
+      for (c = 0; c < cols; c++) { inv += receipts[c] + sup[c] - dem[c]; invs.push(inv); }
+      body.querySelectorAll("td.inv").forEach(function (td) {
+        var v = invs[+td.dataset.c];
+        td.textContent = fmtQty(v);
+        td.classList.toggle("short", v < 0);
+        td.classList.toggle("below", v >= 0 && v < safety);
+      });
+      body.querySelectorAll("td.cov").forEach(function (td) {
+        var c = +td.dataset.c, left = invs[c], weeks = 0;
+        for (var k = c + 1; k < cols && left > 0; k++) {
+          if (dem[k] <= left) { left -= dem[k]; weeks += 1; } else { weeks += left / dem[k]; left = 0; }
+        }
+        td.textContent = invs[c] <= 0 ? "0" : (k >= cols && left > 0 ? weeks.toFixed(1) + "+" : weeks.toFixed(1));
+      });
+    });
+    var form = document.getElementById("grid-form");
+    if (form) {
+      form.querySelector("#grid-edits").value = JSON.stringify(edits);
+      var bad = table.querySelector("input.g.bad");
+      form.querySelector("#grid-save").disabled = !edits.length || !!bad;
+      form.querySelector("#grid-changes").textContent = bad ? "a cell is not a number"
+        : edits.length ? edits.length + " changed cell" + (edits.length === 1 ? "" : "s") : "no changes";
+    }
+  }
+
+  function fmtQty(v) {
+    return v == null || !isFinite(v) ? "" : Math.round(v).toLocaleString("en");
+  }
+
+  var MOVES = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1], Enter: [1, 0] };
+
+  function initGrid(table) {
+    if (table.dataset.ready) return;
+    table.dataset.ready = "1";
+    recompute(table);
+    table.addEventListener("input", function () { recompute(table); });
+    table.addEventListener("keydown", function (evt) {
+      var el = evt.target;
+      if (!el.matches || !el.matches("input.g")) return;
+      var move = MOVES[evt.key];
+      if (!move || (evt.key === "Enter" && evt.shiftKey)) return;
+      var next = gridInput(table, +el.dataset.r + move[0], +el.dataset.c + move[1]);
+      evt.preventDefault();
+      if (next) { next.focus(); next.select(); }
+    });
+    table.addEventListener("paste", function (evt) {
+      var el = evt.target;
+      if (!el.matches || !el.matches("input.g")) return;
+      var text = (evt.clipboardData || window.clipboardData).getData("text");
+      if (!/[\t\n]/.test(text.trim())) return;
+      evt.preventDefault();
+      text.replace(/\r/g, "").replace(/\n+$/, "").split("\n").forEach(function (line, i) {
+        line.split("\t").forEach(function (value, j) {
+          var target = gridInput(table, +el.dataset.r + i, +el.dataset.c + j);
+          if (target && !target.readOnly) target.value = value.trim();
+        });
+      });
+      recompute(table);
+    });
+  }
+
+  function initGrids(root) {
+    (root || document).querySelectorAll("table.psi-sheet").forEach(initGrid);
+  }
+
   function drawAll(root) {
     (root || document).querySelectorAll("[data-chart]").forEach(drawChart);
   }
 
   document.addEventListener("DOMContentLoaded", function () {
     drawAll(document);
+    initGrids(document);
     if (window.htmx) {
       // Error answers (409 locked cell, 422 bad value, 503 intake paused) carry a page fragment that
       // explains the problem: swap them in like any other answer.
       htmx.config.responseHandling = [{ code: "204", swap: false }, { code: "...", swap: true }];
-      document.body.addEventListener("htmx:afterSettle", function (evt) { drawAll(evt.target); });
+      document.body.addEventListener("htmx:afterSettle", function (evt) { drawAll(evt.target); initGrids(evt.target); });
     }
   });
 })();

@@ -1,0 +1,116 @@
+"""The planner's PSI grid in Chromium: keyboard editing of several cells and one save, a pasted block,
+projected inventory following the typing, and the read-only approved grid with its reopen action."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+pytest.importorskip("playwright", reason="the playwright Python package is not installed")
+from playwright.sync_api import expect  # noqa: E402
+
+from tests.e2e.conftest import start_hub  # noqa: E402
+
+
+@pytest.fixture
+def hub(tmp_path):
+    server = start_hub(tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def plan(hub, version_id: str) -> None:
+    response = httpx.post(hub.url("/plans/integrated/run"), json={"version_id": version_id}, timeout=120)
+    assert response.status_code == 201, response.text
+
+
+def cells(hub, version_id: str, sku: str) -> dict[tuple[str, str], dict]:
+    rows = httpx.get(hub.url(f"/plans/{version_id}/psi"), params={"level": "det", "sku": sku, "limit": 500}, timeout=30).json()["rows"]  # fmt: skip
+    return {(r["week"], r["period"]): r for r in rows}
+
+
+def test_keyboard_edits_of_several_cells_are_saved_in_one_request_with_one_note(hub, browser_page):
+    plan(hub, "grid")
+    page = browser_page
+    page.goto(hub.url("/ui/plans/grid/psi"))
+    sheet = page.locator("#psi-sheet")
+    first = sheet.locator("tbody.sku").first
+    sku = first.get_attribute("data-sku")
+    demand = first.locator("tr.demand input.g")
+    inventory = first.locator("td.inv")
+    start = [int(v) for v in demand.evaluate_all("els => els.slice(0, 3).map(e => e.value)")]
+    inv_before = inventory.nth(2).inner_text()
+    total = sheet.locator("td.total[data-field=demand]").first
+    total_before = int(total.inner_text().replace(",", ""))
+
+    demand.first.click()
+    demand.first.fill(str(start[0] + 10))
+    page.keyboard.press("ArrowRight")  # the next week of the same row
+    page.keyboard.type(str(start[1] + 20))
+    page.keyboard.press("ArrowRight")
+    page.keyboard.type(str(start[2] + 30))
+    # before saving: the family total and the projected inventory follow what was typed
+    expect(total).to_have_text(f"{total_before + 10:,}")
+    assert int(inventory.nth(2).inner_text().replace(",", "")) == int(inv_before.replace(",", "")) - 60
+    expect(page.locator("#grid-changes")).to_have_text("3 changed cells")
+    page.fill("#grid-note", "three weeks of promotion")
+    with page.expect_response(re.compile(r"/psi/grid$")) as answer:
+        page.click("#grid-save")
+    assert answer.value.status == 200
+    expect(page.locator("#psi-message")).to_contain_text("saved 3 cell(s)")
+
+    stored = cells(hub, "grid", sku)
+    weeks = sorted(stored)[:3]
+    assert [stored[w]["demand"] for w in weeks] == [start[0] + 10, start[1] + 20, start[2] + 30]
+    events = httpx.get(hub.url("/plans/grid/psi/events"), timeout=30).json()["events"]
+    edits = [e for e in events if e["type"] == "edit"]
+    assert len(edits) == 3 and {e.get("note") for e in edits} == {"three weeks of promotion"}
+    expect(page.locator("#psi-history tbody tr").first).to_contain_text("three weeks of promotion")
+
+
+def test_a_block_pasted_from_a_spreadsheet_fills_cells_from_where_it_lands(hub, browser_page):
+    plan(hub, "paste")
+    page = browser_page
+    page.goto(hub.url("/ui/plans/paste/psi"))
+    first = page.locator("#psi-sheet tbody.sku").first
+    sku = first.get_attribute("data-sku")
+    target = first.locator("tr.demand input.g").nth(1)
+    target.focus()
+    # two rows (demand, supply) by three weeks, tab-separated as a spreadsheet copies them
+    page.evaluate(
+        """el => { const data = new DataTransfer(); data.setData('text/plain', '11\\t12\\t13\\n21\\t22\\t23\\n');
+                   el.dispatchEvent(new ClipboardEvent('paste', {clipboardData: data, bubbles: true, cancelable: true})); }""",
+        target.element_handle(),
+    )
+    values = lambda row: first.locator(f"tr.{row} input.g").evaluate_all("els => els.slice(1, 4).map(e => e.value)")  # noqa: E731
+    assert values("demand") == ["11", "12", "13"]
+    assert values("supply") == ["21", "22", "23"]
+    expect(page.locator("#grid-changes")).to_contain_text("changed cell")
+    page.click("#grid-save")
+    expect(page.locator("#psi-message")).to_contain_text("saved 6 cell(s)")
+    stored = cells(hub, "paste", sku)
+    weeks = sorted(stored)[1:4]
+    assert [stored[w]["demand"] for w in weeks] == [11, 12, 13]
+    assert [stored[w]["supply"] for w in weeks] == [21, 22, 23]
+
+
+def test_an_approved_grid_is_read_only_and_reopens_as_a_draft_child(hub, browser_page):
+    plan(hub, "done")
+    for step in ("submit", "approve"):
+        assert httpx.post(hub.url(f"/plans/done/psi/{step}"), json={}, timeout=30).status_code == 200
+    page = browser_page
+    page.goto(hub.url("/ui/plans/done/psi"))
+    expect(page.locator("#psi-approval")).to_have_text("approved")
+    cell = page.locator("#psi-sheet tbody.sku").first.locator("tr.demand input.g").first
+    expect(cell).not_to_be_editable()
+    expect(page.locator("#grid-save")).to_have_count(0)
+    page.fill("#reopen-note", "one more change")
+    page.click("#psi-reopen")
+    expect(page).to_have_url(re.compile(r"/ui/plans/(?!done/)[^/]+/psi$"))
+    expect(page.locator("#psi-approval")).to_have_text("draft")
+    expect(page.locator("#psi-sheet tbody.sku").first.locator("tr.demand input.g").first).to_be_editable()
+    expect(page.locator("#psi-history")).to_contain_text("reopen")
