@@ -198,6 +198,38 @@ def state(version_id: str, *, store: PlanStore | None = None) -> dict[str, Any]:
     }
 
 
+class PsiReader:
+    """One read of a version's PSI grid and state, for as many views of it as a page shows (the UI's
+    PSI tab shows both levels, the family's grid and the history: read once, not once per view)."""
+
+    def __init__(self, version_id: str, store: PlanStore | None = None) -> None:
+        session, grid, st = _read(version_id, store, with_grid=True)
+        assert grid is not None
+        self.version_id, self.grid, self.state = version_id, grid, st
+        self.mode, self.decimals = session.mode, _decimals(session.version)
+
+    def view(
+        self,
+        level: str = "aggregate",
+        filters: Mapping[str, Any] | None = None,
+        limit: int = 500,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        """A page of one level's cells: base values with the overrides applied, lock flags, the fields
+        overridden, and the other level (aggregate rows carry the roll-up of their detail cells, detail
+        rows their family-period total). Filters: family, sku, period, week, locked, overridden."""
+        wanted = psi.check_view(level, filters, limit, offset)
+        total, page = psi.view_page(self.grid, self.state, level, wanted, limit, offset, self.decimals)
+        return {
+            "version_id": self.version_id, "level": level, "approval": self.state.approval, "mode": self.mode,
+            "total": total, "limit": limit, "offset": offset, "rows": page,
+        }  # fmt: skip
+
+    def events(self) -> list[dict[str, Any]]:
+        """The PSI events, oldest first, each with its position ``seq``."""
+        return [{"seq": i, **e} for i, e in enumerate(self.state.events)]
+
+
 def psi_view(
     version_id: str,
     level: str = "aggregate",
@@ -207,17 +239,9 @@ def psi_view(
     *,
     store: PlanStore | None = None,
 ) -> dict[str, Any]:
-    """A page of one level's cells: base values with the overrides applied, lock flags, the fields
-    overridden, and the other level (aggregate rows carry the roll-up of their detail cells, detail
-    rows their family-period total). Filters: family, sku, period, week, locked, overridden."""
-    wanted = psi.check_view(level, filters, limit, offset)
-    session, grid, st = _read(version_id, store, with_grid=True)
-    assert grid is not None
-    total, page = psi.view_page(grid, st, level, wanted, limit, offset, _decimals(session.version))
-    return {
-        "version_id": version_id, "level": level, "approval": st.approval, "mode": session.mode,
-        "total": total, "limit": limit, "offset": offset, "rows": page,
-    }  # fmt: skip
+    """A page of one level's cells (:meth:`PsiReader.view`)."""
+    psi.check_view(level, filters, limit, offset)  # a bad request is refused before the plan is read
+    return PsiReader(version_id, store).view(level, filters, limit, offset)
 
 
 def psi_csv(version_id: str, level: str = "aggregate", *, store: PlanStore | None = None) -> str:

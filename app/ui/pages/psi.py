@@ -61,7 +61,8 @@ def psi_context(version_id: str, view: dict[str, Any], message: str | None = Non
         view.get("dpage") or 1,
     )
 
-    everything = psi.psi_view(version_id, "aggregate", {}, 5000, 0)
+    reader = psi.PsiReader(version_id)
+    everything = reader.view("aggregate", {}, 5000, 0)
     families = sorted({r["family"] for r in everything["rows"]})
     family = family if family in families else (families[0] if families else None)
     agg_rows = [r for r in everything["rows"] if r["family"] == family]
@@ -69,12 +70,12 @@ def psi_context(version_id: str, view: dict[str, Any], message: str | None = Non
     period = period if period in periods else (periods[0] if periods else None)
     det_filters = {"family": family, "period": period, "sku": sku}
     offset = (dpage - 1) * PSI_DETAIL_PAGE
-    det = psi.psi_view(version_id, "det", det_filters, PSI_DETAIL_PAGE, offset) if family else None
+    det = reader.view("det", det_filters, PSI_DETAIL_PAGE, offset) if family else None
     pager = Pager(det["total"] if det else 0, dpage, PSI_DETAIL_PAGE, f"/ui/plans/{quote(version_id)}/psi",
                   {"family": family, "period": period, "sku": sku}, "dpage")  # fmt: skip
-    history = psi.events(version_id)["events"]
+    history = reader.events()
     gpage = view.get("gpage") or 1
-    grid = _grid(version_id, family, gpage) if family else None
+    grid = _grid(reader, family, gpage) if family else None
     return {"psi": {"approval": everything["approval"], "mode": everything["mode"], "families": families,
                     "family": family, "period": period, "sku": sku, "dpage": dpage, "gpage": gpage,
                     "agg_rows": agg_rows, "det_rows": det["rows"] if det else [], "det_pager": pager,
@@ -82,12 +83,13 @@ def psi_context(version_id: str, view: dict[str, Any], message: str | None = Non
                     "message": message, "error": error}}  # fmt: skip
 
 
-def _grid(version_id: str, family: str, gpage: int) -> dict[str, Any]:
+def _grid(reader: psi.PsiReader, family: str, gpage: int) -> dict[str, Any]:
     """One family's SKU x week grid, a page of SKUs: each SKU's demand and supply per bucket (the
     PSI values, edits applied), its opening stock, safety stock and open orders by bucket from its MRP
     record (so the page can project inventory and weeks of cover as cells are typed), and the
     family's totals per bucket over all its SKUs."""
-    cells = psi.psi_view(version_id, "det", {"family": family}, 1_000_000, 0)["rows"]
+    version_id = reader.version_id
+    cells = reader.view("det", {"family": family}, 1_000_000, 0)["rows"]
     buckets = sorted({(c["week"], c["period"]) for c in cells})
     column = {b: i for i, b in enumerate(buckets)}
     skus = list(dict.fromkeys(c["sku"] for c in cells))
