@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check app tests bench scripts
 	$(BIN)/ruff format --check app tests bench scripts
 
-## Benchmarks (engine, storage, plan run, API, rollback); figures go to docs/benchmarks.md.
+## Benchmarks (engine, storage, plan run, API, rollback, diff, UI tabs); figures go to docs/benchmarks.md.
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py --write docs/benchmarks.md
 	$(BIN)/python bench/storage.py --write docs/benchmarks.md
@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/api.py --write docs/benchmarks.md
 	$(BIN)/python bench/rollback.py --write docs/benchmarks.md
 	$(BIN)/python bench/diff.py --write docs/benchmarks.md
+	$(BIN)/python bench/ui_tabs.py --write docs/benchmarks.md
 
 ## Long property runs and kill loops, then 10 minutes of 20 clients against a live hub with memory and
 ## file descriptors sampled (not part of `make test`).

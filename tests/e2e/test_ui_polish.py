@@ -180,3 +180,24 @@ def test_one_click_on_a_late_component_shows_the_finished_goods_it_endangers(tmp
         expect(page.locator("table caption strong").first).to_have_text("CM-ESP")
     finally:
         hub.stop()
+
+
+def test_the_search_box_jumps_to_an_item_or_a_family(tmp_path, browser_page):
+    hub = start_hub(tmp_path)
+    try:
+        assert httpx.post(hub.url("/plans/integrated/run"), json={"version_id": "find"}, timeout=120).status_code == 201  # fmt: skip
+        page = browser_page
+        page.goto(hub.url("/ui/plans/find/capacity"))
+        page.fill("#find-q", "PUMP-15B")
+        page.press("#find-q", "Enter")
+        expect(page).to_have_url(re.compile(r"/ui/plans/find/mrp\?item=PUMP-15B$"))
+        expect(page.locator("table caption strong").first).to_have_text("PUMP-15B")
+        page.fill("#find-q", "COFFEE")
+        page.press("#find-q", "Enter")
+        expect(page).to_have_url(re.compile(r"/ui/plans/find/psi\?family=COFFEE$"))
+        expect(page.locator("#grid-title")).to_have_text("COFFEE: SKU × week")
+        page.fill("#find-q", "NO-SUCH")
+        page.press("#find-q", "Enter")
+        expect(page.locator("#find-missing")).to_have_text("No item or family named “NO-SUCH” in this plan.")
+    finally:
+        hub.stop()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -109,6 +109,22 @@ def diff_download(
     return csv_response(plan_diff.diff_csv(found.rows), f"{version_id}-diff-{found.against}.csv")
 
 
+@router.get("/plans/{version_id}/find")
+def find_in_plan(request: Request, version_id: str, q: str = "") -> Response:
+    """The search box: an item (finished good or component) opens its MRP record, a family its PSI
+    grid; anything else comes back to the page it was asked from with a message."""
+    need(request)
+    store = PlanStore()
+    info = _version(store, version_id)
+    name, base = q.strip(), f"/ui/plans/{quote(info.version_id)}"
+    if name and info.status == "ready":
+        if views.read_page(store, info.version_id, "mrp", {"item": name}, 1, 0).total:
+            return RedirectResponse(f"{base}/mrp?{urlencode({'item': name})}", status_code=303)
+        if views.read_page(store, info.version_id, "aggregate", {"family": name}, 1, 0).total:
+            return RedirectResponse(f"{base}/psi?{urlencode({'family': name})}", status_code=303)
+    return RedirectResponse(f"{base}?{urlencode({'not_found': name})}", status_code=303)
+
+
 @router.get("/plans/{version_id}", response_class=HTMLResponse)
 def plan_overview(request: Request, version_id: str) -> Response:
     return plan_tab(request, version_id, "overview")
@@ -127,6 +143,7 @@ def plan_tab(request: Request, version_id: str, tab: str) -> Response:
         "tab": tab,
         "tabs": TABS,
         "csv_base": _csv_base(user),
+        "not_found": request.query_params.get("not_found"),
     }
     if info.status == "ready":
         context.update(TAB_VIEWS[tab](request, store, info))
