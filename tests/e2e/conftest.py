@@ -105,6 +105,24 @@ def start_hub(folder: Path, extra_env: dict[str, str] | None = None) -> HubServe
     return server
 
 
+@pytest.fixture
+def hub(tmp_path) -> Iterator[HubServer]:
+    """A hub server of this test's own (no tokens), stopped after it."""
+    server = start_hub(tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def plan_sample(hub: HubServer, version_id: str) -> None:
+    """Plan the sample input set under ``version_id`` through the API (201, or the test fails)."""
+    import httpx
+
+    response = httpx.post(hub.url("/plans/integrated/run"), json={"version_id": version_id}, timeout=120)
+    assert response.status_code == 201, response.text
+
+
 @pytest.fixture(scope="module")
 def ui_hub(tmp_path_factory) -> Iterator[HubServer]:
     """A hub server without API tokens (local use: everyone is admin)."""

@@ -11,21 +11,7 @@ import pytest
 pytest.importorskip("playwright", reason="the playwright Python package is not installed")
 from playwright.sync_api import expect  # noqa: E402
 
-from tests.e2e.conftest import start_hub  # noqa: E402
-
-
-@pytest.fixture
-def hub(tmp_path):
-    server = start_hub(tmp_path)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def plan(hub, version_id: str) -> None:
-    response = httpx.post(hub.url("/plans/integrated/run"), json={"version_id": version_id}, timeout=120)
-    assert response.status_code == 201, response.text
+from tests.e2e.conftest import plan_sample  # noqa: E402
 
 
 def cells(hub, version_id: str, sku: str) -> dict[tuple[str, str], dict]:
@@ -34,7 +20,7 @@ def cells(hub, version_id: str, sku: str) -> dict[tuple[str, str], dict]:
 
 
 def test_keyboard_edits_of_several_cells_are_saved_in_one_request_with_one_note(hub, browser_page):
-    plan(hub, "grid")
+    plan_sample(hub, "grid")
     page = browser_page
     page.goto(hub.url("/ui/plans/grid/psi"))
     sheet = page.locator("#psi-sheet")
@@ -73,7 +59,7 @@ def test_keyboard_edits_of_several_cells_are_saved_in_one_request_with_one_note(
 
 
 def test_a_block_pasted_from_a_spreadsheet_fills_cells_from_where_it_lands(hub, browser_page):
-    plan(hub, "paste")
+    plan_sample(hub, "paste")
     page = browser_page
     page.goto(hub.url("/ui/plans/paste/psi"))
     first = page.locator("#psi-sheet tbody.sku").first
@@ -86,7 +72,10 @@ def test_a_block_pasted_from_a_spreadsheet_fills_cells_from_where_it_lands(hub, 
                    el.dispatchEvent(new ClipboardEvent('paste', {clipboardData: data, bubbles: true, cancelable: true})); }""",
         target.element_handle(),
     )
-    values = lambda row: first.locator(f"tr.{row} input.g").evaluate_all("els => els.slice(1, 4).map(e => e.value)")  # noqa: E731
+
+    def values(row: str) -> list[str]:
+        return first.locator(f"tr.{row} input.g").evaluate_all("els => els.slice(1, 4).map(e => e.value)")
+
     assert values("demand") == ["11", "12", "13"]
     assert values("supply") == ["21", "22", "23"]
     expect(page.locator("#grid-changes")).to_contain_text("changed cell")
@@ -99,7 +88,7 @@ def test_a_block_pasted_from_a_spreadsheet_fills_cells_from_where_it_lands(hub, 
 
 
 def test_an_approved_grid_is_read_only_and_reopens_as_a_draft_child(hub, browser_page):
-    plan(hub, "done")
+    plan_sample(hub, "done")
     for step in ("submit", "approve"):
         assert httpx.post(hub.url(f"/plans/done/psi/{step}"), json={}, timeout=30).status_code == 200
     page = browser_page
