@@ -124,6 +124,12 @@ def test_every_plan_tab_shows_its_content(ui_hub, two_plans, browser_page, save_
     page.get_by_role("button", name="Apply").click()
     assert "violations_only=1" in page.url
     expect(page.locator("#compare-csv")).to_have_attribute("href", re.compile(r"violations_only=true"))
+    page.goto(f"{base}/reconciliation")
+    page.fill("#f-family", "COFFEE")
+    page.get_by_role("button", name="Apply").click()
+    families = page.locator("#table-recon tbody th").all_inner_texts()
+    assert families and set(families) == {"COFFEE"}
+    expect(page.locator("nav.pager[aria-label='Reconciliation pages']")).to_contain_text(f"of {len(families)}")
     page.goto(f"{base}/exceptions")
     expect(page.locator("#table-exceptions, .empty").first).to_be_visible()
 

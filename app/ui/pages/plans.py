@@ -33,6 +33,8 @@ PLANS_PAGE = 20
 TABLE_PAGE = 100
 MRP_ITEMS_PER_PAGE = 5
 DIFF_ROWS_SHOWN = 200
+#: Rows of the level reconciliation per page.
+RECON_PAGE = 300
 #: Rows of a diff the tab reads: the KPIs (listed first, a few hundred) and the first cells.
 DIFF_PAGE = 2000
 KPI_CARDS = (
@@ -256,10 +258,14 @@ def _reconciliation(request: Request, store: PlanStore, info: VersionInfo) -> di
     violations_only = request.query_params.get("violations_only") in ("1", "true", "on")
     source = views.read_source(store, info)
     recon = views.read_all(store, info, views.RECON, source)
-    rows = compare_rows({"rows": recon}, violations_only)
+    family = filter_value(request.query_params.get("family"))
     levels = [r["severity"] for r in compare_rows({"rows": recon})]
-    return {"rows": rows, "violations_only": violations_only, "violations": levels.count("violation"),
-            "info": levels.count("info"),
+    rows = [r for r in compare_rows({"rows": recon}, violations_only) if not family or r["family"] == family]
+    pager = Pager(len(rows), min(page_number(request.query_params.get("page")), max(1, math.ceil(len(rows) / RECON_PAGE))),
+                  RECON_PAGE, f"/ui/plans/{quote(info.version_id)}/reconciliation",
+                  {"violations_only": "1" if violations_only else None, "family": family})  # fmt: skip
+    return {"rows": rows[pager.offset : pager.offset + RECON_PAGE], "pager": pager, "family": family,
+            "violations_only": violations_only, "violations": levels.count("violation"), "info": levels.count("info"),
             "tolerance": info.params.get("tol_abs"), "tolerance_rel": info.params.get("tol_rel")}  # fmt: skip
 
 
