@@ -19,7 +19,9 @@ def cells(hub, version_id: str, sku: str) -> dict[tuple[str, str], dict]:
     return {(r["week"], r["period"]): r for r in rows}
 
 
-def test_keyboard_edits_of_several_cells_are_saved_in_one_request_with_one_note(hub, browser_page):
+def test_keyboard_edits_of_several_cells_are_saved_in_one_request_with_one_note(
+    hub, browser_page, save_screenshot
+):
     plan_sample(hub, "grid")
     page = browser_page
     page.goto(hub.url("/ui/plans/grid/psi"))
@@ -44,6 +46,8 @@ def test_keyboard_edits_of_several_cells_are_saved_in_one_request_with_one_note(
     assert int(inventory.nth(2).inner_text().replace(",", "")) == int(inv_before.replace(",", "")) - 60
     expect(page.locator("#grid-changes")).to_have_text("3 changed cells")
     page.fill("#grid-note", "three weeks of promotion")
+    sheet.scroll_into_view_if_needed()
+    save_screenshot(page, "plan-psi-grid", full_page=False)
     with page.expect_response(re.compile(r"/psi/grid$")) as answer:
         page.click("#grid-save")
     assert answer.value.status == 200

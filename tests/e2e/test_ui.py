@@ -129,7 +129,9 @@ def test_every_plan_tab_shows_its_content(ui_hub, two_plans, browser_page, save_
     page.get_by_role("button", name="Apply").click()
     families = page.locator("#table-recon tbody th").all_inner_texts()
     assert families and set(families) == {"COFFEE"}
-    expect(page.locator("nav.pager[aria-label='Reconciliation pages']")).to_contain_text(f"of {len(families)}")
+    expect(page.locator("nav.pager[aria-label='Reconciliation pages']")).to_contain_text(
+        f"of {len(families)}"
+    )
     page.goto(f"{base}/exceptions")
     expect(page.locator("#table-exceptions, .empty").first).to_be_visible()
 
@@ -166,7 +168,7 @@ def test_psi_edits_roll_up_to_the_family_total_and_locked_cells_keep_their_value
     family_demand.press("Enter")
     expect(page.locator("#psi-error")).to_contain_text("cannot be met")
     expect(detail_total).to_have_text(f"{target:,}")
-    save_screenshot(page, "plan-psi")
+    save_screenshot(page, "plan-psi", full_page=False)
 
 
 def test_psi_submit_and_approve_are_recorded_with_actor_and_note(ui_hub, two_plans, browser_page):

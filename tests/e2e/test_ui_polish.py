@@ -132,7 +132,9 @@ def test_the_backups_table_fits_its_card(hub, browser_page):
     assert fits
 
 
-def test_one_click_on_a_late_component_shows_the_finished_goods_it_endangers(hub, browser_page):
+def test_one_click_on_a_late_component_shows_the_finished_goods_it_endangers(
+    hub, browser_page, save_screenshot
+):
     plan_sample(hub, "peg")
     page = browser_page
     page.goto(hub.url("/ui/plans/peg/exceptions?item=PUMP-15B"))
@@ -143,6 +145,7 @@ def test_one_click_on_a_late_component_shows_the_finished_goods_it_endangers(hub
     row.locator("details.pegging summary").click()
     # the pump's past-due release endangers the espresso machine's receipts in weeks 6 to 11
     expect(pegged).to_have_text("CM-ESP receipts 2026-W06–2026-W11 · 630 units")
+    save_screenshot(page, "plan-exceptions")
     pegged.locator("a").click()
     expect(page).to_have_url(re.compile(r"/ui/plans/peg/mrp\?item=CM-ESP$"))
     expect(page.locator("table caption strong").first).to_have_text("CM-ESP")
