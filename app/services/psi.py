@@ -200,12 +200,33 @@ def state(version_id: str, *, store: PlanStore | None = None) -> dict[str, Any]:
 
 class PsiReader:
     """One read of a version's PSI grid and state, for as many views of it as a page shows (the UI's
-    PSI tab shows both levels, the family's grid and the history: read once, not once per view)."""
+    PSI tab shows both levels, the family's grid and the history: read once, not once per view).
+    :meth:`of_family` reads one family's cells only, as a page about one family needs."""
+
+    families: list[str]
+    family: str | None = None
 
     def __init__(self, version_id: str, store: PlanStore | None = None) -> None:
-        session, grid, st = _read(version_id, store, with_grid=True)
-        assert grid is not None
-        self.version_id, self.grid, self.state = version_id, grid, st
+        with (store or PlanStore()).psi_session(version_id, for_update=False) as session:
+            self._load(session, session.grid())
+        self.families = sorted({key[0] for key in self.grid.agg})
+
+    @classmethod
+    def of_family(cls, version_id: str, family: str | None, store: PlanStore | None = None) -> PsiReader:
+        """The cells of ``family`` only, selected by the database (a PSI edit never reaches past its
+        family); an unknown or missing family means the first. ``families`` still lists them all."""
+        reader = cls.__new__(cls)
+        with (store or PlanStore()).psi_session(version_id, for_update=False) as session:
+            reader.families = session.families()
+            chosen = (
+                family if family in reader.families else (reader.families[0] if reader.families else None)
+            )
+            reader.family = chosen
+            reader._load(session, session.grid(chosen if chosen is not None else ""))
+        return reader
+
+    def _load(self, session: PsiSession, grid: psi.Grid) -> None:
+        self.version_id, self.grid, self.state = session.version.version_id, grid, session.state()
         self.mode, self.decimals = session.mode, _decimals(session.version)
 
     def view(

@@ -1063,9 +1063,12 @@ def decode_psi(
     )
 
 
-def decode_level_rows(level: str, rows: Iterable[Row]) -> list[dict[str, Any]]:
-    """The artifact rows of one ``plan_series`` level (the PSI base values read one level at a time)."""
+def decode_level_rows(level: str, rows: Iterable[Row], *, part: bool = False) -> list[dict[str, Any]]:
+    """The artifact rows of one ``plan_series`` level (the PSI base values read one level at a time).
+    ``part``: the rows are a selection of the level (one family's), in ``seq`` order but not all of
+    it; only a level whose rows hold every value of their own (nothing carried) can be read so."""
     spec = next((lv for lv in LEVELS if lv.name == level), None)
-    if spec is None or spec.base:
+    if spec is None or spec.base or (part and spec.carried):
         raise ValueError(f"{level!r} is not a plan_series level whose rows decode on their own")
-    return _decode_level(spec, fill_rows(spec, _in_seq_order(level, rows)))
+    ordered = sorted(rows, key=itemgetter(0)) if part else _in_seq_order(level, rows)
+    return _decode_level(spec, fill_rows(spec, ordered))

@@ -1013,13 +1013,11 @@ class _Borrowed:
 
 
 def _content_tables(mode: str) -> list[str]:
-    """The content tables a whole version's write in ``mode`` inserts into."""
-    rows = (
-        ["plan_series", "plan_kpis", "plan_overrides", "plan_override_events"]
-        if modes.uses_rows(mode)
-        else []
-    )
-    return [*rows, *(["plan_artifacts"] if modes.uses_artifacts(mode) else [])]
+    """The content tables a whole version's write in ``mode`` inserts into: the rows tables and/or
+    ``plan_artifacts`` (never the ready copy, which is written after the commit)."""
+    wanted = {"rows_generation"} if modes.uses_rows(mode) else set()
+    wanted |= {"artifacts_generation"} if modes.uses_artifacts(mode) else set()
+    return [table for table, generation in digests.GENERATION_OF.items() if generation in wanted]
 
 
 def _cursor(conn: Connection) -> Any:
@@ -1184,11 +1182,13 @@ class PsiSession:
         version.approval = version.approval or "draft"
         return cls(store, conn, version, modes.psi_mode(pin, version.storage_mode))
 
-    def grid(self) -> psi.Grid:
-        """Base rows as the mode reads them: rows (``db``), artifacts (``files``), rows else artifacts."""
+    def grid(self, family: str | None = None) -> psi.Grid:
+        """Base rows as the mode reads them: rows (``db``), artifacts (``files``), rows else artifacts.
+        ``family``: that family's cells only (a PSI edit never reaches past its family, so a page about
+        one family needs no other); from rows, the database selects them."""
         vid = self.version.version_id
         if modes.uses_rows(self.mode):
-            agg, det = self._series_level("aggregate"), self._series_level("det")
+            agg, det = self._series_level("aggregate", family), self._series_level("det", family)
             if agg or det or self.mode == "db":
                 return psi.Grid.from_rows(agg, det)
         texts = self.store._artifact_texts(self.conn, vid, ("aggregate.json", "sku_week.json"))
@@ -1196,9 +1196,25 @@ class PsiSession:
             raise EncodingMissing(
                 f"plan version {vid!r} has no aggregate and detail plan readable in {self.mode!r} mode"
             )
-        return psi.Grid.from_rows(
-            json.loads(texts["aggregate.json"])["rows"], json.loads(texts["sku_week.json"])["rows"]
-        )
+        agg, det = json.loads(texts["aggregate.json"])["rows"], json.loads(texts["sku_week.json"])["rows"]
+        if family is not None:
+            agg, det = [r for r in agg if r["family"] == family], [r for r in det if r["family"] == family]
+        return psi.Grid.from_rows(agg, det)
+
+    def families(self) -> list[str]:
+        """The plan's families, sorted, from the aggregate level as the mode reads it."""
+        if modes.uses_rows(self.mode):
+            found = self.conn.execute(
+                select(plan_series.c.group_key)
+                .where(
+                    plan_series.c.version_id == self.version.version_id, plan_series.c.level == "aggregate"
+                )
+                .distinct()
+            ).scalars()
+            names = sorted(f for f in found if f is not None)
+            if names or self.mode == "db":
+                return names
+        return sorted({key[0] for key in self.grid().agg})
 
     def state(self) -> psi.State:
         """PSI state as the mode reads it; ``both`` falls back to the artifacts when the tables hold none."""
@@ -1270,11 +1286,10 @@ class PsiSession:
             self.store._upsert_artifacts(conn, vid, texts, now_ms())
         set_approval(conn, vid, state.approval)
 
-    def _series_level(self, level: str) -> list[dict[str, Any]]:
+    def _series_level(self, level: str, family: str | None = None) -> list[dict[str, Any]]:
         columns = [plan_series.c[c] for c in codec_series.LEVEL_COLUMNS[level]]
-        rows = self.conn.execute(
-            select(*columns)
-            .where(plan_series.c.version_id == self.version.version_id, plan_series.c.level == level)
-            .order_by(plan_series.c.seq)
-        )
-        return codec_series.decode_level_rows(level, [tuple(r) for r in rows])
+        where = [plan_series.c.version_id == self.version.version_id, plan_series.c.level == level]
+        if family is not None:  # both PSI levels keep the family in group_key
+            where.append(plan_series.c.group_key == family)
+        rows = self.conn.execute(select(*columns).where(*where).order_by(plan_series.c.seq))
+        return codec_series.decode_level_rows(level, [tuple(r) for r in rows], part=family is not None)

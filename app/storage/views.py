@@ -449,6 +449,31 @@ def read_all(store: PlanStore, info: VersionInfo, spec: TableSpec, source: str) 
     return list(_artifact_rows(store, spec, info.version_id, {}))
 
 
+def item_records(store: PlanStore, version_id: str, items: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """The MRP records (``mrp.json`` rows, week by week) of several items, by item: one query for all
+    of them when the version is read from rows."""
+    spec = TABLES["mrp"]
+    info = store.get_version(version_id)
+    out: dict[str, list[dict[str, Any]]] = {item: [] for item in items}
+    if not items:
+        return out
+    if read_source(store, info) == ROWS:
+        assert spec.level is not None
+        item_column = plan_series.c[spec.level.columns_of.get("item", "item")]
+        query = (
+            select(*_series_columns(spec))
+            .where(*_series_where(spec, version_id, {}), item_column.in_(list(out)))
+            .order_by(_seq(spec))
+        )
+        with store.engine.connect() as conn:
+            rows = _rows_maker(spec)([tuple(r) for r in conn.execute(query)])
+    else:
+        rows = [r for r in _artifact_rows(store, spec, version_id, {}) if r["item"] in out]
+    for row in rows:
+        out[row["item"]].append(row)
+    return out
+
+
 def pegging_rows(store: PlanStore, version_id: str, item: str | None = None) -> list[dict[str, Any]]:
     """The pegging of a version's component shortages, one row per (shortage, finished good): the
     component, its shortage run and quantity, and the finished good with the receipt weeks and order

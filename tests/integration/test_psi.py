@@ -382,3 +382,23 @@ def test_diff_of_a_reconcile_child_is_against_its_parent_with_psi_edits_at_their
     with pytest.raises(DiffConflict, match="across_inputs"):
         diff_versions(store, "elsewhere", vid)
     assert diff_versions(store, "elsewhere", vid, across_inputs=True).base_reason == "given"
+
+
+@pytest.mark.parametrize("mode", ["files", "db", "both"])
+def test_a_page_about_one_family_reads_only_its_cells_and_sees_the_same_values(
+    store: PlanStore, mode: str
+) -> None:
+    vid = plan(store, mode)
+    edit = {"key": {"sku": "CM-ESP", "week": "2026-W02", "period": "2026-01"}, "field": "demand", "value": 77}
+    psi.apply_edits(vid, "det", [edit], note="one family", store=store)
+    whole = psi.PsiReader(vid, store)
+    one = psi.PsiReader.of_family(vid, "COFFEE", store)
+    assert one.family == "COFFEE" and one.families == whole.families and len(one.families) > 1
+    assert {key[0] for key in one.grid.agg} == {"COFFEE"}
+    assert {row["family"] for row in one.grid.det.values()} == {"COFFEE"}
+    for level in ("aggregate", "det"):
+        assert one.view(level, {"family": "COFFEE"}, 5000) == whole.view(level, {"family": "COFFEE"}, 5000)
+    assert one.events() == whole.events() and one.events()[-1]["note"] == "one family"
+    # an unknown family, or none, is the first one
+    assert psi.PsiReader.of_family(vid, "NO-SUCH", store).family == whole.families[0]
+    assert psi.PsiReader.of_family(vid, None, store).family == whole.families[0]

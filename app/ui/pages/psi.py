@@ -61,11 +61,10 @@ def psi_context(version_id: str, view: dict[str, Any], message: str | None = Non
         view.get("dpage") or 1,
     )
 
-    reader = psi.PsiReader(version_id)
+    reader = psi.PsiReader.of_family(version_id, family)
+    families, family = reader.families, reader.family
     everything = reader.view("aggregate", {}, 5000, 0)
-    families = sorted({r["family"] for r in everything["rows"]})
-    family = family if family in families else (families[0] if families else None)
-    agg_rows = [r for r in everything["rows"] if r["family"] == family]
+    agg_rows = everything["rows"]
     periods = [r["period"] for r in agg_rows]
     period = period if period in periods else (periods[0] if periods else None)
     det_filters = {"family": family, "period": period, "sku": sku}
@@ -107,9 +106,9 @@ def _grid(reader: psi.PsiReader, family: str, gpage: int) -> dict[str, Any]:
         if c["sku"] in rows:
             rows[c["sku"]]["cells"][i] = c
             rows[c["sku"]]["backlog"][i] = c["backlog"]
-    store = PlanStore()
+    records = views.item_records(PlanStore(), version_id, list(rows))
     for s, row in rows.items():
-        record = views.read_page(store, version_id, "mrp", {"item": s}, 1000, 0).rows
+        record = records[s]
         receipts = {r["week"]: r["scheduled_receipts"] for r in record}
         row["opening"] = record[0]["on_hand_start"] if record else 0
         row["safety"] = record[0]["safety_stock"] if record else 0
@@ -154,14 +153,16 @@ def _psi_action(request: Request, version_id: str, action: str, form: dict[str, 
     note = form.get("note", "").strip() or None
     level = form.get("level", "aggregate")
 
+    reopened: list[str] = []
+
     def run() -> str:
         if action == "grid":
             edits = _grid_edits(form.get("edits", ""))
             result = psi.apply_edits(version_id, "det", edits, note=note, actor=user.actor)
             return f"saved {len(edits)} cell(s): {len(result['changes'])} cell(s) changed"
         if action == "reopen":
-            child = psi.reopen(version_id, user.actor, note)
-            return f"reopened as draft {child}"
+            reopened.append(psi.reopen(version_id, user.actor, note))
+            return f"reopened as draft {reopened[0]}"
         if action == "edit":
             key = _psi_key(form, level)
             edit = {"key": key, "field": form.get("field", ""), "value": _number(form.get("value", ""))}
@@ -182,9 +183,8 @@ def _psi_action(request: Request, version_id: str, action: str, form: dict[str, 
     status = 200
     try:
         message = run()
-        if action == "reopen":  # the draft is a new version: go to its grid
-            child = message.rsplit(" ", 1)[-1]
-            target = f"/ui/plans/{quote(child)}/psi"
+        if reopened:  # the draft is a new version: go to its grid
+            target = f"/ui/plans/{quote(reopened[0])}/psi"
             if is_htmx(request):
                 return Response(status_code=200, headers={"HX-Redirect": target})
             return RedirectResponse(target, status_code=303)
