@@ -1162,6 +1162,7 @@ class PsiSession:
 
     def __init__(self, store: PlanStore, conn: Connection, version: VersionInfo, mode: str):
         self.store, self.conn, self.version, self.mode = store, conn, version, mode
+        self._parsed: dict[str, list[dict[str, Any]]] = {}  # base artifacts' rows, parsed once
 
     @classmethod
     def open(
@@ -1186,20 +1187,27 @@ class PsiSession:
         """Base rows as the mode reads them: rows (``db``), artifacts (``files``), rows else artifacts.
         ``family``: that family's cells only (a PSI edit never reaches past its family, so a page about
         one family needs no other); from rows, the database selects them."""
-        vid = self.version.version_id
         if modes.uses_rows(self.mode):
             agg, det = self._series_level("aggregate", family), self._series_level("det", family)
             if agg or det or self.mode == "db":
                 return psi.Grid.from_rows(agg, det)
-        texts = self.store._artifact_texts(self.conn, vid, ("aggregate.json", "sku_week.json"))
-        if len(texts) < 2:
-            raise EncodingMissing(
-                f"plan version {vid!r} has no aggregate and detail plan readable in {self.mode!r} mode"
-            )
-        agg, det = json.loads(texts["aggregate.json"])["rows"], json.loads(texts["sku_week.json"])["rows"]
+        agg, det = self._artifact_rows("aggregate.json"), self._artifact_rows("sku_week.json")
         if family is not None:
             agg, det = [r for r in agg if r["family"] == family], [r for r in det if r["family"] == family]
         return psi.Grid.from_rows(agg, det)
+
+    def _artifact_rows(self, name: str) -> list[dict[str, Any]]:
+        """The rows of a base artifact, parsed once per session."""
+        parsed = self._parsed
+        if name not in parsed:
+            vid = self.version.version_id
+            texts = self.store._artifact_texts(self.conn, vid, (name,))
+            if name not in texts:
+                raise EncodingMissing(
+                    f"plan version {vid!r} has no aggregate and detail plan readable in {self.mode!r} mode"
+                )
+            parsed[name] = json.loads(texts[name])["rows"]
+        return parsed[name]
 
     def families(self) -> list[str]:
         """The plan's families, sorted, from the aggregate level as the mode reads it."""
@@ -1214,7 +1222,7 @@ class PsiSession:
             names = sorted(f for f in found if f is not None)
             if names or self.mode == "db":
                 return names
-        return sorted({key[0] for key in self.grid().agg})
+        return sorted({r["family"] for r in self._artifact_rows("aggregate.json")})
 
     def state(self) -> psi.State:
         """PSI state as the mode reads it; ``both`` falls back to the artifacts when the tables hold none."""

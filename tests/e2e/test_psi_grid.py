@@ -107,3 +107,20 @@ def test_an_approved_grid_is_read_only_and_reopens_as_a_draft_child(hub, browser
     expect(page.locator("#psi-approval")).to_have_text("draft")
     expect(page.locator("#psi-sheet tbody.sku").first.locator("tr.demand input.g").first).to_be_editable()
     expect(page.locator("#psi-history")).to_contain_text("reopen")
+
+
+def test_a_cell_that_is_not_a_number_is_not_sent_and_unreadable_edits_change_nothing(hub, browser_page):
+    plan_sample(hub, "bad")
+    page = browser_page
+    page.goto(hub.url("/ui/plans/bad/psi"))
+    cell = page.locator("#psi-sheet tbody.sku").first.locator("tr.demand input.g").first
+    cell.fill("lots")
+    expect(page.locator("#grid-changes")).to_have_text("a cell is not a number")
+    expect(page.locator("#grid-save")).to_be_disabled()
+    # edits the page did not make (a stale or tampered form) are refused whole, with the reason shown
+    cell.fill("5")
+    page.eval_on_selector("#grid-edits", "e => { e.value = '{not json'; }")
+    page.eval_on_selector("#grid-form", "f => f.requestSubmit()")
+    expect(page.locator("#psi-error")).to_contain_text("the grid's edits are not readable")
+    events = httpx.get(hub.url("/plans/bad/psi/events"), timeout=30).json()["events"]
+    assert events == []

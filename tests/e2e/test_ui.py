@@ -215,6 +215,13 @@ def test_compare_csv_and_diff_csv_download_with_their_headers_and_rows(ui_hub, t
     expect(pager).to_contain_text("201–400 of")
     expect(page.locator("#diff-cells tbody tr")).to_have_count(200)
     assert page.locator("#diff-cells tbody tr").first.inner_text() != first_cell
+    # a page past the first read of the diff is read on its own, and is the same as the API's
+    diff = httpx.get(ui_hub.url(f"/plans/{other_id}/diff"), params={"against": base_id, "limit": 1}, timeout=60).json()  # fmt: skip
+    assert diff["total"] - diff["summary"]["kpis"] > 2000
+    page.goto(ui_hub.url(f"/ui/plans/{other_id}/diff?against={base_id}&page=11"))
+    expect(pager).to_contain_text("2001–2200 of")
+    api = httpx.get(ui_hub.url(f"/plans/{other_id}/diff"), params={"against": base_id, "offset": diff["summary"]["kpis"] + 2000, "limit": 1}, timeout=60).json()  # fmt: skip
+    expect(page.locator("#diff-cells tbody tr").first.locator("td").first).to_have_text(api["rows"][0]["key"])
     expect(page.locator("#diff-kpis")).to_contain_text("inventory avg")
     with page.expect_download() as download:
         page.click("#diff-csv")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -106,20 +107,20 @@ def _grid(reader: psi.PsiReader, family: str, gpage: int) -> dict[str, Any]:
         if c["sku"] in rows:
             rows[c["sku"]]["cells"][i] = c
             rows[c["sku"]]["backlog"][i] = c["backlog"]
+    # an open order counts in the first bucket of its week (a week split across two months has two)
+    first = {}
+    for i, (week, _period) in enumerate(buckets):
+        first.setdefault(week, i)
     records = views.item_records(PlanStore(), version_id, list(rows))
     for s, row in rows.items():
         record = records[s]
         receipts = {r["week"]: r["scheduled_receipts"] for r in record}
         row["opening"] = record[0]["on_hand_start"] if record else 0
         row["safety"] = record[0]["safety_stock"] if record else 0
-        # an open order counts in the first bucket of its week
-        seen: set[str] = set()
-        row["receipts"] = []
-        for week, _period in buckets:
-            row["receipts"].append(receipts.get(week, 0) if week not in seen else 0)
-            seen.add(week)
+        row["receipts"] = [receipts.get(w, 0) if first[w] == i else 0 for i, (w, _p) in enumerate(buckets)]
         row["has_backlog"] = any(row["backlog"])
-    return {"buckets": [{"week": w, "period": p, "split": sum(1 for b in buckets if b[0] == w) > 1} for w, p in buckets],
+    parts = Counter(week for week, _ in buckets)
+    return {"buckets": [{"week": w, "period": p, "split": parts[w] > 1} for w, p in buckets],
             "rows": list(rows.values()), "totals": totals, "pager": pager}  # fmt: skip
 
 
