@@ -15,6 +15,7 @@ section below, so no other module holds an INSERT, UPDATE or DELETE of a content
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -30,7 +31,7 @@ from app.errors import EncodingMissing, PlanNotFound, StorageError, VersionConfl
 from app.planning import derive, psi
 from app.planning import documents as docs
 from app.planning.model import DERIVED_ARTIFACTS, PlanContent
-from app.storage import codec_artifacts, codec_series, digests, modes, ready_copy
+from app.storage import codec_artifacts, codec_series, digests, modes, ready_copy, texts_child
 from app.storage.codec_series import PSI_OVERRIDES, PSI_STATE
 from app.storage.db import get_engine, insert_for, now_ms
 from app.storage.schema import (
@@ -142,26 +143,33 @@ class PlanStore:
         modes.check_mode(mode)
         started = time.perf_counter()
         vid = content.version_id
+        maker = None
         try:
+            if modes.uses_artifacts(mode):
+                codec_artifacts.check(content)
+                maker = _texts_maker(content, mode)
             rows = codec_series.encode(content) if modes.uses_rows(mode) else None
             rows_digest = (
                 digests.rows_digest(rows.levels, rows.kpis, canonical=rows.canonical)
                 if rows is not None
                 else None
             )
-            if modes.uses_artifacts(mode):
-                codec_artifacts.check(content)
             # the texts are made inside the transaction, once the rows are stored and let go (below), so
             # a large plan never holds both encodings in memory at once, and each is stored as the next
-            # is made
+            # is made; a large both-mode plan's texts are made meanwhile by a child process instead
             texts: dict[str, bytes] = {}
             artifacts_digest = None
         except ValueError as exc:
+            if maker is not None:
+                maker.close()
             self._failed(vid, mode, started, "encode", exc, content, input_label, note, parent_version_id)
             raise StorageError(f"plan {vid} could not be encoded: {exc}") from exc
         ts = now_ms()
         try:
-            with self.engine.begin() as conn:
+            with (
+                contextlib.closing(maker) if maker is not None else contextlib.nullcontext(),
+                self.engine.begin() as conn,
+            ):
                 existing = self._claim(conn, vid)
                 values = dict(
                     status="ready", updated_at=ts, input_label=input_label, params_json=_dumps(content.params),
@@ -189,9 +197,8 @@ class PlanStore:
                         self._insert_psi(conn, vid, rows)
                         rows.release()
                     if modes.uses_artifacts(mode):
-                        texts = self._insert_artifacts_as_made(
-                            conn, vid, codec_artifacts.iter_bytes(content), ts
-                        )
+                        made = maker if maker is not None else codec_artifacts.iter_bytes(content)
+                        texts = self._insert_artifacts_as_made(conn, vid, iter(made), ts)
                         artifacts_digest = digests.artifacts_digest(texts) if texts else None
                 set_approval(conn, vid, codec_series.psi_approval(content))
                 if before_commit:
@@ -1018,6 +1025,23 @@ def _content_tables(mode: str) -> list[str]:
     wanted = {"rows_generation"} if modes.uses_rows(mode) else set()
     wanted |= {"artifacts_generation"} if modes.uses_artifacts(mode) else set()
     return [table for table, generation in digests.GENERATION_OF.items() if generation in wanted]
+
+
+#: Plans with at least this many MRP rows get their artifact texts made by a child process in ``both``
+#: mode (``app.storage.texts_child``); below it, starting the child costs more than it saves.
+TEXTS_CHILD_MIN_ROWS = 50_000
+
+
+def _texts_maker(content: PlanContent, mode: str) -> texts_child.TextsChild | None:
+    """A child making ``content``'s artifact texts while the rows are stored, when it pays: a ``both``
+    write of a large plan, where ``fork`` exists."""
+    if not (modes.uses_rows(mode) and texts_child.available()):
+        return None
+    mrp = content.documents.get("mrp.json")
+    rows = mrp.get("rows") if isinstance(mrp, dict) else None
+    if rows is None or len(rows) < TEXTS_CHILD_MIN_ROWS:
+        return None
+    return texts_child.TextsChild(content)
 
 
 def _cursor(conn: Connection) -> Any:
