@@ -115,8 +115,9 @@ def render(results: dict[str, list[dict]], load: float, baseline: dict | None = 
         f"{dt.date.today().isoformat()}. SQLite, one fresh database per run, its schema made first (not timed); "
         f"each figure is the median of {repeat} runs (the range of their seconds beside it). Sets from `scpln sample generate "
         f"--bom-depth 2 --months 12`: 1k = `{' '.join(SETS['1k'][:6])}`, 10k = `{' '.join(SETS['10k'][:6])}`. "
-        "Time is from start to exit of the process; CPU seconds are the process's user and system time (what "
-        "the run costs whatever else the machine does); peak RSS is the process's own; database bytes are the "
+        "Time is from start to exit of the process; CPU seconds are the user and system time of the process and of the child "
+        "process it forks (what the run costs whatever else the machine does); peak RSS is the larger of the "
+        "two processes'; database bytes are the "
         "file after its write-ahead log is checkpointed.",
         "",
         "| set | mode | seconds | range (s) | CPU seconds | peak RSS (MB) | database (MB) | targets |",
