@@ -93,6 +93,13 @@ class StorageFull(StorageError):
     title = "storage full"
 
 
+class StorageBusy(StorageError):
+    """The database stayed locked by other writers longer than the wait allows: nothing of the request
+    was written, and the same request may simply be sent again."""
+
+    title = "storage busy"
+
+
 class EncodingMissing(ScplnError):
     """The version exists but not in the encoding the storage mode reads."""
 
@@ -185,6 +192,7 @@ OUTCOMES: dict[type[BaseException], Outcome] = {
     QueueUnavailable: Outcome(503, 1),
     FileNotFoundError: Outcome(404, 2),  # a file or folder named on the command line
     StorageFull: Outcome(507, 1),
+    StorageBusy: Outcome(503, 1),
     StorageError: Outcome(500, 1),
     AuthMisconfigured: Outcome(500, 1),
     ScplnError: Outcome(500, 1),
@@ -199,6 +207,15 @@ DISK_FULL_SIGNS = (
     "could not extend file",
     "disk full",
 )
+
+
+#: What SQLite says when a lock was not granted within its busy timeout.
+LOCKED_SIGNS = ("database is locked", "database table is locked", "database schema is locked")
+
+
+def is_locked(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database stayed locked (SQLite's busy timeout ran out)."""
+    return any(sign in str(exc).lower() for sign in LOCKED_SIGNS)
 
 
 def is_disk_full(exc: BaseException) -> bool:

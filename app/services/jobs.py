@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
@@ -33,7 +34,8 @@ from app.jobs.tasks import (
 from app.planning.pipeline import check_version_id, new_version_id
 from app.run_registry import new_run_id
 from app.services.execution import execute_claimed, request_from_payload, request_payload
-from app.services.plans import PlanRequest, check_intake
+from app.services.plans import PlanRequest, check_intake, kpi_totals
+from app.storage import views
 from app.storage.db import now_ms
 from app.storage.plans import PlanStore
 from app.storage.schema import plan_jobs
@@ -142,12 +144,55 @@ def run_plan_now(request: PlanRequest, storage: str | None = None, trigger: str 
             "job_id": job_id,
             "run_id": run_id,
         }
+    if result.status == "lost":
+        return _taken_over(store, job_id)
     error = result.error
     if result.status == "canceled" or isinstance(error, JobCanceled):
         raise JobConflict(f"job {job_id} was canceled while it ran", get_job(job_id))
     if error is None:
         raise JobConflict(f"job {job_id} ended {result.status}", get_job(job_id))
     raise error
+
+
+#: How long a synchronous run whose job was taken over by another worker waits for that run to end.
+TAKEOVER_WAIT_SECONDS = 600.0
+
+
+def _taken_over(store: PlanStore, job_id: str) -> dict[str, Any]:
+    """The caller's execution lost its job: it stalled past the stale window, a reaper re-queued the
+    job and another worker runs it now. Wait for that run and answer with what it stored, so the
+    response says what the database holds; a run that ends otherwise is a 409 with the job as detail."""
+    deadline = time.monotonic() + TAKEOVER_WAIT_SECONDS
+    row = _row(store, job_id)
+    while row["status"] not in FINISHED:
+        if time.monotonic() >= deadline:
+            raise JobConflict(
+                f"job {job_id} was taken over by another worker and is still running; follow it at "
+                f"/jobs/{job_id}",
+                _job_dict(row),
+            )
+        time.sleep(0.25)
+        row = _row(store, job_id)
+    if row["status"] != "succeeded":
+        raise JobConflict(
+            f"job {job_id} was taken over by another worker and ended {row['status']}", _job_dict(row)
+        )
+    version_id = row["version_id"]
+    content = store.read_version(version_id)
+    series_rows, kpi_rows = views.stored_counts(store, version_id)
+    return {
+        "version_id": version_id,
+        "status": "ready",
+        "storage": {
+            "mode": store.get_version(version_id).storage_mode,
+            "artifacts": store.artifact_names(version_id),
+            "series_rows": series_rows,
+            "kpi_rows": kpi_rows,
+        },
+        "kpis": kpi_totals(content),
+        "job_id": job_id,
+        "run_id": row["run_id"],
+    }
 
 
 # --- inspection -----------------------------------------------------------------------------------

@@ -56,8 +56,13 @@ class PlanOutcome:
     run_id: str | None = None
 
     def kpis(self) -> dict[str, Any]:
-        final = self.content.documents["plan_final.json"]
-        return {k["metric"]: k["value"] for k in final["kpis"] if k["bucket_type"] == "total"}
+        return kpi_totals(self.content)
+
+
+def kpi_totals(content: PlanContent) -> dict[str, Any]:
+    """The plan's total KPIs (metric -> value), from plan_final.json."""
+    final = content.documents["plan_final.json"]
+    return {k["metric"]: k["value"] for k in final["kpis"] if k["bucket_type"] == "total"}
 
 
 class RunBody(BaseModel):

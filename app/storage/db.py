@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 from app.config import REPO_ROOT, Settings, get_settings, resolve_path
-from app.errors import StorageFull, is_disk_full
+from app.errors import StorageBusy, StorageFull, is_disk_full, is_locked
 
 #: Lock key of schema upgrades on PostgreSQL (any constant; the same in every process).
 _PG_MIGRATION_LOCK = zlib.crc32(b"scpln.init_db")
@@ -79,28 +79,66 @@ def dispose_engines(url: str | None = None) -> None:
                 engine.dispose()
 
 
+#: How long a SQLite statement waits for another connection's lock before it gives up (ms):
+#: ``SCPLN_SQLITE_BUSY_MS``, 30 s by default.
+DEFAULT_BUSY_MS = 30_000
+#: How long a long write waits for its turn (:func:`write_turn`): ``SCPLN_WRITE_WAIT_SECONDS``.
+DEFAULT_WRITE_WAIT_SECONDS = 600.0
+
+
+def busy_ms() -> int:
+    return int(_positive_env("SCPLN_SQLITE_BUSY_MS", DEFAULT_BUSY_MS))
+
+
+def write_wait_seconds() -> float:
+    return _positive_env("SCPLN_WRITE_WAIT_SECONDS", DEFAULT_WRITE_WAIT_SECONDS)
+
+
+def _positive_env(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0")
+    return value
+
+
 def _create_engine(url: str) -> Engine:
     if make_url(url).get_backend_name() != "sqlite":
         engine = create_engine(url, pool_pre_ping=True)
     else:
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        timeout = busy_ms() / 1000
+        engine = create_engine(url, connect_args={"timeout": timeout, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
-    event.listen(engine, "handle_error", _full_disk)
+    event.listen(engine, "handle_error", _domain_errors)
     return engine
 
 
-def _full_disk(context: Any) -> None:
-    """A database error that says the disk is full leaves as ``StorageFull`` (507, with what to do),
-    whichever statement met it: every caller then reports it the same way."""
+def _domain_errors(context: Any) -> None:
+    """Database errors every caller reports the same way, whichever statement met them: a full disk
+    leaves as ``StorageFull`` (507), a lock not granted within the busy timeout as ``StorageBusy``
+    (503); both say that nothing of the request was written and what to do."""
+    database = {"database": make_url(str(context.engine.url)).render_as_string(hide_password=True)}
     if is_disk_full(context.original_exception):
         raise StorageFull(
             "the database's disk is full: nothing of this request was written; free space, then retry",
-            {"database": make_url(str(context.engine.url)).render_as_string(hide_password=True)},
+            database,
+        ) from context.original_exception
+    if is_locked(context.original_exception):
+        raise StorageBusy(
+            f"the database stayed locked by other writers for {busy_ms() / 1000:g} s: nothing of this "
+            "request was written; send it again (SCPLN_SQLITE_BUSY_MS sets the wait)",
+            database,
         ) from context.original_exception
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """Every SQLite connection: WAL, a 30 s busy timeout, foreign keys on, NORMAL sync (safe in WAL).
+    """Every SQLite connection: WAL, the busy timeout (:func:`busy_ms`), foreign keys on, NORMAL sync
+    (safe in WAL).
 
     A database file made by this connection gets 64 KiB pages (SQLite keeps the page size of a file
     that has any, so existing databases are left as they are): a plan's artifact texts are hundreds of
@@ -108,7 +146,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     such write is a system call per 4 KiB."""
     cursor = dbapi_connection.cursor()
     try:
-        pragmas = ("page_size=65536", "journal_mode=WAL", "busy_timeout=30000", "foreign_keys=ON", "synchronous=NORMAL")  # fmt: skip
+        pragmas = ("page_size=65536", "journal_mode=WAL", f"busy_timeout={busy_ms()}", "foreign_keys=ON", "synchronous=NORMAL")  # fmt: skip
         for pragma in pragmas:
             cursor.execute(f"PRAGMA {pragma}")
     finally:
@@ -230,6 +268,64 @@ def _file_lock(engine: Engine) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_turn_locks: dict[str, threading.Lock] = {}
+_turns_held = threading.local()
+
+
+@contextmanager
+def write_turn(engine: Engine) -> Iterator[None]:
+    """Hold the database's turn for a long write (a whole version, a repair): one at a time per SQLite
+    database, across the processes and threads that share it. PostgreSQL needs none.
+
+    SQLite has one writer at a time, and a waiting writer polls with growing sleeps, so under load the
+    short writes (job heartbeats, progress, claims) queue behind several long ones, and a writer can
+    miss every free moment until its busy timeout runs out. Long writes therefore wait for their turn
+    here first — a lock file beside the database (``<file>.write.lock``), taken only by long writes —
+    and meet at most one another in SQLite's own queue. The wait is bounded by
+    :func:`write_wait_seconds`; past it ``StorageBusy`` says so, with nothing written."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    held = _turns_held.__dict__.setdefault("databases", set())
+    if database in held:  # this thread has the turn already (a long write inside another)
+        yield
+        return
+    with _engines_lock:
+        local = _turn_locks.setdefault(database, threading.Lock())
+    deadline = time.monotonic() + write_wait_seconds()
+    if not local.acquire(timeout=write_wait_seconds()):
+        raise _turn_refused(engine)
+    held.add(database)
+    try:
+        with open(f"{database}.write.lock", "a+b") as handle:
+            delay = 0.002
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise _turn_refused(engine) from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        held.discard(database)
+        local.release()
+
+
+def _turn_refused(engine: Engine) -> StorageBusy:
+    return StorageBusy(
+        f"other long writes held the database for {write_wait_seconds():g} s: nothing of this request "
+        "was written; send it again (SCPLN_WRITE_WAIT_SECONDS sets the wait)",
+        {"database": make_url(str(engine.url)).render_as_string(hide_password=True)},
+    )
 
 
 def insert_for(engine: Engine) -> Any:

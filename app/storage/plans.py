@@ -33,7 +33,7 @@ from app.planning import documents as docs
 from app.planning.model import DERIVED_ARTIFACTS, PlanContent
 from app.storage import codec_artifacts, codec_series, digests, modes, ready_copy, texts_child
 from app.storage.codec_series import PSI_OVERRIDES, PSI_STATE
-from app.storage.db import get_engine, insert_for, now_ms
+from app.storage.db import get_engine, insert_for, now_ms, write_turn
 from app.storage.schema import (
     plan_artifacts,
     plan_kpis,
@@ -168,6 +168,7 @@ class PlanStore:
         try:
             with (
                 contextlib.closing(maker) if maker is not None else contextlib.nullcontext(),
+                write_turn(self.engine),
                 self.engine.begin() as conn,
             ):
                 existing = self._claim(conn, vid)
@@ -210,7 +211,10 @@ class PlanStore:
             self._failed(
                 vid, mode, started, type(exc).__name__, exc, content, input_label, note, parent_version_id
             )
-            raise StorageError(f"plan {vid} was not stored ({mode}): {exc}") from exc
+            # a full disk or a busy database keeps its own class (and so its status): the same request
+            # may succeed later
+            kind = type(exc) if isinstance(exc, StorageError) else StorageError
+            raise kind(f"plan {vid} was not stored ({mode}): {exc}") from exc
         seconds = time.perf_counter() - started
         self._notify(mode, seconds, None)
         if mode == "db":
@@ -530,7 +534,7 @@ class PlanStore:
         return []
 
     def _complete_artifacts(self, version_id: str) -> list[str]:
-        with self.engine.begin() as conn:
+        with write_turn(self.engine), self.engine.begin() as conn:
             self._require(conn, version_id)
             present = set(self.artifact_names(version_id, conn))
             if all(n in present for n in DERIVED_ARTIFACTS):
@@ -618,7 +622,7 @@ class PlanStore:
         catalogue is not changed: the copy carries its own digest and rows generation."""
         value = digests.artifacts_digest(texts)
         bodies = _compressed(texts)
-        with self.engine.begin() as conn:
+        with write_turn(self.engine), self.engine.begin() as conn:
             before = digests.certification(conn, version_id)
             if before is None or not before.rows_trusted or before.rows_generation != rows_generation:
                 return False
@@ -685,7 +689,7 @@ class PlanStore:
         also store them as the version's ready copy (a version that had none)."""
         decoded = {n: t.decode("utf-8") if isinstance(t, bytes) else t for n, t in texts.items()}
         bodies = _compressed(texts) if keep_ready_copy else {}
-        with self.engine.begin() as conn:
+        with write_turn(self.engine), self.engine.begin() as conn:
             self._require(conn, version_id)
             conn.execute(
                 delete(plan_artifacts).where(
@@ -863,7 +867,7 @@ class PlanStore:
         digest pair, and ``storage_mode`` ``both``. Returns the series rows written, or None when the
         version is no longer wanted: not ready, or (without ``force``) another run gave it rows."""
         vid = content.version_id
-        with self.engine.begin() as conn:
+        with write_turn(self.engine), self.engine.begin() as conn:
             status = conn.execute(
                 select(plan_versions.c.status).where(plan_versions.c.version_id == vid)
             ).scalar_one_or_none()
@@ -912,7 +916,7 @@ class PlanStore:
     def purge_versions(self, version_ids: Sequence[str]) -> None:
         """Delete versions from every encoding and the catalogue in one transaction (retention)."""
         ids = list(version_ids)
-        with self.engine.begin() as conn:
+        with write_turn(self.engine), self.engine.begin() as conn:
             # children first: this does not depend on foreign-key cascades being enabled; the write
             # counters go before the content, so the generation triggers find none to raise row by row
             for table in (

@@ -592,6 +592,15 @@ def reads_rows(store: PlanStore) -> bool:
     return modes.uses_rows(store.effective_mode())
 
 
+def stored_counts(store: PlanStore, version_id: str) -> tuple[int, int]:
+    """How many ``plan_series`` and ``plan_kpis`` rows the version has (0, 0 when it has none)."""
+    with store.engine.connect() as conn:
+        return tuple(  # type: ignore[return-value]
+            conn.execute(select(func.count()).select_from(t).where(t.c.version_id == version_id)).scalar_one()
+            for t in (plan_series, plan_kpis)
+        )
+
+
 def total_kpis(store: PlanStore, version_ids: list[str]) -> dict[str, dict[str, Any]]:
     """Total KPIs per version from ``plan_kpis`` (one query); call it only when the mode reads rows."""
     if not version_ids:
