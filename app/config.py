@@ -99,6 +99,21 @@ def input_folder_in_roots(value: str) -> Path:
     return folder
 
 
+def positive_number(name: str, default: float) -> float:
+    """A positive number from the environment variable ``name`` (``default`` when unset or blank);
+    anything else is a ValueError naming the variable."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0")
+    return value
+
+
 def resolve_path(value: str | Path) -> Path:
     """An absolute path: relative ones are taken from the repository root, not the current directory."""
     path = Path(value).expanduser()

@@ -27,7 +27,7 @@ from typing import Any
 from huey import Huey, RedisHuey, SqliteHuey
 from huey.api import TaskWrapper
 
-from app.config import Settings, data_paths, get_settings
+from app.config import Settings, data_paths, get_settings, positive_number
 from app.errors import QueueUnavailable, StorageFull, is_disk_full
 from app.storage.db import database_url, sqlite_path
 
@@ -152,16 +152,7 @@ def queue_counts(huey: Huey | None = None) -> dict[str, Any]:
 
 def stale_seconds() -> float:
     """``SCPLN_JOB_STALE_SECONDS``: heartbeat age after which a running job counts as lost."""
-    raw = os.environ.get("SCPLN_JOB_STALE_SECONDS", "").strip()
-    if not raw:
-        return DEFAULT_STALE_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"SCPLN_JOB_STALE_SECONDS must be a number of seconds, not {raw!r}") from None
-    if value <= 0:
-        raise ValueError("SCPLN_JOB_STALE_SECONDS must be > 0")
-    return value
+    return positive_number("SCPLN_JOB_STALE_SECONDS", DEFAULT_STALE_SECONDS)
 
 
 def heartbeat_seconds() -> float:

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
-from app.config import REPO_ROOT, Settings, get_settings, resolve_path
+from app.config import REPO_ROOT, Settings, get_settings, positive_number, resolve_path
 from app.errors import StorageBusy, StorageFull, is_disk_full, is_locked
 
 #: Lock key of schema upgrades on PostgreSQL (any constant; the same in every process).
@@ -87,24 +87,11 @@ DEFAULT_WRITE_WAIT_SECONDS = 600.0
 
 
 def busy_ms() -> int:
-    return int(_positive_env("SCPLN_SQLITE_BUSY_MS", DEFAULT_BUSY_MS))
+    return int(positive_number("SCPLN_SQLITE_BUSY_MS", DEFAULT_BUSY_MS))
 
 
 def write_wait_seconds() -> float:
-    return _positive_env("SCPLN_WRITE_WAIT_SECONDS", DEFAULT_WRITE_WAIT_SECONDS)
-
-
-def _positive_env(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, not {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0")
-    return value
+    return positive_number("SCPLN_WRITE_WAIT_SECONDS", DEFAULT_WRITE_WAIT_SECONDS)
 
 
 def _create_engine(url: str) -> Engine:
