@@ -178,8 +178,13 @@ def _taken_over(store: PlanStore, job_id: str) -> dict[str, Any]:
             f"job {job_id} was taken over by another worker and ended {row['status']}", _job_dict(row)
         )
     version_id = row["version_id"]
-    content = store.read_version(version_id)
     series_rows, kpi_rows = views.stored_counts(store, version_id)
+    # the KPI rows when the version has them; a files-mode version's only from its artifacts
+    kpis = (
+        views.total_kpis(store, [version_id]).get(version_id, {})
+        if kpi_rows
+        else kpi_totals(store.read_version(version_id))
+    )
     return {
         "version_id": version_id,
         "status": "ready",
@@ -189,7 +194,7 @@ def _taken_over(store: PlanStore, job_id: str) -> dict[str, Any]:
             "series_rows": series_rows,
             "kpi_rows": kpi_rows,
         },
-        "kpis": kpi_totals(content),
+        "kpis": kpis,
         "job_id": job_id,
         "run_id": row["run_id"],
     }

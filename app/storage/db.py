@@ -282,8 +282,9 @@ def write_turn(engine: Engine) -> Iterator[None]:
         return
     with _engines_lock:
         local = _turn_locks.setdefault(database, threading.Lock())
-    deadline = time.monotonic() + write_wait_seconds()
-    if not local.acquire(timeout=write_wait_seconds()):
+    wait = write_wait_seconds()
+    deadline = time.monotonic() + wait
+    if not local.acquire(timeout=wait):
         raise _turn_refused(engine)
     held.add(database)
     try:

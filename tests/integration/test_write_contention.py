@@ -57,8 +57,12 @@ def start_writers(url: str, ids: list[str], hold: float, env: dict[str, str]) ->
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WRITER, url, str(SAMPLE), vid, str(hold)],
-            cwd=ROOT, env={**os.environ, **env}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )  # fmt: skip
         for vid in ids
     ]
@@ -78,9 +82,7 @@ def start_writers(url: str, ids: list[str], hold: float, env: dict[str, str]) ->
 def content_count(store: PlanStore, version_id: str) -> int:
     with store.engine.connect() as conn:
         return sum(
-            conn.execute(
-                select(func.count()).select_from(t).where(t.c.version_id == version_id)
-            ).scalar_one()
+            conn.execute(select(func.count()).select_from(t).where(t.c.version_id == version_id)).scalar_one()
             for t in (plan_series, plan_artifacts)
         )
 
@@ -138,8 +140,9 @@ def test_a_lock_held_past_the_busy_timeout_answers_503_with_a_message(
     holder.close()
 
 
+@pytest.mark.parametrize("mode", ["both", "files"])
 def test_a_sync_run_whose_job_was_taken_over_answers_with_what_the_other_worker_stored(
-    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:
     from sqlalchemy import update
 
@@ -166,11 +169,15 @@ def test_a_sync_run_whose_job_was_taken_over_answers_with_what_the_other_worker_
 
     monkeypatch.setattr(job_service, "execute_claimed", stalled_then_taken_over)
     with TestClient(create_app()) as client:
-        answer = client.post("/plans/integrated/run?storage=both", json={"version_id": "taken-over"})
+        answer = client.post(f"/plans/integrated/run?storage={mode}", json={"version_id": "taken-over"})
         assert answer.status_code == 201, answer.text  # not a 409 for a plan that exists
         body = answer.json()
         assert body["version_id"] == "taken-over" and body["status"] == "ready"
-        assert body["run_id"] == "run-other" and body["storage"]["mode"] == "both"
-        assert body["storage"]["series_rows"] > 0 and "plan_final.json" in body["storage"]["artifacts"]
-        assert body["kpis"] and client.get("/plans/taken-over").json()["status"] == "ready"
+        assert body["run_id"] == "run-other" and body["storage"]["mode"] == mode
+        assert (body["storage"]["series_rows"] > 0) == (mode == "both")
+        assert "plan_final.json" in body["storage"]["artifacts"]
+        stored = PlanStore(db.get_engine(sqlite_url)).read_version("taken-over")
+        final = stored.documents["plan_final.json"]["kpis"]
+        assert body["kpis"] == {k["metric"]: k["value"] for k in final if k["bucket_type"] == "total"}
+        assert client.get("/plans/taken-over").json()["status"] == "ready"
         assert client.get(f"/jobs/{body['job_id']}").json()["status"] == "succeeded"
