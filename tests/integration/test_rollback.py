@@ -610,3 +610,30 @@ def test_psi_rows_are_replayed_only_when_they_are_behind_the_artifacts(healthy, 
             text("UPDATE plan_override_events SET notes = 'changed by hand' WHERE version_id = 'h-both'")
         )
     assert not store.replay_psi("h-both")
+
+
+def test_a_ready_copy_made_with_the_codec_before_zstd_is_still_moved(healthy):
+    """Copies written while the codec was zlib stay readable: the repair moves them like new ones."""
+    import zlib
+
+    from app.ops.rollback import repair
+
+    with healthy.engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT name, codec, body FROM plan_ready_copies WHERE version_id = 'h-db'")
+        ).all()
+    assert {codec for _, codec, _ in stored} == {ready_copy.CODEC}
+    with healthy.engine.begin() as conn:  # the same texts as a copy from before would hold them
+        for name, codec, body in stored:
+            old = zlib.compress(ready_copy.decompress(codec, body), 4)
+            conn.execute(
+                text(
+                    "UPDATE plan_ready_copies SET codec = 'zlib', body = :b "
+                    "WHERE version_id = 'h-db' AND name = :n"
+                ),
+                {"b": old, "n": name},
+            )
+    verdict = repair.assess(healthy, "h-db")
+    assert (verdict["action"], verdict["source"]) == ("repair", "ready copy")
+    repair.write_repair(healthy, "h-db", verdict)
+    assert artifacts(healthy, "h-db")["h-db"] == codec_artifacts.encode(healthy.read_rows("h-db"))
