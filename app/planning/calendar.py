@@ -39,6 +39,19 @@ def month_buckets(period: str) -> list[Bucket]:
     return buckets
 
 
+def week_share(week: str, period: str) -> float | None:
+    """The share of ISO week ``week`` (``YYYY-Www``) that falls in month ``period`` (``YYYY-MM``): the
+    week's days in the month over seven; None when either is not in that form."""
+    try:
+        year, number = week.split("-W")
+        monday = dt.date.fromisocalendar(int(year), int(number), 1)
+        first, last = month_bounds(period)
+    except ValueError:
+        return None
+    days = sum(first <= monday + dt.timedelta(days=i) <= last for i in range(7))
+    return days / 7
+
+
 def derive_calendar(periods: list[str]) -> Calendar:
     """Calendar from real dates for consecutive or gapped ``YYYY-MM`` periods (sorted)."""
     periods = sorted(set(periods))

@@ -413,12 +413,21 @@ def view_rows(
         s = sum(values)
         return docs.num(round(s, decimals) if decimals is not None else s)
 
+    def detail_of(cells: list[Key]) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {f: [] for f in FIELDS}
+        for cell in cells:
+            entry = st.overrides.get(("det", cell)) if st.overrides else None
+            values = entry.get("values", {}) if entry is not None else {}
+            base = grid.det[cell]
+            for f in FIELDS:
+                out[f].append(values[f] if f in values else base[f])
+        return out
+
     rows = []
     if level == "aggregate":
         for key in grid.agg if keys is None else keys:
             base = grid.agg[key]
-            cells = grid.members.get(key, [])
-            detail = {f: [st.value(grid, "det", cell, f) for cell in cells] for f in FIELDS}
+            detail = detail_of(grid.members.get(key, []))
             rows.append({
                 "family": key[0], "period": key[1],
                 **{f: st.value(grid, "aggregate", key, f) for f in FIELDS}, "backlog": base["backlog"],
@@ -444,19 +453,68 @@ def view_rows(
     return rows
 
 
+@dataclass
+class Sheet:
+    """One family's detail cells laid out across time, as the PSI grid shows a page of its SKUs.
+
+    ``buckets``: the (week, period) columns in time order (a week split across two months is two);
+    ``skus``: every SKU of the family in the level's order; ``totals``: per field, the family's sum per
+    column with the edits applied; ``cells``: for the SKUs asked for only, one entry per column (None
+    where the SKU has no cell) with demand and supply as edited, the backlog, the cell's and its
+    family-month's lock and the fields edited."""
+
+    buckets: list[tuple[str, str]]
+    skus: list[str]
+    totals: dict[str, list[Any]]
+    cells: dict[str, list[dict[str, Any] | None]]
+
+
+def family_sheet(grid: Grid, st: State, family: str, shown: Callable[[list[str]], list[str]]) -> Sheet:
+    """The :class:`Sheet` of ``family``; ``shown`` picks, from all its SKUs, those whose cells are laid
+    out (a page of them). Unlike :func:`view_rows` no key hash or other-level value is made, and a
+    cell's entry only for the SKUs shown: a family has thousands of cells, a page a few hundred."""
+    overrides = st.overrides
+    mine = [(key, base) for key, base in grid.det.items() if base["family"] == family]
+    buckets = sorted({(key[1], key[2]) for key, _ in mine})
+    column = {b: i for i, b in enumerate(buckets)}
+    skus = list(dict.fromkeys(key[0] for key, _ in mine))
+    chosen = set(shown(skus))
+    totals: dict[str, list[Any]] = {f: [0] * len(buckets) for f in FIELDS}
+    cells: dict[str, list[dict[str, Any] | None]] = {s: [None] * len(buckets) for s in skus if s in chosen}
+    for key, base in mine:
+        i = column[(key[1], key[2])]
+        entry = overrides.get(("det", key)) if overrides else None
+        values = entry.get("values", {}) if entry is not None else {}
+        for f in FIELDS:
+            totals[f][i] += values[f] if f in values else base[f]
+        if key[0] in chosen:
+            month = overrides.get(("aggregate", (family, key[2]))) if overrides else None
+            cells[key[0]][i] = {
+                "week": key[1], "period": key[2],
+                **{f: values[f] if f in values else base[f] for f in FIELDS}, "backlog": base["backlog"],
+                "locked": bool(entry and entry.get("locked")), "family_locked": bool(month and month.get("locked")),
+                "overridden": [f for f in FIELDS if f in values],
+            }  # fmt: skip
+    return Sheet(buckets, skus, totals, cells)
+
+
 def selected_keys(grid: Grid, st: State, level: str, filters: Mapping[str, Any]) -> list[Key]:
     """The cells of a level that pass the filters, in the level's order, judged from the keys and
     flags alone so that view rows are built only for the page shown."""
+    # where each field is in a key; a detail cell's family is in its row. A filter on a field the
+    # level has not (a SKU on the aggregate level) passes every cell.
     if level == "aggregate":
-        named = lambda key, _base: {"family": key[0], "period": key[1]}  # noqa: E731
+        at, family = {"family": 0, "period": 1}, None
         table: Mapping[Key, Mapping[str, Any]] = grid.agg
     else:
-        named = lambda key, base: {"family": base["family"], "sku": key[0], "week": key[1], "period": key[2]}  # noqa: E731
+        at, family = {"sku": 0, "week": 1, "period": 2}, filters.get("family")
         table = grid.det
+    tests = [(at[name], wanted) for name, wanted in filters.items() if name in at]
     out = []
     for key, base in table.items():
-        fields = named(key, base)
-        if any(name in fields and fields[name] != wanted for name, wanted in filters.items()):
+        if family is not None and base["family"] != family:
+            continue
+        if tests and any(key[i] != wanted for i, wanted in tests):
             continue
         if "locked" in filters and st.locked(level, key) != bool(filters["locked"]):
             continue

@@ -14,7 +14,7 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -337,3 +337,36 @@ def ping(url: str | None = None) -> bool:
         return True
     except Exception:
         return False
+
+
+# --- statements read through the driver ---------------------------------------------------------
+
+_DRIVER_SQL: dict[tuple, tuple[str, tuple[str, ...], dict[str, Any]]] = {}
+
+
+def _driver_sql(dialect: Any, key: tuple, build: Callable[[], Any]) -> tuple[str, tuple[str, ...], dict[str, Any]]:  # fmt: skip
+    """A statement compiled once per dialect and shape: its SQL text, its parameter names in the
+    driver's order (empty for named parameter styles) and the values of its literal parameters. Pages
+    are fetched through the DBAPI cursor: hundreds of rows through SQLAlchemy's result objects cost
+    more than the query itself."""
+    found = _DRIVER_SQL.get((dialect.name, *key))
+    if found is None:
+        compiled = build().compile(dialect=dialect)
+        found = (str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params))
+        _DRIVER_SQL[(dialect.name, *key)] = found
+    return found
+
+
+def fetch_tuples(
+    conn: Connection, key: tuple, build: Callable[[], Any], params: dict[str, Any]
+) -> list[tuple]:
+    """The rows of the statement ``build()`` makes (compiled once per dialect and ``key``), with the
+    bind parameters ``params``, as the driver's plain tuples."""
+    sql, order, literals = _driver_sql(conn.dialect, key, build)
+    values = {**literals, **params}
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(sql, tuple(values[name] for name in order) if order else values)
+        return cursor.fetchall()
+    finally:
+        cursor.close()

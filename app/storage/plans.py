@@ -31,7 +31,7 @@ from app.errors import EncodingMissing, PlanNotFound, StorageError, VersionConfl
 from app.planning import derive, psi
 from app.planning import documents as docs
 from app.planning.model import DERIVED_ARTIFACTS, PlanContent
-from app.storage import codec_artifacts, codec_series, digests, modes, ready_copy, texts_child
+from app.storage import codec_artifacts, codec_series, digests, modes, ready_copy, spans, texts_child
 from app.storage.codec_series import PSI_OVERRIDES, PSI_STATE
 from app.storage.db import get_engine, insert_for, now_ms, write_turn
 from app.storage.schema import (
@@ -41,6 +41,7 @@ from app.storage.schema import (
     plan_overrides,
     plan_ready_copies,
     plan_series,
+    plan_series_spans,
     plan_versions,
     plan_write_generations,
 )
@@ -287,6 +288,7 @@ class PlanStore:
 
     def delete_rows(self, version_id: str, conn: Connection) -> None:
         conn.execute(delete(plan_series).where(plan_series.c.version_id == version_id))
+        conn.execute(delete(plan_series_spans).where(plan_series_spans.c.version_id == version_id))
         conn.execute(delete(plan_kpis).where(plan_kpis.c.version_id == version_id))
 
     def mark_failed(self, version_id: str, error: str) -> None:
@@ -776,6 +778,15 @@ class PlanStore:
         parts = rows.series_parts(version_id, ts, split_nulls=self.dialect == "sqlite")
         for shared, columns, values in parts:
             bulk_insert(raw, self.dialect, "plan_series", columns, values, shared)
+        found = [
+            span
+            for level, level_rows in rows.levels.items()
+            for span in spans.spans_of(level, codec_series.LEVEL_COLUMNS[level], level_rows)
+        ]
+        if found:
+            bulk_insert(
+                raw, self.dialect, "plan_series_spans", spans.COLUMNS, found, {"version_id": version_id}
+            )
         kpi_columns, kpi_rows = rows.kpi_batch(version_id, ts)
         if kpi_rows:
             bulk_insert(raw, self.dialect, "plan_kpis", kpi_columns, kpi_rows)
@@ -924,6 +935,7 @@ class PlanStore:
                 plan_ready_copies,
                 plan_override_events,
                 plan_overrides,
+                plan_series_spans,
                 plan_series,
                 plan_kpis,
                 plan_artifacts,
@@ -1324,8 +1336,15 @@ class PsiSession:
 
     def _series_level(self, level: str, family: str | None = None) -> list[dict[str, Any]]:
         columns = [plan_series.c[c] for c in codec_series.LEVEL_COLUMNS[level]]
-        where = [plan_series.c.version_id == self.version.version_id, plan_series.c.level == level]
-        if family is not None:  # both PSI levels keep the family in group_key
-            where.append(plan_series.c.group_key == family)
+        vid = self.version.version_id
+        where = [plan_series.c.version_id == vid, plan_series.c.level == level]
+        if family is not None:  # both PSI levels keep the family in group_key: read its span
+            ranges = spans.seq_ranges(self.conn, vid, level, "group", [family])
+            if ranges is not None:
+                found = spans.read_rows(
+                    self.conn, ("psi", level), lambda: columns, vid, level, "group", ranges
+                )
+                return codec_series.decode_level_rows(level, found, part=True)
+            where.append(plan_series.c.group_key == family)  # stored before spans: scan the level
         rows = self.conn.execute(select(*columns).where(*where).order_by(plan_series.c.seq))
         return codec_series.decode_level_rows(level, [tuple(r) for r in rows], part=family is not None)

@@ -105,7 +105,7 @@ plan_ready_copies = Table(
     metadata,
     _version_fk(primary_key=True),
     Column("name", String(128), primary_key=True),
-    Column("codec", String(16), nullable=False),  # zlib
+    Column("codec", String(16), nullable=False),  # zstd (zlib in copies made before)
     Column("body", LargeBinary, nullable=False),
     Column("text_bytes", BigInteger, nullable=False),  # the UTF-8 length of the text it holds
     Column("artifacts_digest", String(64), nullable=False),  # of every text of the copy
@@ -187,6 +187,23 @@ plan_series = Table(
     *(Column(name, Boolean) for name in SERIES_FLAGS),
     Column("extra_json", Text),  # small per-row leftovers only
     _ms("created_at"),
+    sqlite_with_rowid=False,
+)
+
+#: Where a family's or an item's rows lie in a level of ``plan_series``: runs of consecutive ``seq``
+#: holding one ``group_key`` (``key_kind`` ``group``) or ``item_key`` (``item``), so a page about one
+#: family or a few items reads those rows by key range instead of scanning the level. Written with the
+#: rows by the plan store only (``app.storage.spans``); derived from the rows, so not plan content:
+#: no digest covers it and no generation counts it (revision 0007).
+plan_series_spans = Table(
+    "plan_series_spans",
+    metadata,
+    _version_fk(primary_key=True),
+    Column("level", String(32), primary_key=True),
+    Column("key_kind", String(8), primary_key=True),  # group | item
+    Column("key", Text, primary_key=True),
+    Column("first_seq", Integer, primary_key=True, autoincrement=False),
+    Column("last_seq", Integer, nullable=False),
     sqlite_with_rowid=False,
 )
 

@@ -20,7 +20,7 @@ import io
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +30,9 @@ from sqlalchemy import Connection, LargeBinary, and_, bindparam, cast, exists, f
 from app.errors import EncodingMissing, PlanNotFound
 from app.planning import documents as docs
 from app.planning.levels import compare_csv
-from app.storage import codec_artifacts, modes, settings
+from app.storage import codec_artifacts, modes, settings, spans
 from app.storage.codec_series import LEVELS, Level
-from app.storage.db import sqlite_path
+from app.storage.db import fetch_tuples, sqlite_path
 from app.storage.layout import field_value
 from app.storage.plans import PlanStore, VersionInfo
 from app.storage.schema import app_settings, plan_artifacts, plan_jobs, plan_kpis, plan_series, plan_versions
@@ -229,33 +229,6 @@ def _seq(spec: TableSpec) -> Any:
     return plan_kpis.c.seq if spec.level is None else plan_series.c.seq
 
 
-_PAGE_SQL: dict[tuple, tuple[str, tuple[str, ...], dict[str, Any]]] = {}
-
-
-def _driver_sql(dialect: Any, key: tuple, build: Callable[[], Any]) -> tuple[str, tuple[str, ...], dict[str, Any]]:  # fmt: skip
-    """A statement compiled once per dialect and shape: its SQL text, its parameter names in the
-    driver's order (empty for named parameter styles) and the values of its literal parameters. Pages
-    are fetched through the DBAPI cursor: hundreds of rows through SQLAlchemy's result objects cost
-    more than the query itself."""
-    found = _PAGE_SQL.get((dialect.name, *key))
-    if found is None:
-        compiled = build().compile(dialect=dialect)
-        found = (str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params))
-        _PAGE_SQL[(dialect.name, *key)] = found
-    return found
-
-
-def _fetch(conn: Connection, key: tuple, build: Callable[[], Any], params: dict[str, Any]) -> list[tuple]:
-    sql, order, literals = _driver_sql(conn.dialect, key, build)
-    values = {**literals, **params}
-    cursor = conn.connection.dbapi_connection.cursor()
-    try:
-        cursor.execute(sql, tuple(values[name] for name in order) if order else values)
-        return cursor.fetchall()
-    finally:
-        cursor.close()
-
-
 def _page_head(conn: Connection, version_id: str) -> tuple[str, str | None] | None:
     """The version's status and the operator's storage pin in one query (None: no such version)."""
 
@@ -263,7 +236,7 @@ def _page_head(conn: Connection, version_id: str) -> tuple[str, str | None] | No
         pin = select(app_settings.c.value).where(app_settings.c.key == bindparam("pin")).scalar_subquery()
         return select(plan_versions.c.status, pin).where(plan_versions.c.version_id == bindparam("vid"))
 
-    found = _fetch(conn, ("head",), build, {"vid": version_id, "pin": settings.PIN})
+    found = fetch_tuples(conn, ("head",), build, {"vid": version_id, "pin": settings.PIN})
     return (found[0][0], found[0][1]) if found else None
 
 
@@ -278,7 +251,7 @@ def _rows_extent(conn: Connection, spec: TableSpec, version_id: str) -> tuple[bo
             select(func.max(seq)).where(*level).scalar_subquery(),
         )
 
-    has_rows, last = _fetch(conn, ("extent", spec.name), build, {"vid": version_id})[0]
+    has_rows, last = fetch_tuples(conn, ("extent", spec.name), build, {"vid": version_id})[0]
     return bool(has_rows), last
 
 
@@ -303,12 +276,12 @@ def _rows_page(conn: Connection, spec: TableSpec, version_id: str, row_filters: 
         return select(*_series_columns(spec)).where(*where(), *bounds).order_by(seq)
 
     if keys:
-        total = _fetch(conn, ("count", spec.name, keys), count, params)[0][0]
-        fetched = _fetch(conn, ("page", spec.name, keys), page, {**params, "lim": limit, "off": offset})
+        total = fetch_tuples(conn, ("count", spec.name, keys), count, params)[0][0]
+        fetched = fetch_tuples(conn, ("page", spec.name, keys), page, {**params, "lim": limit, "off": offset})
     else:
         # seq runs 0..n-1 within a level, so an unfiltered page is an index range, at any offset.
         total = 0 if last is None else last + 1
-        fetched = _fetch(
+        fetched = fetch_tuples(
             conn, ("range", spec.name), index_range, {**params, "lo": offset, "hi": offset + limit}
         )
     return _rows_maker(spec)(fetched), total
@@ -460,13 +433,21 @@ def item_records(store: PlanStore, version_id: str, items: Sequence[str]) -> dic
     if read_source(store, info) == ROWS:
         assert spec.level is not None
         item_column = plan_series.c[spec.level.columns_of.get("item", "item")]
-        query = (
-            select(*_series_columns(spec))
-            .where(*_series_where(spec, version_id, {}), item_column.in_(list(out)))
-            .order_by(_seq(spec))
-        )
         with store.engine.connect() as conn:
-            rows = _rows_maker(spec)([tuple(r) for r in conn.execute(query)])
+            ranges = spans.seq_ranges(conn, version_id, spec.level.name, "item", out)
+            if ranges is not None:
+                found = spans.read_rows(
+                    conn, ("table", spec.name), lambda: _series_columns(spec), version_id, spec.level.name,
+                    "item", ranges,
+                )  # fmt: skip
+            else:  # stored before spans: scan the level
+                query = (
+                    select(*_series_columns(spec))
+                    .where(*_series_where(spec, version_id, {}), item_column.in_(list(out)))
+                    .order_by(_seq(spec))
+                )
+                found = [tuple(r) for r in conn.execute(query)]
+            rows = _rows_maker(spec)(found)
     else:
         rows = [r for r in _artifact_rows(store, spec, version_id, {}) if r["item"] in out]
     for row in rows:
@@ -563,7 +544,7 @@ def _quoted(texts: list[str]) -> list[str]:
     return ['"' + t.replace('"', '""') + '"' if any(c in t for c in ',"\n\r') else t for t in texts]
 
 
-def csv_from_dicts(columns: Sequence[str], rows: list[dict[str, Any]]) -> Iterator[str]:
+def csv_from_dicts(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)

@@ -124,3 +124,25 @@ def test_a_cell_that_is_not_a_number_is_not_sent_and_unreadable_edits_change_not
     expect(page.locator("#psi-error")).to_contain_text("the grid's edits are not readable")
     events = httpx.get(hub.url("/plans/bad/psi/events"), timeout=30).json()["events"]
     assert events == []
+
+
+def test_weeks_of_cover_count_a_split_weeks_two_buckets_as_one_week(hub, browser_page):
+    """Cover over a week split across two months: the two buckets hold 6/7 and 1/7 of it (or so), so
+    an inventory that lasts exactly through both covers 1.0 week, not 2."""
+    plan_sample(hub, "cover")
+    page = browser_page
+    page.goto(hub.url("/ui/plans/cover/psi"))
+    sheet = page.locator("#psi-sheet")
+    shares = [float(x) for x in sheet.evaluate("t => JSON.parse(t.dataset.shares)")]
+    k = next(i for i, share in enumerate(shares) if i >= 1 and share < 1)  # a split week's first bucket
+    assert abs(shares[k] + shares[k + 1] - 1) < 1e-3 and 0 < shares[k] < 1
+    first = sheet.locator("tbody.sku").first
+    demand, supply = first.locator("tr.demand input.g"), first.locator("tr.supply input.g")
+    supply.nth(k - 1).fill("1000")  # stock on hand before the split week
+    stock = float(first.locator("td.inv").nth(k - 1).inner_text().replace(",", ""))
+    assert stock > 0
+    for c in (k, k + 1):  # the split week's two buckets use it all up, with nothing supplied
+        supply.nth(c).fill("0")
+        demand.nth(c).fill(str(stock / 2))
+    expect(first.locator("td.cov").nth(k - 1)).to_have_text("1.0")
+    expect(first.locator("td.inv").nth(k + 1)).to_have_text("0")

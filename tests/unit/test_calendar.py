@@ -155,3 +155,14 @@ def test_extra_keys_are_ignored_with_a_warning():
     cal, problems, warnings = calendar_from_document(doc)
     assert cal is not None and problems == []
     assert warnings == ["planning_calendar.json: ignoring extra keys calendar_type, sequence"]
+
+
+def test_week_share_is_the_weeks_days_in_the_month_over_seven():
+    from app.planning.calendar import week_share
+
+    # 2026-W05 runs Monday 26 January to Sunday 1 February
+    assert week_share("2026-W05", "2026-01") == 6 / 7
+    assert week_share("2026-W05", "2026-02") == 1 / 7
+    assert week_share("2026-W02", "2026-01") == 1.0
+    assert week_share("2026-W02", "2026-03") == 0.0
+    assert week_share("week 5", "2026-01") is None and week_share("2026-W05", "January") is None

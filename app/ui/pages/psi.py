@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.errors import PageNotFound, ScplnError, outcome
+from app.planning.calendar import week_share
 from app.planning.psi import KEY_FIELDS
 from app.services import psi
 from app.storage import views
@@ -89,24 +90,19 @@ def _grid(reader: psi.PsiReader, family: str, gpage: int) -> dict[str, Any]:
     record (so the page can project inventory and weeks of cover as cells are typed), and the
     family's totals per bucket over all its SKUs."""
     version_id = reader.version_id
-    cells = reader.view("det", {"family": family}, 1_000_000, 0)["rows"]
-    buckets = sorted({(c["week"], c["period"]) for c in cells})
-    column = {b: i for i, b in enumerate(buckets)}
-    skus = list(dict.fromkeys(c["sku"] for c in cells))
-    pager = Pager(len(skus), gpage, PSI_GRID_SKUS, f"/ui/plans/{quote(version_id)}/psi",
-                  {"family": family}, "gpage")  # fmt: skip
-    shown = skus[pager.offset : pager.offset + PSI_GRID_SKUS]
-    totals = {f: [0] * len(buckets) for f in ("demand", "supply")}
+    pagers: list[Pager] = []
+
+    def page_of(skus: list[str]) -> list[str]:
+        pagers.append(Pager(len(skus), gpage, PSI_GRID_SKUS, f"/ui/plans/{quote(version_id)}/psi",
+                            {"family": family}, "gpage"))  # fmt: skip
+        return skus[pagers[0].offset : pagers[0].offset + PSI_GRID_SKUS]
+
+    sheet = reader.family_sheet(family, page_of)
+    buckets = sheet.buckets
     rows: dict[str, dict[str, Any]] = {
-        s: {"sku": s, "cells": [None] * len(buckets), "backlog": [0] * len(buckets)} for s in shown
+        s: {"sku": s, "cells": cells, "backlog": [c["backlog"] if c else 0 for c in cells]}
+        for s, cells in sheet.cells.items()
     }
-    for c in cells:
-        i = column[(c["week"], c["period"])]
-        for f in totals:
-            totals[f][i] += c[f]
-        if c["sku"] in rows:
-            rows[c["sku"]]["cells"][i] = c
-            rows[c["sku"]]["backlog"][i] = c["backlog"]
     # an open order counts in the first bucket of its week (a week split across two months has two)
     first = {}
     for i, (week, _period) in enumerate(buckets):
@@ -120,8 +116,14 @@ def _grid(reader: psi.PsiReader, family: str, gpage: int) -> dict[str, Any]:
         row["receipts"] = [receipts.get(w, 0) if first[w] == i else 0 for i, (w, _p) in enumerate(buckets)]
         row["has_backlog"] = any(row["backlog"])
     parts = Counter(week for week, _ in buckets)
+    # weeks of cover count a split week's bucket as the share of the week it holds
+    shares = [
+        (week_share(w, p) if parts[w] > 1 else None) or (1.0 if parts[w] == 1 else 1 / parts[w])
+        for w, p in buckets
+    ]
     return {"buckets": [{"week": w, "period": p, "split": parts[w] > 1} for w, p in buckets],
-            "rows": list(rows.values()), "totals": totals, "pager": pager}  # fmt: skip
+            "shares": [round(x, 4) for x in shares],
+            "rows": list(rows.values()), "totals": sheet.totals, "pager": pagers[0]}  # fmt: skip
 
 
 def _psi_key(form: dict[str, str], level: str) -> dict[str, str]:

@@ -96,6 +96,7 @@
       td.textContent = fmtQty(num(td.dataset.base) + d);
       td.classList.toggle("dirty", d !== 0);
     });
+    var shares = JSON.parse(table.dataset.shares || "[]");
     table.querySelectorAll("tbody.sku").forEach(function (body) {
       var receipts = JSON.parse(body.dataset.receipts || "[]");
       var safety = num(body.dataset.safety) || 0;
@@ -119,7 +120,8 @@
       body.querySelectorAll("td.cov").forEach(function (td) {
         var c = +td.dataset.c, left = invs[c], weeks = 0;
         for (var k = c + 1; k < cols && left > 0; k++) {
-          if (dem[k] <= left) { left -= dem[k]; weeks += 1; } else { weeks += left / dem[k]; left = 0; }
+          var share = shares.length > k ? shares[k] : 1;  // a split week's bucket is part of a week
+          if (dem[k] <= left) { left -= dem[k]; weeks += share; } else { weeks += share * left / dem[k]; left = 0; }
         }
         td.textContent = invs[c] <= 0 ? "0" : (k >= cols && left > 0 ? weeks.toFixed(1) + "+" : weeks.toFixed(1));
       });
