@@ -9,6 +9,7 @@ tab is left out (it warms the database pages). Target: every tab within 150 ms a
 Figures go to ``docs/benchmarks.md`` between this benchmark's own markers.
 
     python bench/ui_tabs.py --write docs/benchmarks.md
+    python bench/ui_tabs.py --tab diff --workdir /tmp/ui-10k   # one tab; plans once, reuses the file
 """
 
 from __future__ import annotations
@@ -40,17 +41,18 @@ TABS = ("overview", "aggregate", "detail", "mrp", "capacity", "reconciliation", 
 TARGET_S = 0.150
 
 
-def run(workdir: Path, repeat: int) -> dict:
+def run(workdir: Path, repeat: int, tabs: tuple[str, ...] = TABS) -> dict:
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("PLAN_STORAGE_MODE", "SCPLN_API_TOKENS", "JOBS_ENABLED")
     }
     env.update(SCPLN_DB=str(workdir / "hub.db"), SCPLN_INPROCESS_WORKER="0", PYTHONUNBUFFERED="1")
-    inputs = generate_sample(workdir / "10k", months=12, seed=7, **SET_10K)
-    print("planning the 10k base and what-if ...", flush=True)
-    plan(env, inputs, "base-10k")
-    plan(env, inputs, "whatif-10k", "--prebuild-months", "1")
+    if not (workdir / "hub.db").exists():
+        inputs = generate_sample(workdir / "10k", months=12, seed=7, **SET_10K)
+        print("planning the 10k base and what-if ...", flush=True)
+        plan(env, inputs, "base-10k")
+        plan(env, inputs, "whatif-10k", "--prebuild-months", "1")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = start(["serve", "--port", str(port)], env, workdir / "server.log")
@@ -58,7 +60,7 @@ def run(workdir: Path, repeat: int) -> dict:
     try:
         wait_healthy(url, server)
         with httpx.Client(base_url=url, timeout=600) as client:
-            for tab in TABS:
+            for tab in tabs:
                 path = f"/ui/plans/whatif-10k/{tab}" if tab != "overview" else "/ui/plans/whatif-10k"
                 times, size = [], 0
                 for i in range(repeat + 1):
@@ -104,12 +106,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", type=Path, help="replace this benchmark's section of the page")
     parser.add_argument("--repeat", type=int, default=5, help="timed requests per tab")
+    parser.add_argument("--tab", action="append", choices=TABS, help="time only this tab (repeatable)")
+    parser.add_argument(
+        "--workdir", type=Path, help="keep the planned database here and reuse it when it is there already"
+    )
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="scpln-bench-ui-"))
+    tabs = tuple(args.tab or TABS)
+    if args.write and tabs != TABS:
+        parser.error("--write needs every tab")
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="scpln-bench-ui-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     try:
-        results = run(workdir, args.repeat)
+        results = run(workdir, args.repeat, tabs)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
     section = render(results)
     print(section)
     if args.write:

@@ -350,15 +350,13 @@ def diff(
     summary="What changed against the base version (CSV)",
     description="The whole diff as CSV: `level,key,measure,base,other,delta` (other = this version; "
     "delta = other - base); numbers plain. Same base rules and 409s as `/diff`.",
-    response_class=PlainTextResponse,
+    response_class=StreamingResponse,
     responses={200: CSV, **ERRORS},
     dependencies=[VIEWER],
 )
 def diff_csv(
     version_id: VersionId, store: Store, against: AgainstId = None, across_inputs: AcrossInputs = False
 ) -> Any:
-    found = plan_diff.diff_versions(store, version_id, against, across_inputs)
-    headers = {"Content-Disposition": f'attachment; filename="{version_id}-diff-{found.against}.csv"'}
-    return PlainTextResponse(
-        plan_diff.diff_csv(found.rows), media_type="text/csv; charset=utf-8", headers=headers
-    )
+    base_id, chunks = plan_diff.diff_csv_stream(store, version_id, against, across_inputs)
+    headers = {"Content-Disposition": f'attachment; filename="{version_id}-diff-{base_id}.csv"'}
+    return StreamingResponse(chunks, media_type="text/csv; charset=utf-8", headers=headers)

@@ -10,17 +10,24 @@ each version applied to its aggregate and sku_week cells — with ``base`` (the 
 ``sku_week``, ``plan_final`` (the item master's constants — lot, moq, lead time, safety stock, low-level
 code — are inputs, not compared), KPIs first. A key present on one side only has null on the other.
 
-Where both versions are read from PlanRepository rows and their rows line up — the same keys at the
-same positions, as versions of one input set have — the database finds the differences: per level one
-query pairs the two versions' rows on the primary key and keeps those whose values are DISTINCT FROM,
-so only what differs leaves the database (KPIs, a few hundred rows, by a full outer join on their
-keys). Otherwise (artifacts, or versions whose rows do not line up) the rows are read and compared
-here. Reads only.
+Every answer is one *walk* over the levels in a fixed order, so a page, the whole count and
+``diff.csv`` agree: per level the base's rows in their order, then the keys only this version has,
+then the cells PSI overrides touch. A position in that walk (:class:`Cursor`) is where a page ends and
+the next begins. Where both versions are read from PlanRepository rows and a level's rows line up —
+the same number of rows and the same keys at every position (``seq``), as versions of one input set
+have — the database walks it: bounded ranges of ``seq``, the two versions' rows paired on the primary
+key, and only the rows whose keys or values are DISTINCT FROM leave the database, so a page costs the
+rows it looks through, not the level. A level whose rows do not line up (found out by its row count,
+or by a range in which the keys differ) and every level of a version read from artifacts are read
+whole and compared here by key: there is no key to walk in order without reading it all. KPIs, a few
+hundred rows, are compared whole (a full outer join on their keys). Reads only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,28 +71,6 @@ LEVELS = (
 )  # fmt: skip
 
 
-@dataclass
-class Diff:
-    """The differences of ``version_id`` against its base ``against``: every level's count and the
-    rows asked for (all of them, or one page)."""
-
-    version_id: str
-    against: str
-    base_reason: str  # given | parent | previous
-    source: str  # rows (compared in the database) | artifacts
-    counts: dict[str, int]
-    rows: list[dict[str, Any]]
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-
-#: One key's values on both sides: (level, key, base values, this version's values, (in base, in this),
-#: unit) — values in ``level.measures`` order, as read.
-Group = tuple[DiffLevel, tuple[Any, ...], Sequence[Any], Sequence[Any], tuple[bool, bool], str | None]
-
-
 # --- the base ---------------------------------------------------------------------------------------
 
 
@@ -122,6 +107,99 @@ def choose_base(
     return base, reason
 
 
+@dataclass
+class Diff:
+    """The differences of ``version_id`` against its base ``against``: every level's count and the
+    rows asked for (all of them, or one page)."""
+
+    version_id: str
+    against: str
+    base_reason: str  # given | parent | previous
+    source: str  # rows (compared in the database) | artifacts
+    counts: dict[str, int]
+    rows: list[dict[str, Any]]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+#: One key's values on both sides: (level, key, base values, this version's values, (in base, in this),
+#: unit) — values in ``level.measures`` order, as read.
+Group = tuple[DiffLevel, tuple[Any, ...], Sequence[Any], Sequence[Any], tuple[bool, bool], str | None]
+
+#: A position within a level's walk: (part, index). Parts, in walk order: the base's rows (index: the
+#: base's row position), the keys only this version has (index: its row position), the cells PSI
+#: overrides touch (index: their place in that list).
+At = tuple[int, int]
+BASE_ROWS, ADDED, OVERRIDDEN = 0, 1, 2
+CELL_LEVELS = tuple(level for level in LEVELS if level.name != "kpis")
+#: How far a page request's walk goes at most: this many base rows compared, or this long spent
+#: walking (the first range past either ends it). A page stops there even when it holds fewer cells
+#: than asked for (a sparse diff: its cursor goes on from there), so a page costs a bounded time; a
+#: plan_final row (four rows read) costs about three SKU x week rows.
+PAGE_LOOK, PAGE_SECONDS = 100_000, 0.05
+#: Base rows a page compares before the clock may stop it (a small plan's page does not depend on load).
+PAGE_LOOK_FIRST = 5_000
+#: Rows of one range query: small for a page (it stops early), larger for a whole walk.
+PAGE_CHUNK, WHOLE_CHUNK = 1_000, 50_000
+_CURSOR = re.compile(r"(?P<level>[a-z_]+):(?P<part>[012]):(?P<index>-1|\d{1,10})")
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page of changed cells ends: everything up to ``at`` of ``level`` is shown."""
+
+    level: str
+    at: At
+
+    def text(self) -> str:
+        return f"{self.level}:{self.at[0]}:{self.at[1]}"
+
+    @classmethod
+    def parse(cls, text: str) -> Cursor:
+        """A cursor from :meth:`text`; anything else is a ValueError (422)."""
+        found = _CURSOR.fullmatch(text)
+        if found is None or found["level"] not in {level.name for level in CELL_LEVELS}:
+            raise ValueError(f"after must be a cursor from the diff page (level:part:index), not {text!r}")
+        level, part, index = found["level"], found["part"], found["index"]
+        return cls(level, (int(part), int(index)))
+
+
+@dataclass
+class DiffPage:
+    """One page of the changed cells after ``after`` (KPIs apart): the cells, the KPIs that differ,
+    and the cursor of the next page (None: the walk is at its end)."""
+
+    version_id: str
+    against: str
+    base_reason: str
+    source: str
+    kpis: list[dict[str, Any]]
+    cells: list[dict[str, Any]]
+    next: Cursor | None
+    looked: int  # base rows compared by this request (the ones read whole included)
+
+
+@dataclass(frozen=True)
+class _Found:
+    """A key's differing cells (``n`` of them, built by ``make``) at a position of the walk."""
+
+    level: DiffLevel
+    at: At
+    n: int
+    make: Callable[[], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class _LookedThrough:
+    """Every row of the level up to ``at`` is compared; ``rows`` of them since the previous mark."""
+
+    level: DiffLevel
+    at: At
+    rows: int
+
+
 def diff_versions(
     store: PlanStore,
     version_id: str,
@@ -133,24 +211,70 @@ def diff_versions(
 ) -> Diff:
     """The differences of ``version_id`` against ``against`` (default: its parent or the previous
     version of its input set); see the module docstring. With ``limit`` only the rows of that page are
-    built (the counts are always whole)."""
-    info = store.get_version(version_id)
-    base, reason = choose_base(store, info, against, across_inputs)
-    sources = {v.version_id: views.read_source(store, v) for v in (base, info)}  # looked up once
-    patch = _OverridePatch.of(store, base, info, sources)
+    built (the counts are always whole: the whole walk)."""
+    walk = _Walk.of(store, version_id, against, across_inputs)
     page = _Page(offset, None if limit is None else offset + limit)
     with store.engine.connect() as conn:
-        groups = _row_groups(conn, base, info) if set(sources.values()) == {views.ROWS} else None
-        source = views.ROWS
-        if groups is None:
-            groups, source = _artifact_groups(store, base, info, sources), views.ARTIFACTS
-        for level in LEVELS:
-            for group in groups[level.name]:
-                skip = patch.replaced(level, group[1])
-                page.take(level, _count(group, skip), lambda g=group, s=skip: _cells(g, s))
-            patched = patch.cells.get(level.name, [])
-            page.take(level, len(patched), lambda p=patched: p)
-    return Diff(info.version_id, base.version_id, reason, source, page.counts, page.rows)
+        for step in walk.steps(conn, LEVELS, None, WHOLE_CHUNK):
+            if isinstance(step, _Found):
+                page.take(step.level, step.n, step.make)
+    return Diff(walk.info.version_id, walk.base.version_id, walk.reason, walk.source, page.counts, page.rows)
+
+
+def diff_page(
+    store: PlanStore,
+    version_id: str,
+    against: str | None = None,
+    across_inputs: bool = False,
+    *,
+    after: Cursor | None = None,
+    limit: int = 200,
+    look: int = PAGE_LOOK,
+    seconds: float = PAGE_SECONDS,
+) -> DiffPage:
+    """The KPIs that differ and the next ``limit`` changed cells after ``after`` (whole keys: a page
+    ends with a key's last cell, so it may hold a few more). The walk stops at the first change past a
+    full page, or at the first range past ``look`` base rows compared or past ``seconds`` spent (once
+    ``PAGE_LOOK_FIRST`` rows are compared): nothing counts the changes a page does not show."""
+    walk = _Walk.of(store, version_id, against, across_inputs)
+    until = time.monotonic() + seconds
+    kpi_level = LEVELS[0]
+    cells: list[dict[str, Any]] = []
+    looked, last, ended = 0, after, True
+    with store.engine.connect() as conn:
+        kpis = [c for s in walk.steps(conn, (kpi_level,), None, WHOLE_CHUNK) if isinstance(s, _Found) for c in s.make()]  # fmt: skip
+        for step in walk.steps(conn, CELL_LEVELS, after, PAGE_CHUNK):
+            if isinstance(step, _Found):
+                if len(cells) >= limit:
+                    ended = False
+                    break
+                cells.extend(step.make())
+            else:
+                looked += step.rows
+            last = Cursor(step.level.name, step.at)
+            if isinstance(step, _LookedThrough) and (
+                looked >= look or (looked >= min(look, PAGE_LOOK_FIRST) and time.monotonic() >= until)
+            ):
+                ended = False
+                break
+    next_cursor = None if ended else last
+    return DiffPage(walk.info.version_id, walk.base.version_id, walk.reason, walk.source, kpis, cells, next_cursor, looked)  # fmt: skip
+
+
+def diff_csv_stream(
+    store: PlanStore, version_id: str, against: str | None = None, across_inputs: bool = False
+) -> tuple[str, Iterator[str]]:
+    """The base's id and ``diff.csv`` (SPEC 5.2) in chunks, the whole walk streamed: one key's cells
+    at a time. A bad request (no base, another input set) fails here, before the first chunk."""
+    walk = _Walk.of(store, version_id, against, across_inputs)
+
+    def cells() -> Iterator[dict[str, Any]]:
+        with store.engine.connect() as conn:
+            for step in walk.steps(conn, LEVELS, None, WHOLE_CHUNK):
+                if isinstance(step, _Found):
+                    yield from step.make()
+
+    return walk.base.version_id, views.csv_from_dicts(COLUMNS, cells())
 
 
 class _Page:
@@ -170,32 +294,117 @@ class _Page:
         self.counts[level.name] += n
 
 
-def diff_csv(rows: Iterable[dict[str, Any]]) -> str:
-    """``diff.csv``: ``level,key,measure,base,other,delta`` (SPEC 5.2), numbers plain."""
-    return "".join(views.csv_from_dicts(COLUMNS, list(rows)))
+# --- the walk -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Walk:
+    """The two versions compared, where each is read from, and the cells their PSI overrides touch."""
+
+    store: PlanStore
+    info: VersionInfo
+    base: VersionInfo
+    reason: str
+    sources: dict[str, str]
+    patch: _OverridePatch
+
+    @classmethod
+    def of(cls, store: PlanStore, version_id: str, against: str | None, across_inputs: bool) -> _Walk:
+        info = store.get_version(version_id)
+        base, reason = choose_base(store, info, against, across_inputs)
+        sources = {v.version_id: views.read_source(store, v) for v in (base, info)}  # looked up once
+        return cls(store, info, base, reason, sources, _OverridePatch.of(store, base, info, sources))
+
+    @property
+    def source(self) -> str:
+        return views.ROWS if set(self.sources.values()) == {views.ROWS} else views.ARTIFACTS
+
+    def steps(
+        self, conn: Any, levels: Sequence[DiffLevel], after: Cursor | None, chunk: int
+    ) -> Iterator[_Found | _LookedThrough]:
+        """The walk over ``levels`` from just after ``after``: each key that differs, and marks of how
+        far the rows are compared."""
+        names = [level.name for level in levels]
+        start = names.index(after.level) if after is not None else 0
+        for level in levels[start:]:
+            at = after.at if after is not None and after.level == level.name else (BASE_ROWS, -1)
+            if at[0] < OVERRIDDEN:
+                for item in self._groups(conn, level, at, chunk):
+                    if isinstance(item, _LookedThrough):
+                        yield item
+                        continue
+                    where, group = item
+                    skip = self.patch.replaced(level, group[1])
+                    n = _count(group, skip)
+                    if n:
+                        yield _Found(level, where, n, lambda g=group, s=skip: _cells(g, s))
+            patched = self.patch.cells.get(level.name, [])
+            first = at[1] + 1 if at[0] == OVERRIDDEN else 0
+            for i in range(first, len(patched)):
+                yield _Found(level, (OVERRIDDEN, i), 1, lambda c=patched[i]: [c])
+
+    def _groups(self, conn: Any, level: DiffLevel, at: At, chunk: int) -> Iterator[tuple[At, Group] | _LookedThrough]:  # fmt: skip
+        if self.source != views.ROWS:
+            yield from self._by_key(level, at)
+        elif level.name == "kpis":
+            query, shape = _kpi_query(self.base.version_id, self.info.version_id)
+            for i, r in enumerate(conn.execute(query)):
+                yield (BASE_ROWS, i), (level, *shape(r))
+        else:
+            yield from self._in_database(conn, level, at, chunk)
+
+    def _in_database(self, conn: Any, level: DiffLevel, at: At, chunk: int) -> Iterator[tuple[At, Group] | _LookedThrough]:  # fmt: skip
+        """A level whose rows line up, walked by ranges of ``seq``; where they turn out not to, the
+        rest of the level by key. Only :meth:`_by_key` makes an ``ADDED`` position, so a cursor there
+        means the level does not line up."""
+        b_id, o_id = self.base.version_id, self.info.version_id
+        last = _last_seq(conn, level, b_id)
+        if at[0] != BASE_ROWS or last != _last_seq(conn, level, o_id):
+            yield from self._by_key(level, at)
+            return
+        lo = at[1]
+        while last is not None and lo < last:
+            hi = min(lo + chunk, last)
+            query, shape = _series_query(level, b_id, o_id, (lo, hi))
+            for r in conn.execute(query):
+                seq, keys_match, group = shape(r)
+                if not keys_match:  # the rows stop lining up here: by key from the row before
+                    yield from self._by_key(level, (BASE_ROWS, seq - 1))
+                    return
+                yield (BASE_ROWS, seq), (level, *group)
+            yield _LookedThrough(level, (BASE_ROWS, hi), hi - lo)
+            lo = hi
+
+    def _by_key(self, level: DiffLevel, at: At) -> Iterator[tuple[At, Group] | _LookedThrough]:
+        """The level read whole from both versions and compared by key: the base's rows after ``at``,
+        then the keys only this version has."""
+        spec = views.TABLES[level.table]
+        b_rows = views.read_all(self.store, self.base, spec, self.sources[self.base.version_id])
+        o_rows = views.read_all(self.store, self.info, spec, self.sources[self.info.version_id])
+        b, o = _keyed(b_rows, level.keys), _keyed(o_rows, level.keys)
+
+        def group(key: tuple[Any, ...], br: dict | None, orow: dict | None) -> Group:
+            values = [[(row or {}).get(m) for m in level.measures] for row in (br, orow)]
+            unit = (br or orow or {}).get("unit")
+            return level, key, values[0], values[1], (br is not None, orow is not None), unit
+
+        looked = 0
+        if at[0] == BASE_ROWS:
+            for i in range(at[1] + 1, len(b_rows)):
+                key = tuple(b_rows[i].get(k) for k in level.keys)
+                looked += 1
+                yield (BASE_ROWS, i), group(key, b_rows[i], o.get(key))
+        first = at[1] + 1 if at[0] == ADDED else 0
+        for j in range(first, len(o_rows)):
+            key = tuple(o_rows[j].get(k) for k in level.keys)
+            looked += 1
+            if key not in b:
+                yield (ADDED, j), group(key, None, o_rows[j])
+        if looked:  # a mark only where rows were compared, so a cursor at the end moves on
+            yield _LookedThrough(level, (ADDED, len(o_rows) - 1), looked)
 
 
 # --- in the database ---------------------------------------------------------------------------------
-
-
-def _row_groups(conn: Any, base: VersionInfo, info: VersionInfo) -> dict[str, Iterable[Group]] | None:
-    """Per level, the keys whose values differ as the database finds them (read as they are iterated),
-    or None when the two versions' rows do not line up (a level's rows differ in number or in the
-    keys at some position: other input sets or calendars)."""
-    if not all(
-        _aligned(conn, level, base.version_id, info.version_id) for level in LEVELS if level.name != "kpis"
-    ):
-        return None
-
-    def level_groups(level: DiffLevel) -> Iterator[Group]:
-        if level.name == "kpis":
-            query, shape = _kpi_query(base.version_id, info.version_id)
-        else:
-            query, shape = _series_query(level, base.version_id, info.version_id)
-        for r in conn.execute(query):
-            yield (level, *shape(r))
-
-    return {level.name: level_groups(level) for level in LEVELS}
 
 
 def _series_keys(level: DiffLevel, t: Any) -> list[Any]:
@@ -204,29 +413,14 @@ def _series_keys(level: DiffLevel, t: Any) -> list[Any]:
     return [t.c.item_key, t.c.time_bucket_key]  # a detail bucket's week@period holds its period
 
 
-def _aligned(conn: Any, level: DiffLevel, base_id: str, this_id: str) -> bool:
-    """Whether both versions hold the level's rows in the same number and with the same keys at every
-    position (``seq``), so they can be paired on the primary key."""
-    name = _series_level(level).name
-    b, o = plan_series.alias("b"), plan_series.alias("o")
-    counts = dict(
-        conn.execute(
-            select(plan_series.c.version_id, func.count())
-            .where(plan_series.c.version_id.in_([base_id, this_id]), plan_series.c.level == name)
-            .group_by(plan_series.c.version_id)
-        ).all()
+def _last_seq(conn: Any, level: DiffLevel, version_id: str) -> int | None:
+    """The level's last ``seq`` (rows are ``seq`` 0..n-1, so this is its row count less one): one
+    look at the primary key, not a count."""
+    t = plan_series
+    query = select(func.max(t.c.seq)).where(
+        t.c.version_id == version_id, t.c.level == _series_level(level).name
     )
-    if counts.get(base_id, 0) != counts.get(this_id, 0):
-        return False
-    mismatch = or_(
-        *(x.is_distinct_from(y) for x, y in zip(_series_keys(level, b), _series_keys(level, o), strict=True))
-    )
-    query = (
-        select(func.count())
-        .select_from(b.join(o, and_(o.c.version_id == this_id, o.c.level == b.c.level, o.c.seq == b.c.seq)))
-        .where(b.c.version_id == base_id, b.c.level == name, mismatch)
-    )
-    return conn.execute(query).scalar_one() == 0
+    return conn.execute(query).scalar_one()
 
 
 def _series_level(level: DiffLevel) -> Level:
@@ -236,9 +430,10 @@ def _series_level(level: DiffLevel) -> Level:
 
 
 def _series_query(
-    level: DiffLevel, base_id: str, this_id: str
+    level: DiffLevel, base_id: str, this_id: str, seqs: tuple[int, int]
 ) -> tuple[Any, Callable[[Sequence[Any]], tuple]]:
-    """The rows of a level whose measures differ, the two versions' rows paired on the primary key."""
+    """The base's rows with ``seq`` in ``(seqs[0], seqs[1]]`` whose keys or measures differ from this
+    version's row at the same ``seq``, in ``seq`` order: (seq, keys match, group without its level)."""
     series = _series_level(level)
     b, o = plan_series.alias("b"), plan_series.alias("o")
     source = b.join(o, and_(o.c.version_id == this_id, o.c.level == b.c.level, o.c.seq == b.c.seq))
@@ -260,25 +455,30 @@ def _series_query(
         return own
 
     pairs = [(value("b", m), value("o", m)) for m in level.measures]
+    key_pairs = list(zip(_series_keys(level, b), _series_keys(level, o), strict=True))
     keys = _series_keys(level, b) + ([b.c.period_key] if level.name == "sku_week" else [])
+    keys_differ = or_(*(x.is_distinct_from(y) for x, y in key_pairs))
     query = (
-        select(*keys, *(x for x, _ in pairs), *(y for _, y in pairs))
+        select(b.c.seq, keys_differ, *keys, *(x for x, _ in pairs), *(y for _, y in pairs))
         .select_from(source)
         .where(
             b.c.version_id == base_id,
             b.c.level == series.name,
-            or_(*(x.is_distinct_from(y) for x, y in pairs)),
+            b.c.seq > seqs[0],
+            b.c.seq <= seqs[1],
+            or_(keys_differ, *(x.is_distinct_from(y) for x, y in pairs)),
         )
         .order_by(b.c.seq)
     )
     n_keys, n = len(keys), len(level.measures)
 
     def shape(r: Sequence[Any]) -> tuple[Any, ...]:
+        seq, differ, r = r[0], r[1], r[2:]
         key = tuple(r[:n_keys])
         if level.name == "sku_week":  # (sku, week@period, period) -> (sku, period, week)
             sku, bucket, period = key
             key = (sku, period, bucket.removesuffix(f"@{period}"))
-        return key, r[n_keys : n_keys + n], r[n_keys + n :], (True, True), None
+        return seq, not differ, (key, r[n_keys : n_keys + n], r[n_keys + n :], (True, True), None)
 
     return query, shape
 
@@ -312,28 +512,6 @@ def _kpi_query(base_id: str, this_id: str) -> tuple[Any, Callable[[Sequence[Any]
         return tuple(bk if present[0] else ok), (r[6],), (r[7],), present, r[8] or r[9]
 
     return query, shape
-
-
-# --- from artifacts ------------------------------------------------------------------------------------
-
-
-def _artifact_groups(
-    store: PlanStore, base: VersionInfo, info: VersionInfo, sources: dict[str, str]
-) -> dict[str, Iterable[Group]]:
-    """Per level, every key of either version with its values (compared by :func:`_count`)."""
-    out: dict[str, Iterable[Group]] = {}
-    for level in LEVELS:
-        spec = views.TABLES[level.table]
-        b = _keyed(views.read_all(store, base, spec, sources[base.version_id]), level.keys)
-        o = _keyed(views.read_all(store, info, spec, sources[info.version_id]), level.keys)
-        groups: list[Group] = []
-        for key in [*b, *(k for k in o if k not in b)]:
-            br, orow = b.get(key), o.get(key)
-            values = [[(row or {}).get(m) for m in level.measures] for row in (br, orow)]
-            unit = (br or orow or {}).get("unit")
-            groups.append((level, key, values[0], values[1], (br is not None, orow is not None), unit))
-        out[level.name] = groups
-    return out
 
 
 def _keyed(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple[Any, ...], dict[str, Any]]:

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.errors import DiffConflict, PageNotFound
@@ -35,8 +35,6 @@ MRP_ITEMS_PER_PAGE = 5
 DIFF_ROWS_SHOWN = 200
 #: Rows of the level reconciliation per page.
 RECON_PAGE = 300
-#: Rows of a diff the tab reads: the KPIs (listed first, a few hundred) and the first cells.
-DIFF_PAGE = 2000
 KPI_CARDS = (
     "fill_rate", "supply_total", "demand_total", "backlog_total", "capacity_utilization_avg",
     "capacity_utilization_peak", "inventory_avg", "inventory_turns", "planned_orders", "past_due_releases",
@@ -107,8 +105,9 @@ def diff_download(
 ) -> Response:
     """``diff.csv`` as the API serves it, behind the UI session."""
     need(request)
-    found = plan_diff.diff_versions(PlanStore(), version_id, filter_value(against), across_inputs)
-    return csv_response(plan_diff.diff_csv(found.rows), f"{version_id}-diff-{found.against}.csv")
+    base_id, chunks = plan_diff.diff_csv_stream(PlanStore(), version_id, filter_value(against), across_inputs)
+    headers = {"Content-Disposition": f'attachment; filename="{version_id}-diff-{base_id}.csv"'}
+    return StreamingResponse(chunks, media_type="text/csv; charset=utf-8", headers=headers)
 
 
 @router.get("/plans/{version_id}/find")
@@ -270,16 +269,23 @@ def _reconciliation(request: Request, store: PlanStore, info: VersionInfo) -> di
 
 
 def _diff(request: Request, store: PlanStore, info: VersionInfo) -> dict[str, Any]:
+    """KPI deltas, then one page of changed cells. The page is a cursor into the diff's walk (``after``);
+    ``page`` only numbers it. Nothing counts the changes before the first page is shown."""
     q = request.query_params
     against = filter_value(q.get("against"))
     across = q.get("across_inputs") in ("1", "true", "on")
+    after = filter_value(q.get("after"))
+    cursor = plan_diff.Cursor.parse(after) if after else None
+    number = page_number(q.get("page")) if cursor else 1
     candidates, _ = store.list_versions(limit=200, status="ready")
     options = [v for v in candidates if v.version_id != info.version_id]
     context: dict[str, Any] = {"against": against, "options": options, "diff": None, "across": across}
     if not options:
         return context
     try:
-        found = plan_diff.diff_versions(store, info.version_id, against, across, limit=DIFF_PAGE)
+        found = plan_diff.diff_page(
+            store, info.version_id, against, across, after=cursor, limit=DIFF_ROWS_SHOWN
+        )
     except DiffConflict as exc:
         context["conflict"] = exc.message
         context["needs_confirm"] = "against_input_label" in (
@@ -287,26 +293,22 @@ def _diff(request: Request, store: PlanStore, info: VersionInfo) -> dict[str, An
         )
         return context
     context["against"] = found.against
-    kpis = [r for r in found.rows if r["level"] == "kpis" and r["key"].endswith("|total|total")]
-    # the KPI rows come first; the changed cells are paged after them, out of this first read while
-    # the page lies in it, else read on their own
-    changed = found.total - found.counts["kpis"]
-    number = min(page_number(q.get("page")), max(1, math.ceil(changed / DIFF_ROWS_SHOWN)))
-    pager = Pager(changed, number, DIFF_ROWS_SHOWN, f"/ui/plans/{quote(info.version_id)}/diff",
-                  {"against": found.against, "across_inputs": "1" if across else None})  # fmt: skip
-    start = found.counts["kpis"] + pager.offset
-    if start + DIFF_ROWS_SHOWN <= len(found.rows) or len(found.rows) == found.total:
-        cells = found.rows[start : start + DIFF_ROWS_SHOWN]
-    else:
-        page = plan_diff.diff_versions(store, info.version_id, found.against, across, offset=start, limit=DIFF_ROWS_SHOWN)  # fmt: skip
-        cells = page.rows
+    link = f"/ui/plans/{quote(info.version_id)}/diff?"
+    same = {"against": found.against, **({"across_inputs": "1"} if across else {})}
+    next_url = None
+    if found.next is not None:
+        next_url = link + urlencode({**same, "after": found.next.text(), "page": number + 1})
     context["diff"] = {
-        "counts": found.counts,
         "reason": found.base_reason,
-        "kpis": kpis,
-        "cells": cells,
-        "cells_total": changed,
-        "pager": pager,
+        "kpis": [r for r in found.kpis if r["key"].endswith("|total|total")],
+        "kpis_changed": len(found.kpis),
+        "cells": found.cells,
+        "page": number,
+        "size": DIFF_ROWS_SHOWN,
+        "first_url": link + urlencode(same) if cursor else None,
+        "next_url": next_url,
+        "short": next_url is not None and len(found.cells) < DIFF_ROWS_SHOWN,
+        "looked": found.looked,
     }
     return context
 
