@@ -455,47 +455,83 @@ def view_rows(
 
 @dataclass
 class Sheet:
-    """One family's detail cells laid out across time, as the PSI grid shows a page of its SKUs.
+    """One family's detail cells laid out across time, as the PSI grid shows them.
 
     ``buckets``: the (week, period) columns in time order (a week split across two months is two);
     ``skus``: every SKU of the family in the level's order; ``totals``: per field, the family's sum per
-    column with the edits applied; ``cells``: for the SKUs asked for only, one entry per column (None
-    where the SKU has no cell) with demand and supply as edited, the backlog, the cell's and its
-    family-month's lock and the fields edited."""
+    column; ``values``: per SKU and field, one value per column (0 where the SKU has no cell). Values
+    have the edits applied."""
 
+    grid: Grid
+    state: State
+    family: str
     buckets: list[tuple[str, str]]
     skus: list[str]
     totals: dict[str, list[Any]]
-    cells: dict[str, list[dict[str, Any] | None]]
+    values: dict[str, dict[str, list[Any]]]
+    keys: dict[str, list[Key | None]]
+
+    def cells(self, sku: str) -> list[dict[str, Any] | None]:
+        """One SKU's cells, one entry per column (None where it has no cell): demand and supply as
+        edited, the backlog, the cell's and its family-month's lock and the fields edited."""
+        out: list[dict[str, Any] | None] = []
+        for key in self.keys[sku]:
+            if key is None:
+                out.append(None)
+                continue
+            entry = self.state.entry("det", key)
+            values = entry.get("values", {}) if entry is not None else {}
+            base = self.grid.det[key]
+            out.append({
+                "week": key[1], "period": key[2],
+                **{f: values[f] if f in values else base[f] for f in FIELDS}, "backlog": base["backlog"],
+                "locked": self.state.locked("det", key), "family_locked": self.state.locked("aggregate", (self.family, key[2])),
+                "overridden": [f for f in FIELDS if f in values],
+            })  # fmt: skip
+        return out
 
 
-def family_sheet(grid: Grid, st: State, family: str, shown: Callable[[list[str]], list[str]]) -> Sheet:
-    """The :class:`Sheet` of ``family``; ``shown`` picks, from all its SKUs, those whose cells are laid
-    out (a page of them). Unlike :func:`view_rows` no key hash or other-level value is made, and a
-    cell's entry only for the SKUs shown: a family has thousands of cells, a page a few hundred."""
+def family_sheet(grid: Grid, st: State, family: str) -> Sheet:
+    """The :class:`Sheet` of ``family``. Unlike :func:`view_rows` no key hash or other-level value is
+    made, and a cell's whole entry only when :meth:`Sheet.cells` asks for its SKU: a family has
+    thousands of cells, a page of the grid a few hundred."""
     overrides = st.overrides
     mine = [(key, base) for key, base in grid.det.items() if base["family"] == family]
     buckets = sorted({(key[1], key[2]) for key, _ in mine})
     column = {b: i for i, b in enumerate(buckets)}
     skus = list(dict.fromkeys(key[0] for key, _ in mine))
-    chosen = set(shown(skus))
-    totals: dict[str, list[Any]] = {f: [0] * len(buckets) for f in FIELDS}
-    cells: dict[str, list[dict[str, Any] | None]] = {s: [None] * len(buckets) for s in skus if s in chosen}
+    n = len(buckets)
+    totals: dict[str, list[Any]] = {f: [0] * n for f in FIELDS}
+    values = {s: {f: [0] * n for f in (*FIELDS, "backlog")} for s in skus}
+    keys: dict[str, list[Key | None]] = {s: [None] * n for s in skus}
     for key, base in mine:
         i = column[(key[1], key[2])]
         entry = overrides.get(("det", key)) if overrides else None
-        values = entry.get("values", {}) if entry is not None else {}
+        edited = entry.get("values", {}) if entry is not None else {}
+        mine_values = values[key[0]]
         for f in FIELDS:
-            totals[f][i] += values[f] if f in values else base[f]
-        if key[0] in chosen:
-            month = overrides.get(("aggregate", (family, key[2]))) if overrides else None
-            cells[key[0]][i] = {
-                "week": key[1], "period": key[2],
-                **{f: values[f] if f in values else base[f] for f in FIELDS}, "backlog": base["backlog"],
-                "locked": bool(entry and entry.get("locked")), "family_locked": bool(month and month.get("locked")),
-                "overridden": [f for f in FIELDS if f in values],
-            }  # fmt: skip
-    return Sheet(buckets, skus, totals, cells)
+            v = edited[f] if f in edited else base[f]
+            totals[f][i] += v
+            mine_values[f][i] = v
+        mine_values["backlog"][i] = base["backlog"]
+        keys[key[0]][i] = key
+    return Sheet(grid, st, family, buckets, skus, totals, values, keys)
+
+
+def projected_inventory(opening: float, receipts: Sequence[float], demand: Sequence[float], supply: Sequence[float]) -> list[float]:  # fmt: skip
+    """Inventory at the end of each bucket: the opening stock plus open orders and supply, less
+    demand, carried from bucket to bucket (the grid's Inventory row)."""
+    out, stock = [], opening
+    for r, d, s in zip(receipts, demand, supply, strict=True):
+        stock += r + s - d
+        out.append(stock)
+    return out
+
+
+def below_safety(inventory: Sequence[float], safety: float) -> bool:
+    """Whether the projected inventory falls below the safety stock (or short, below zero) in any
+    bucket."""
+    return any(v < safety or v < 0 for v in inventory)
 
 
 def selected_keys(grid: Grid, st: State, level: str, filters: Mapping[str, Any]) -> list[Key]:

@@ -246,10 +246,9 @@ class PsiReader:
             "total": total, "limit": limit, "offset": offset, "rows": page,
         }  # fmt: skip
 
-    def family_sheet(self, family: str, shown: Callable[[list[str]], list[str]]) -> psi.Sheet:
-        """``family``'s cells across time, laid out for the SKUs ``shown`` picks
-        (:func:`app.planning.psi.family_sheet`)."""
-        return psi.family_sheet(self.grid, self.state, family, shown)
+    def family_sheet(self, family: str) -> psi.Sheet:
+        """``family``'s cells across time (:func:`app.planning.psi.family_sheet`)."""
+        return psi.family_sheet(self.grid, self.state, family)
 
     def events(self) -> list[dict[str, Any]]:
         """The PSI events, oldest first, each with its position ``seq``."""

@@ -455,6 +455,25 @@ def item_records(store: PlanStore, version_id: str, items: Sequence[str]) -> dic
     return out
 
 
+def items_with_exceptions(store: PlanStore, version_id: str, items: Sequence[str]) -> set[str]:
+    """Which of ``items`` an exception of the version names (one query when read from rows)."""
+    spec = TABLES["exceptions"]
+    info = store.get_version(version_id)
+    wanted = set(items)
+    if not wanted:
+        return set()
+    if read_source(store, info) == ROWS:
+        assert spec.level is not None
+        query = (
+            select(plan_series.c.item_key)
+            .where(*_series_where(spec, version_id, {}), plan_series.c.item_key.in_(sorted(wanted)))
+            .distinct()
+        )
+        with store.engine.connect() as conn:
+            return set(conn.execute(query).scalars())
+    return {r["item"] for r in read_all(store, info, spec, ARTIFACTS) if r.get("item") in wanted}
+
+
 def pegging_rows(store: PlanStore, version_id: str, item: str | None = None) -> list[dict[str, Any]]:
     """The pegging of a version's component shortages, one row per (shortage, finished good): the
     component, its shortage run and quantity, and the finished good with the receipt weeks and order

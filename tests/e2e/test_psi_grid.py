@@ -146,3 +146,40 @@ def test_weeks_of_cover_count_a_split_weeks_two_buckets_as_one_week(hub, browser
         demand.nth(c).fill(str(stock / 2))
     expect(first.locator("td.cov").nth(k - 1)).to_have_text("1.0")
     expect(first.locator("td.inv").nth(k + 1)).to_have_text("0")
+
+
+def test_the_grid_narrows_to_skus_with_an_exception_or_below_safety_stock(hub, browser_page):
+    """"Has an exception" keeps the family's SKUs an exception names; "below safety stock" keeps those
+    whose projected inventory row shows a cell below safety stock or short, and no other."""
+    plan_sample(hub, "narrow")
+    page = browser_page
+    page.goto(hub.url("/ui/plans/narrow/psi"))
+    sheet = page.locator("#psi-sheet")
+
+    def shown() -> list[str]:
+        return sheet.locator("tbody.sku").evaluate_all("els => els.map(e => e.dataset.sku)")
+
+    every = shown()
+    assert every
+    named = {
+        e.get("item")
+        for e in httpx.get(hub.url("/plans/narrow/artifacts/exceptions.json"), timeout=30).json()["rows"]
+    }
+    page.select_option("#grid-show", "exception")
+    page.click("#grid-filter button")
+    expect(page.locator("#grid-show")).to_have_value("exception")
+    with_exception = shown() if sheet.count() else []
+    assert with_exception == [s for s in every if s in named]
+
+    page.goto(hub.url("/ui/plans/narrow/psi"))
+    flagged = [
+        s for s in every
+        if sheet.locator(f'tbody.sku[data-sku="{s}"] td.inv.below, tbody.sku[data-sku="{s}"] td.inv.short').count()
+    ]  # fmt: skip
+    page.select_option("#grid-show", "below")
+    page.click("#grid-filter button")
+    expect(page.locator("#grid-show")).to_have_value("below")
+    if flagged:
+        assert shown() == flagged
+    else:
+        expect(page.locator("#grid-empty")).to_be_visible()

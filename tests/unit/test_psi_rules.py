@@ -295,3 +295,14 @@ def test_a_family_total_set_by_the_planner_holds_every_cell_of_it() -> None:
     held, values = decisions.held["demand"]
     assert held[:, 0].all() and values[:, 0].tolist() == [65, 39, 26]
     assert not decisions.edited and decisions.firm is None and touched == 3
+
+
+def test_projected_inventory_carries_opening_stock_open_orders_and_supply_less_demand():
+    from app.planning.psi import below_safety, projected_inventory
+
+    # 10 on hand; week 1: +5 ordered +0 made -8 sold = 7; week 2: +0 +4 -6 = 5; week 3: +0 +0 -9 = -4
+    inventory = projected_inventory(10, [5, 0, 0], [8, 6, 9], [0, 4, 0])
+    assert inventory == [7, 5, -4]
+    assert below_safety(inventory, 0)  # short in week 3
+    assert below_safety([7, 5, 6], 6)  # 5 is below a safety stock of 6
+    assert not below_safety([7, 6, 6], 6)  # at safety stock is not below it

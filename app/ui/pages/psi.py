@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.errors import PageNotFound, ScplnError, outcome
+from app.planning import psi as psi_rules
 from app.planning.calendar import week_share
 from app.planning.psi import KEY_FIELDS
 from app.services import psi
@@ -33,7 +34,8 @@ from app.ui.session import CSRF_FIELD, checked, is_htmx, need
 
 router = page_router()
 
-PSI_DETAIL_PAGE = 100
+#: Cells per page of the list of one month's cells with their locks (the grid is where cells are typed).
+PSI_DETAIL_PAGE = 25
 #: SKUs per page of the PSI grid.
 PSI_GRID_SKUS = 10
 
@@ -48,7 +50,7 @@ def psi_download(request: Request, version_id: str, level: str = "aggregate") ->
 def psi_tab(request: Request, store: PlanStore, info: VersionInfo) -> dict[str, Any]:
     q = request.query_params
     view = {"family": filter_value(q.get("family")), "period": filter_value(q.get("period")), "sku": filter_value(q.get("sku")),
-            "dpage": page_number(q.get("dpage")), "gpage": page_number(q.get("gpage"))}  # fmt: skip
+            "dpage": page_number(q.get("dpage")), "gpage": page_number(q.get("gpage")), "gshow": q.get("gshow")}  # fmt: skip
     return psi_context(info.version_id, view, q.get("msg"))
 
 
@@ -76,7 +78,8 @@ def psi_context(version_id: str, view: dict[str, Any], message: str | None = Non
                   {"family": family, "period": period, "sku": sku}, "dpage")  # fmt: skip
     history = reader.events()
     gpage = view.get("gpage") or 1
-    grid = _grid(reader, family, gpage) if family else None
+    show = view.get("gshow") if view.get("gshow") in GRID_SHOW else "all"
+    grid = _grid(reader, family, gpage, show) if family else None
     return {"psi": {"approval": everything["approval"], "mode": everything["mode"], "families": families,
                     "family": family, "period": period, "sku": sku, "dpage": dpage, "gpage": gpage,
                     "agg_rows": agg_rows, "det_rows": det["rows"] if det else [], "det_pager": pager,
@@ -84,37 +87,53 @@ def psi_context(version_id: str, view: dict[str, Any], message: str | None = Non
                     "message": message, "error": error}}  # fmt: skip
 
 
-def _grid(reader: psi.PsiReader, family: str, gpage: int) -> dict[str, Any]:
-    """One family's SKU x week grid, a page of SKUs: each SKU's demand and supply per bucket (the
-    PSI values, edits applied), its opening stock, safety stock and open orders by bucket from its MRP
-    record (so the page can project inventory and weeks of cover as cells are typed), and the
-    family's totals per bucket over all its SKUs."""
+#: What the grid's SKUs can be narrowed to: every SKU, those with an exception, those whose projected
+#: inventory falls below safety stock somewhere in the horizon.
+GRID_SHOW = {"all": "every SKU", "exception": "has an exception", "below": "below safety stock"}
+
+
+def _grid(reader: psi.PsiReader, family: str, gpage: int, show: str = "all") -> dict[str, Any]:
+    """One family's SKU x week grid, a page of SKUs (of those ``show`` keeps): each SKU's demand and
+    supply per bucket (the PSI values, edits applied), its opening stock, safety stock and open orders
+    by bucket from its MRP record (so the page can project inventory and weeks of cover as cells are
+    typed), and the family's totals per bucket over all its SKUs."""
     version_id = reader.version_id
-    pagers: list[Pager] = []
-
-    def page_of(skus: list[str]) -> list[str]:
-        pagers.append(Pager(len(skus), gpage, PSI_GRID_SKUS, f"/ui/plans/{quote(version_id)}/psi",
-                            {"family": family}, "gpage"))  # fmt: skip
-        return skus[pagers[0].offset : pagers[0].offset + PSI_GRID_SKUS]
-
-    sheet = reader.family_sheet(family, page_of)
+    store = PlanStore()
+    sheet = reader.family_sheet(family)
     buckets = sheet.buckets
-    rows: dict[str, dict[str, Any]] = {
-        s: {"sku": s, "cells": cells, "backlog": [c["backlog"] if c else 0 for c in cells]}
-        for s, cells in sheet.cells.items()
-    }
     # an open order counts in the first bucket of its week (a week split across two months has two)
-    first = {}
+    first: dict[str, int] = {}
     for i, (week, _period) in enumerate(buckets):
         first.setdefault(week, i)
-    records = views.item_records(PlanStore(), version_id, list(rows))
-    for s, row in rows.items():
-        record = records[s]
+
+    def stock(record: list[dict[str, Any]]) -> dict[str, Any]:
         receipts = {r["week"]: r["scheduled_receipts"] for r in record}
-        row["opening"] = record[0]["on_hand_start"] if record else 0
-        row["safety"] = record[0]["safety_stock"] if record else 0
-        row["receipts"] = [receipts.get(w, 0) if first[w] == i else 0 for i, (w, _p) in enumerate(buckets)]
-        row["has_backlog"] = any(row["backlog"])
+        return {"opening": record[0]["on_hand_start"] if record else 0,
+                "safety": record[0]["safety_stock"] if record else 0,
+                "receipts": [receipts.get(w, 0) if first[w] == i else 0 for i, (w, _p) in enumerate(buckets)]}  # fmt: skip
+
+    skus, records = sheet.skus, {}
+    if show == "exception":
+        found = views.items_with_exceptions(store, version_id, skus)
+        skus = [s for s in skus if s in found]
+    elif show == "below":
+        records = views.item_records(store, version_id, skus)
+        skus = [
+            s for s in skus
+            if (k := stock(records[s])) and psi_rules.below_safety(psi_rules.projected_inventory(
+                k["opening"], k["receipts"], sheet.values[s]["demand"], sheet.values[s]["supply"]), k["safety"])
+        ]  # fmt: skip
+    pager = Pager(len(skus), gpage, PSI_GRID_SKUS, f"/ui/plans/{quote(version_id)}/psi",
+                  {"family": family, "gshow": show if show != "all" else None}, "gpage")  # fmt: skip
+    shown = skus[pager.offset : pager.offset + PSI_GRID_SKUS]
+    missing = [s for s in shown if s not in records]
+    if missing:
+        records.update(views.item_records(store, version_id, missing))
+    rows = []
+    for s in shown:
+        backlog = sheet.values[s]["backlog"]
+        rows.append({"sku": s, "cells": sheet.cells(s), "backlog": backlog, "has_backlog": any(backlog),
+                     **stock(records[s])})  # fmt: skip
     parts = Counter(week for week, _ in buckets)
     # weeks of cover count a split week's bucket as the share of the week it holds
     shares = [
@@ -122,8 +141,8 @@ def _grid(reader: psi.PsiReader, family: str, gpage: int) -> dict[str, Any]:
         for w, p in buckets
     ]
     return {"buckets": [{"week": w, "period": p, "split": parts[w] > 1} for w, p in buckets],
-            "shares": [round(x, 4) for x in shares],
-            "rows": list(rows.values()), "totals": sheet.totals, "pager": pagers[0]}  # fmt: skip
+            "shares": [round(x, 4) for x in shares], "columns": buckets, "show": show, "shows": GRID_SHOW,
+            "rows": rows, "totals": sheet.totals, "pager": pager}  # fmt: skip
 
 
 def _psi_key(form: dict[str, str], level: str) -> dict[str, str]:
@@ -152,7 +171,7 @@ def _psi_action(request: Request, version_id: str, action: str, form: dict[str, 
     user = checked(request, form.get(CSRF_FIELD, ""), role)
     view = {"family": form.get("view_family") or None, "period": form.get("view_period") or None,
             "sku": form.get("view_sku") or None, "dpage": page_number(form.get("view_dpage")),
-            "gpage": page_number(form.get("view_gpage"))}  # fmt: skip
+            "gpage": page_number(form.get("view_gpage")), "gshow": form.get("view_gshow") or None}  # fmt: skip
     note = form.get("note", "").strip() or None
     level = form.get("level", "aggregate")
 

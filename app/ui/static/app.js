@@ -76,19 +76,22 @@
     return table.querySelector('input.g[data-r="' + r + '"][data-c="' + c + '"]');
   }
 
+  // A grid input names little itself: its field is its row's class, its SKU its tbody's, its week and
+  // period the table's column list, and what the server sent is its default value.
   function recompute(table) {
     var edits = [];
     var delta = { demand: {}, supply: {} };
+    var columns = JSON.parse(table.dataset.columns || "[]");
     table.querySelectorAll("input.g").forEach(function (el) {
-      var v = num(el.value);
-      var changed = v !== null && v !== num(el.dataset.orig);
+      var v = num(el.value), orig = num(el.defaultValue);
+      var changed = v !== null && v !== orig;
       el.classList.toggle("dirty", changed);
       el.classList.toggle("bad", v === null || v < 0);
       if (changed) {
-        var c = el.dataset.c;
-        delta[el.dataset.field][c] = (delta[el.dataset.field][c] || 0) + v - num(el.dataset.orig);
-        edits.push({ sku: el.dataset.sku, week: el.dataset.week, period: el.dataset.period,
-                     field: el.dataset.field, value: v });
+        var c = +el.dataset.c, field = el.closest("tr").className;
+        delta[field][c] = (delta[field][c] || 0) + v - orig;
+        edits.push({ sku: el.closest("tbody").dataset.sku, week: columns[c][0], period: columns[c][1],
+                     field: field, value: v });
       }
     });
     table.querySelectorAll("td.total").forEach(function (td) {
