@@ -149,7 +149,7 @@ def test_weeks_of_cover_count_a_split_weeks_two_buckets_as_one_week(hub, browser
 
 
 def test_the_grid_narrows_to_skus_with_an_exception_or_below_safety_stock(hub, browser_page):
-    """"Has an exception" keeps the family's SKUs an exception names; "below safety stock" keeps those
+    """ "Has an exception" keeps the family's SKUs an exception names; "below safety stock" keeps those
     whose projected inventory row shows a cell below safety stock or short, and no other."""
     plan_sample(hub, "narrow")
     page = browser_page

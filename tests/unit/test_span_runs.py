@@ -17,7 +17,10 @@ def test_each_run_of_a_key_is_one_span_and_rows_without_the_key_are_in_none():
         (5, "C", "F2", 6.0),
     ]
     found = list(spans_of("det", NAMES, rows))
-    assert [s for s in found if s[1] == "group"] == [("det", "group", "F1", 0, 2), ("det", "group", "F2", 3, 5)]
+    assert [s for s in found if s[1] == "group"] == [
+        ("det", "group", "F1", 0, 2),
+        ("det", "group", "F2", 3, 5),
+    ]
     assert [s for s in found if s[1] == "item"] == [
         ("det", "item", "A", 0, 1),
         ("det", "item", "B", 2, 2),
