@@ -150,6 +150,7 @@ def reuse_or_build(workdir: Path, versions: int, keep: bool) -> tuple[PlanStore,
             shutil.copyfile(pristine, workdir / "scpln.db")
             _settle(pristine)
             url = f"sqlite:///{workdir / 'scpln.db'}"
+            db.init_db(url)  # a copy kept by an older checkout: at head, as the commands bring it
             return PlanStore(db.get_engine(url)), facts
     store, facts = build(workdir, versions)
     if keep:

@@ -139,9 +139,9 @@ def test_every_plan_tab_shows_its_content(ui_hub, two_plans, browser_page, save_
 def test_psi_edits_roll_up_to_the_family_total_and_locked_cells_keep_their_value(ui_hub, two_plans, browser_page, save_screenshot):  # fmt: skip
     page = browser_page
     page.goto(ui_hub.url(f"/ui/plans/{two_plans[0]}/psi"))
-    selected = page.locator("#psi-aggregate tr.selected")
-    family_demand = selected.locator("input[name=value]").first
-    detail_total = selected.locator("td.detail-demand")
+    months = page.locator("#psi-aggregate")  # months across, the selected month's column marked
+    family_demand = months.locator("tr.demand td.selected input[name=value]")
+    detail_total = months.locator("td.detail-demand.selected")
     cell = page.locator("#det-demand-1")
     start_total = int(family_demand.input_value())
     start_cell = int(cell.input_value())
