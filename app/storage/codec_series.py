@@ -1063,12 +1063,16 @@ def decode_psi(
     )
 
 
-def decode_level_rows(level: str, rows: Iterable[Row], *, part: bool = False) -> list[dict[str, Any]]:
+def decode_level_rows(
+    level: str, rows: Iterable[Row], *, part: bool = False, whole_items: bool = False
+) -> list[dict[str, Any]]:
     """The artifact rows of one ``plan_series`` level (the PSI base values read one level at a time).
     ``part``: the rows are a selection of the level (one family's), in ``seq`` order but not all of
-    it; only a level whose rows hold every value of their own (nothing carried) can be read so."""
+    it; only a level whose rows hold every value of their own (nothing carried) can be read so, unless
+    ``whole_items``: the selection is every row of some items (each item's run from its first row,
+    which holds its constants)."""
     spec = next((lv for lv in LEVELS if lv.name == level), None)
-    if spec is None or spec.base or (part and spec.carried):
+    if spec is None or spec.base or (part and spec.carried and not whole_items):
         raise ValueError(f"{level!r} is not a plan_series level whose rows decode on their own")
     ordered = sorted(rows, key=itemgetter(0)) if part else _in_seq_order(level, rows)
     return _decode_level(spec, fill_rows(spec, ordered))

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -50,6 +52,34 @@ from app.storage.settings import effective_mode, storage_pin
 #: Called after a write attempt: (mode, seconds, error kind or None). The service hooks metrics here.
 WriteObserver = Callable[[str, float, str | None], None]
 _observers: list[WriteObserver] = []
+
+
+class _KeptGrids:
+    """The base grids of the last few families read from rows (a page of a family's grid, the next
+    page, an edit and the page after it read the same base values). Grids are never changed once made;
+    a new rows generation is a new key."""
+
+    ENTRIES = 8
+
+    def __init__(self) -> None:
+        self.grids: OrderedDict[tuple, psi.Grid] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple) -> psi.Grid | None:
+        with self.lock:
+            grid = self.grids.get(key)
+            if grid is not None:
+                self.grids.move_to_end(key)
+            return grid
+
+    def put(self, key: tuple, grid: psi.Grid) -> None:
+        with self.lock:
+            self.grids[key] = grid
+            while len(self.grids) > self.ENTRIES:
+                self.grids.popitem(last=False)
+
+
+_GRIDS = _KeptGrids()
 
 
 def observe_writes(observer: WriteObserver) -> None:
@@ -1228,13 +1258,34 @@ class PsiSession:
         ``family``: that family's cells only (a PSI edit never reaches past its family, so a page about
         one family needs no other); from rows, the database selects them."""
         if modes.uses_rows(self.mode):
+            key = self._grid_key(family)
+            cached = _GRIDS.get(key) if key is not None else None
+            if cached is not None:
+                return cached
             agg, det = self._series_level("aggregate", family), self._series_level("det", family)
             if agg or det or self.mode == "db":
-                return psi.Grid.from_rows(agg, det)
+                grid = psi.Grid.from_rows(agg, det)
+                if key is not None and (agg or det):
+                    _GRIDS.put(key, grid)
+                return grid
         agg, det = self._artifact_rows("aggregate.json"), self._artifact_rows("sku_week.json")
         if family is not None:
             agg, det = [r for r in agg if r["family"] == family], [r for r in det if r["family"] == family]
         return psi.Grid.from_rows(agg, det)
+
+    def _grid_key(self, family: str | None) -> tuple | None:
+        """What one family's base grid read from rows is kept under: the database, the version, the
+        family and the version's rows generation, which every write to its content tables raises
+        (database triggers), so a kept grid is never one the rows no longer hold. None: not kept."""
+        if family is None:
+            return None
+        vid = self.version.version_id
+        generation = self.conn.execute(
+            select(plan_write_generations.c.rows_generation).where(plan_write_generations.c.version_id == vid)
+        ).scalar_one_or_none()
+        if generation is None:
+            return None
+        return (self.store.engine.url.render_as_string(hide_password=True), vid, family, generation)
 
     def _artifact_rows(self, name: str) -> list[dict[str, Any]]:
         """The rows of a base artifact, parsed once per session."""

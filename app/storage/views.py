@@ -30,7 +30,7 @@ from sqlalchemy import Connection, LargeBinary, and_, bindparam, cast, exists, f
 from app.errors import EncodingMissing, PlanNotFound
 from app.planning import documents as docs
 from app.planning.levels import compare_csv
-from app.storage import codec_artifacts, modes, settings, spans
+from app.storage import codec_artifacts, codec_series, modes, settings, spans
 from app.storage.codec_series import LEVELS, Level
 from app.storage.db import fetch_tuples, sqlite_path
 from app.storage.layout import field_value
@@ -434,20 +434,23 @@ def item_records(store: PlanStore, version_id: str, items: Sequence[str]) -> dic
         assert spec.level is not None
         item_column = plan_series.c[spec.level.columns_of.get("item", "item")]
         with store.engine.connect() as conn:
-            ranges = spans.seq_ranges(conn, version_id, spec.level.name, "item", out)
-            if ranges is not None:
+            level = spec.level.name
+            ranges = spans.seq_ranges(conn, version_id, level, "item", out)
+            if ranges is not None and all(len(found) <= 1 for found in ranges.values()):
+                # each span is an item's whole run, its constants on its first row: the codec fills
+                # them in, with no subquery per row
+                columns = [plan_series.c[c] for c in codec_series.LEVEL_COLUMNS[level]]
                 found = spans.read_rows(
-                    conn, ("table", spec.name), lambda: _series_columns(spec), version_id, spec.level.name,
-                    "item", ranges,
-                )  # fmt: skip
+                    conn, ("level", level), lambda: columns, version_id, level, "item", ranges
+                )
+                rows = codec_series.decode_level_rows(level, found, part=True, whole_items=True)
             else:  # stored before spans: scan the level
                 query = (
                     select(*_series_columns(spec))
                     .where(*_series_where(spec, version_id, {}), item_column.in_(list(out)))
                     .order_by(_seq(spec))
                 )
-                found = [tuple(r) for r in conn.execute(query)]
-            rows = _rows_maker(spec)(found)
+                rows = _rows_maker(spec)([tuple(r) for r in conn.execute(query)])
     else:
         rows = [r for r in _artifact_rows(store, spec, version_id, {}) if r["item"] in out]
     for row in rows:

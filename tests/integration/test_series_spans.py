@@ -91,3 +91,26 @@ def test_rewritten_rows_replace_the_spans_and_a_purge_deletes_them(db_url: str) 
     assert span_rows(store.engine, "v-again") == before
     store.purge_versions(["v-again"])
     assert span_rows(store.engine, "v-again") == []
+
+
+def test_a_kept_family_grid_is_not_read_again_until_the_rows_change(db_url: str) -> None:
+    """A family's base grid is kept under the version's rows generation: the next page reads none of
+    the family's rows, and a write to the rows, even one made by hand in SQL, is seen at once."""
+    store = planned(db_url, "v-kept")
+    first = psi.PsiReader.of_family("v-kept", None, store=store)
+    family = first.family
+    cell = first.view("det", {}, 1, 0)["rows"][0]
+    again = psi.PsiReader.of_family("v-kept", family, store=store)
+    assert again.grid is first.grid  # kept: not read or decoded again
+    with store.engine.begin() as conn:  # an operator's hand-made UPDATE raises the rows generation
+        conn.execute(
+            text(
+                "UPDATE plan_series SET demand = demand + 7 WHERE version_id = 'v-kept' AND level = 'det' "
+                "AND item_key = :sku AND group_key = :family AND seq = ("
+                "SELECT MIN(seq) FROM plan_series WHERE version_id = 'v-kept' AND level = 'det' AND item_key = :sku)"
+            ),
+            {"sku": cell["sku"], "family": family},
+        )
+    changed = psi.PsiReader.of_family("v-kept", family, store=store)
+    assert changed.grid is not first.grid
+    assert changed.view("det", {}, 1, 0)["rows"][0]["base_demand"] == cell["base_demand"] + 7
