@@ -163,7 +163,7 @@ def _num(value: Any) -> str:
     return str(value)
 
 
-def _qty(value: Any) -> str:
+def qty(value: Any) -> str:
     """A quantity for people: a whole number with thousands separators ("12,345"); "—" for none."""
     if value is None or value == "" or isinstance(value, bool) or not isinstance(value, (int, float)):
         return _num(value)
@@ -214,7 +214,7 @@ templates.env.filters["ts"] = _ts
 templates.env.filters["duration"] = _duration
 templates.env.filters["num"] = _num
 templates.env.filters["kpi"] = _kpi
-templates.env.filters["qty"] = _qty
+templates.env.filters["qty"] = qty
 templates.env.filters["pct"] = _pct
 templates.env.filters["size"] = _size
 templates.env.globals["tab_title"] = lambda t: TAB_TITLES.get(t, t.capitalize())

@@ -11,6 +11,7 @@ from urllib.parse import quote, urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 
 from app.errors import PageNotFound, ScplnError, outcome
@@ -27,10 +28,11 @@ from app.ui.render import (
     filter_value,
     page_number,
     page_router,
+    qty,
     read_form,
     render,
 )
-from app.ui.session import CSRF_FIELD, checked, is_htmx, need
+from app.ui.session import CSRF_FIELD, checked, current_user, is_htmx, need
 
 router = page_router()
 
@@ -51,13 +53,14 @@ def psi_tab(request: Request, store: PlanStore, info: VersionInfo) -> dict[str, 
     q = request.query_params
     view = {"family": filter_value(q.get("family")), "period": filter_value(q.get("period")), "sku": filter_value(q.get("sku")),
             "dpage": page_number(q.get("dpage")), "gpage": page_number(q.get("gpage")), "gshow": q.get("gshow")}  # fmt: skip
-    return psi_context(info.version_id, view, q.get("msg"))
+    return psi_context(info.version_id, view, q.get("msg"), can_edit=current_user(request).can("planner"))
 
 
 def psi_context(version_id: str, view: dict[str, Any], message: str | None = None,
-                error: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+                error: dict[str, Any] | None = None, can_edit: bool = False) -> dict[str, Any]:  # fmt: skip
     """The PSI panel: one family's months, one month's SKU x week cells (a page of them, optionally
-    one SKU), and the history."""
+    one SKU), and the history. ``can_edit``: the user may edit (a planner); the grid's inputs are
+    read-only otherwise, and on an approved plan."""
     family, period, sku, dpage = (
         view.get("family"),
         view.get("period"),
@@ -79,7 +82,8 @@ def psi_context(version_id: str, view: dict[str, Any], message: str | None = Non
     history = reader.events()
     gpage = view.get("gpage") or 1
     show = view.get("gshow") if view.get("gshow") in GRID_SHOW else "all"
-    grid = _grid(reader, family, gpage, show) if family else None
+    editable = can_edit and everything["approval"] != "approved"
+    grid = _grid(reader, family, gpage, show, editable) if family else None
     return {"psi": {"approval": everything["approval"], "mode": everything["mode"], "families": families,
                     "family": family, "period": period, "sku": sku, "dpage": dpage, "gpage": gpage,
                     "agg_rows": agg_rows, "det_rows": det["rows"] if det else [], "det_pager": pager,
@@ -92,7 +96,7 @@ def psi_context(version_id: str, view: dict[str, Any], message: str | None = Non
 GRID_SHOW = {"all": "every SKU", "exception": "has an exception", "below": "below safety stock"}
 
 
-def _grid(reader: psi.PsiReader, family: str, gpage: int, show: str = "all") -> dict[str, Any]:
+def _grid(reader: psi.PsiReader, family: str, gpage: int, show: str = "all", editable: bool = False) -> dict[str, Any]:  # fmt: skip
     """One family's SKU x week grid, a page of SKUs (of those ``show`` keeps): each SKU's demand and
     supply per bucket (the PSI values, edits applied), its opening stock, safety stock and open orders
     by bucket from its MRP record (so the page can project inventory and weeks of cover as cells are
@@ -134,6 +138,8 @@ def _grid(reader: psi.PsiReader, family: str, gpage: int, show: str = "all") -> 
         backlog = sheet.values[s]["backlog"]
         rows.append({"sku": s, "cells": sheet.cells(s), "backlog": backlog, "has_backlog": any(backlog),
                      **stock(records[s])})  # fmt: skip
+    for n, row in enumerate(rows):
+        row["html"] = _sku_block(row, 2 * n, editable)
     parts = Counter(week for week, _ in buckets)
     # weeks of cover count a split week's bucket as the share of the week it holds
     shares = [
@@ -143,6 +149,45 @@ def _grid(reader: psi.PsiReader, family: str, gpage: int, show: str = "all") -> 
     return {"buckets": [{"week": w, "period": p, "split": parts[w] > 1} for w, p in buckets],
             "shares": [round(x, 4) for x in shares], "columns": buckets, "show": show, "shows": GRID_SHOW,
             "rows": rows, "totals": sheet.totals, "pager": pager}  # fmt: skip
+
+
+def _sku_block(row: dict[str, Any], first_row: int, editable: bool) -> Markup:
+    """One SKU's rows of the grid (demand and supply inputs, the inventory and cover rows the page
+    fills in, backlog where there is any) as HTML. A page holds over a thousand inputs: made here in
+    one pass instead of through the template, which spends several times as long per input."""
+    sku = escape(row["sku"])
+    out = [
+        f'<tbody class="sku" data-sku="{sku}" data-opening="{escape(row["opening"])}" '
+        f'data-safety="{escape(row["safety"])}" data-receipts="{escape(json.dumps(row["receipts"]))}">'
+    ]
+    cells = row["cells"]
+    columns = [escape(f"{c['week']} {c['period']}") if c else "" for c in cells]
+    for r, field in enumerate(("demand", "supply"), start=first_row):
+        head = (
+            f'<th scope="row" rowspan="{5 if row["has_backlog"] else 4}">{sku}</th>' if r == first_row else ""
+        )
+        out.append(f'<tr class="{field}">{head}<td>{field.capitalize()}</td>')
+        for c, cell in enumerate(cells):
+            if cell is None:
+                out.append("<td></td>")
+                continue
+            locked = cell["locked"] or cell["family_locked"]
+            edited = " edited" if field in cell["overridden"] else ""
+            flags = (' data-locked="1"' if locked else "") + (" readonly" if locked or not editable else "")
+            # the value is a number (nothing to escape); the week and period are the column's
+            out.append(
+                f'<td><input class="g{edited}" aria-label="{field} {sku} {columns[c]}" data-r="{r}" '
+                f'data-c="{c}" value="{cell[field]}" inputmode="decimal"{flags}></td>'
+            )
+        out.append("</tr>")
+    empty = "".join(f'<td class="n {{}}" data-c="{c}"></td>' for c in range(len(cells)))
+    out.append(f'<tr class="inventory"><td>Inventory</td>{empty.format(*["inv"] * len(cells))}</tr>')
+    out.append(f'<tr class="cover"><td>Cover (wk)</td>{empty.format(*["cov"] * len(cells))}</tr>')
+    if row["has_backlog"]:
+        backlog = "".join(f'<td class="n">{escape(qty(v)) if v else ""}</td>' for v in row["backlog"])
+        out.append(f'<tr class="backlog"><td>Backlog</td>{backlog}</tr>')
+    out.append("</tbody>")
+    return Markup("".join(out))
 
 
 def _psi_key(form: dict[str, str], level: str) -> dict[str, str]:
@@ -220,7 +265,7 @@ def _psi_action(request: Request, version_id: str, action: str, form: dict[str, 
     if not is_htmx(request):
         query = urlencode({k: v for k, v in {**view, "msg": message}.items() if v and v != 1})
         return RedirectResponse(f"/ui/plans/{quote(version_id)}/psi?{query}", status_code=303)
-    context = psi_context(version_id, view, message, error)
+    context = psi_context(version_id, view, message, error, can_edit=user.can("planner"))
     info = PlanStore().get_version(version_id)
     return render(request, "_psi_panel.html", {"plan": info, **context}, status)
 
