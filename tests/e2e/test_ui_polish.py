@@ -166,3 +166,38 @@ def test_the_search_box_jumps_to_an_item_or_a_family(hub, browser_page):
     page.fill("#find-q", "NO-SUCH")
     page.press("#find-q", "Enter")
     expect(page.locator("#find-missing")).to_have_text("No item or family named “NO-SUCH” in this plan.")
+
+
+def test_an_exception_endangering_many_finished_goods_lists_a_few_and_fetches_the_rest_when_opened(
+    tmp_path, browser_page
+):
+    """A row lists its first endangered finished goods; opening it fetches the whole list, the same
+    finished goods the plan's exceptions.json gives for that component and shortage."""
+    from app.planning.samplegen import generate_sample
+    from app.ui.pages.plans import PEGGING_SHOWN
+
+    # few components shared by 30 finished goods: a shortage endangers many of them
+    inputs = generate_sample(tmp_path / "inputs" / "wide", families=2, skus_per_family=15, components=3,
+                             bom_depth=1, months=6, seed=3)  # fmt: skip
+    (tmp_path / "hub").mkdir()
+    hub = start_hub(tmp_path / "hub", {"SCPLN_INPUT_ROOTS": str(tmp_path / "inputs")})
+    try:
+        answer = httpx.post(hub.url("/plans/integrated/run"), json={"version_id": "wide", "input_dir": str(inputs)}, timeout=120)  # fmt: skip
+        assert answer.status_code == 201, answer.text
+        exceptions = httpx.get(hub.url("/plans/wide/artifacts/exceptions.json"), timeout=30).json()["rows"]
+        wide = max(exceptions, key=lambda e: len(e.get("pegging") or []))
+        whole = [p["item"] for p in wide["pegging"]]
+        assert len(whole) > PEGGING_SHOWN
+        page = browser_page
+        page.goto(hub.url(f"/ui/plans/wide/exceptions?item={wide['item']}"))
+        row = page.locator(
+            "#table-exceptions tbody tr", has=page.locator(f"td:text-is('{wide['start']}')")
+        ).first
+        listed = row.locator("details.pegging li:not(.more) a")
+        expect(listed).to_have_count(PEGGING_SHOWN)
+        expect(row.locator("details.pegging li.more")).to_have_text(f"{len(whole) - PEGGING_SHOWN} more")
+        row.locator("details.pegging summary").click()
+        expect(listed).to_have_count(len(whole))
+        assert listed.all_inner_texts() == whole
+    finally:
+        hub.stop()

@@ -126,6 +126,20 @@ def find_in_plan(request: Request, version_id: str, q: str = "") -> Response:
     return RedirectResponse(f"{base}?{urlencode({'not_found': name})}", status_code=303)
 
 
+@router.get("/plans/{version_id}/pegging", response_class=HTMLResponse)
+def pegging_list(request: Request, version_id: str, item: str, start: str = "") -> Response:
+    """Every finished good one exception of ``item`` (starting in ``start``) endangers, as the list
+    its row on the exceptions tab shows once opened."""
+    need(request)
+    store = PlanStore()
+    info = _version(store, version_id)
+    found = [r for r in views.read_page(store, version_id, "exceptions", {"item": item}, 10_000, 0).rows
+             if r.get("pegging") and (not start or r.get("start") == start)]  # fmt: skip
+    if not found:
+        raise PageNotFound(f"plan {version_id!r} has no exception of {item!r} that endangers finished goods")
+    return render(request, "_pegging_list.html", {"plan": info, "pegging": found[0]["pegging"], "more": 0})
+
+
 @router.get("/plans/{version_id}", response_class=HTMLResponse)
 def plan_overview(request: Request, version_id: str) -> Response:
     return plan_tab(request, version_id, "overview")
@@ -211,7 +225,13 @@ def _table_tab(table: str, filter_names: tuple[str, ...], size: int = TABLE_PAGE
 
 _aggregate = _table_tab("aggregate", ("family", "period"))
 _detail = _table_tab("detail", ("family", "sku", "period"))
-_exceptions = _table_tab("exceptions", ("family", "item"))
+_exception_table = _table_tab("exceptions", ("family", "item"))
+#: Endangered finished goods listed in an exception's row; opening the row fetches the rest.
+PEGGING_SHOWN = 8
+
+
+def _exceptions(request: Request, store: PlanStore, info: VersionInfo) -> dict[str, Any]:
+    return {**_exception_table(request, store, info), "pegging_shown": PEGGING_SHOWN}
 
 
 def _capacity(request: Request, store: PlanStore, info: VersionInfo) -> dict[str, Any]:
