@@ -168,6 +168,7 @@ def test_psi_edits_roll_up_to_the_family_total_and_locked_cells_keep_their_value
     family_demand.press("Enter")
     expect(page.locator("#psi-error")).to_contain_text("cannot be met")
     expect(detail_total).to_have_text(f"{target:,}")
+    page.evaluate("document.querySelector('.approval').scrollIntoView()")  # the months table in view
     save_screenshot(page, "plan-psi", full_page=False)
 
 
