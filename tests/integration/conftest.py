@@ -55,3 +55,15 @@ def pg_url() -> Iterator[str]:
 def db_url(request: pytest.FixtureRequest) -> str:
     """The same test on a fresh SQLite file and on a fresh PostgreSQL database."""
     return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+
+
+@pytest.fixture
+def store(db_url: str, monkeypatch: pytest.MonkeyPatch):
+    """The plan store on ``db_url`` at the schema head, with no storage mode, job or input folder
+    setting of the environment in the way (a module may define its own)."""
+    from app.storage.plans import PlanStore
+
+    for name in ("PLAN_STORAGE_MODE", "JOBS_ENABLED", "SCPLN_INPUT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    db.init_db(db_url)
+    return PlanStore(db.get_engine(db_url))

@@ -10,7 +10,6 @@ import io
 import pytest
 from sqlalchemy import update
 
-from app import db
 from app.planning.model import PlanParams
 from app.services.plans import PlanRequest, run_plan
 from app.storage import diff as plan_diff
@@ -18,14 +17,6 @@ from app.storage import views
 from app.storage.plans import PlanStore
 from app.storage.schema import plan_series
 from tests.conftest import SAMPLE
-
-
-@pytest.fixture
-def store(db_url: str, monkeypatch: pytest.MonkeyPatch) -> PlanStore:
-    for name in ("PLAN_STORAGE_MODE", "JOBS_ENABLED", "SCPLN_INPUT_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    db.init_db(db_url)
-    return PlanStore(db.get_engine(db_url))
 
 
 def plan(store: PlanStore, version_id: str, mode: str = "db", **params) -> str:

@@ -32,14 +32,6 @@ from tests.conftest import SAMPLE
 FAMILY_KEY = {"family": "BLEND", "period": "2026-01"}
 
 
-@pytest.fixture
-def store(db_url: str, monkeypatch: pytest.MonkeyPatch) -> PlanStore:
-    for name in ("PLAN_STORAGE_MODE", "JOBS_ENABLED", "SCPLN_INPUT_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    db.init_db(db_url)
-    return PlanStore(db.get_engine(db_url))
-
-
 def plan(store: PlanStore, mode: str, version_id: str = "v1") -> str:
     run_plan(PlanRequest(input_dir=str(SAMPLE), version_id=version_id), storage=mode, store=store)
     return version_id

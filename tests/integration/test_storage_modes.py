@@ -45,12 +45,6 @@ def _no_mode_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PLAN_STORAGE_MODE", raising=False)
 
 
-@pytest.fixture
-def store(db_url: str) -> PlanStore:
-    db.init_db(db_url)
-    return PlanStore(db.get_engine(db_url))
-
-
 def sample_plan(version_id: str) -> PlanContent:
     return plan_input_set(SAMPLE, version_id=version_id)
 

@@ -53,12 +53,6 @@ PlanStore(db.get_engine(url)).write_version(content, mode="both", before_commit=
 """
 
 
-@pytest.fixture
-def store(db_url: str) -> PlanStore:
-    db.init_db(db_url)
-    return PlanStore(db.get_engine(db_url))
-
-
 def sample_plan(version_id: str) -> PlanContent:
     return plan_input_set(SAMPLE, version_id=version_id)
 
