@@ -142,10 +142,8 @@ def _grid(reader: psi.PsiReader, family: str, gpage: int, show: str = "all", edi
         row["html"] = _sku_block(row, 2 * n, editable)
     parts = Counter(week for week, _ in buckets)
     # weeks of cover count a split week's bucket as the share of the week it holds
-    shares = [
-        (week_share(w, p) if parts[w] > 1 else None) or (1.0 if parts[w] == 1 else 1 / parts[w])
-        for w, p in buckets
-    ]
+    # (a week whose code is not an ISO week splits evenly)
+    shares = [1.0 if parts[w] == 1 else week_share(w, p) or 1 / parts[w] for w, p in buckets]
     return {"buckets": [{"week": w, "period": p, "split": parts[w] > 1} for w, p in buckets],
             "shares": [round(x, 4) for x in shares], "columns": buckets, "show": show, "shows": GRID_SHOW,
             "rows": rows, "totals": sheet.totals, "pager": pager}  # fmt: skip
@@ -180,9 +178,11 @@ def _sku_block(row: dict[str, Any], first_row: int, editable: bool) -> Markup:
                 f'data-c="{c}" value="{cell[field]}" inputmode="decimal"{flags}></td>'
             )
         out.append("</tr>")
-    empty = "".join(f'<td class="n {{}}" data-c="{c}"></td>' for c in range(len(cells)))
-    out.append(f'<tr class="inventory"><td>Inventory</td>{empty.format(*["inv"] * len(cells))}</tr>')
-    out.append(f'<tr class="cover"><td>Cover (wk)</td>{empty.format(*["cov"] * len(cells))}</tr>')
+    for kind, name in (("inv", "inventory"), ("cov", "cover")):  # filled in by the page's script
+        empty = "".join(f'<td class="n {kind}" data-c="{c}"></td>' for c in range(len(cells)))
+        out.append(
+            f'<tr class="{name}"><td>{"Inventory" if kind == "inv" else "Cover (wk)"}</td>{empty}</tr>'
+        )
     if row["has_backlog"]:
         backlog = "".join(f'<td class="n">{escape(qty(v)) if v else ""}</td>' for v in row["backlog"])
         out.append(f'<tr class="backlog"><td>Backlog</td>{backlog}</tr>')
