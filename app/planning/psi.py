@@ -98,10 +98,14 @@ class State:
         return bool(entry and entry.get("locked"))
 
     def value(self, grid: Grid, level: str, key: Key, name: str) -> Any:
-        entry = self.entry(level, key)
-        if entry is not None and name in entry.get("values", {}):
-            return entry["values"][name]
-        return grid.rows(level)[key][name]
+        return self.values(grid, level, key)[name]
+
+    def values(self, grid: Grid, level: str, key: Key) -> dict[str, Any]:
+        """A cell's demand and supply with its edits applied (one look-up for both)."""
+        entry = self.overrides.get((level, key)) if self.overrides else None
+        edited = entry.get("values", {}) if entry is not None else {}
+        base = grid.rows(level)[key]
+        return {f: edited[f] if f in edited else base[f] for f in FIELDS}
 
     def overridden(self, level: str, key: Key) -> list[str]:
         entry = self.entry(level, key)
@@ -414,14 +418,8 @@ def view_rows(
         return docs.num(round(s, decimals) if decimals is not None else s)
 
     def detail_of(cells: list[Key]) -> dict[str, list[Any]]:
-        out: dict[str, list[Any]] = {f: [] for f in FIELDS}
-        for cell in cells:
-            entry = st.overrides.get(("det", cell)) if st.overrides else None
-            values = entry.get("values", {}) if entry is not None else {}
-            base = grid.det[cell]
-            for f in FIELDS:
-                out[f].append(values[f] if f in values else base[f])
-        return out
+        edited = [st.values(grid, "det", cell) for cell in cells]
+        return {f: [v[f] for v in edited] for f in FIELDS}
 
     rows = []
     if level == "aggregate":
@@ -479,14 +477,11 @@ class Sheet:
             if key is None:
                 out.append(None)
                 continue
-            entry = self.state.entry("det", key)
-            values = entry.get("values", {}) if entry is not None else {}
-            base = self.grid.det[key]
             out.append({
                 "week": key[1], "period": key[2],
-                **{f: values[f] if f in values else base[f] for f in FIELDS}, "backlog": base["backlog"],
+                **self.state.values(self.grid, "det", key), "backlog": self.grid.det[key]["backlog"],
                 "locked": self.state.locked("det", key), "family_locked": self.state.locked("aggregate", (self.family, key[2])),
-                "overridden": [f for f in FIELDS if f in values],
+                "overridden": self.state.overridden("det", key),
             })  # fmt: skip
         return out
 
@@ -495,7 +490,6 @@ def family_sheet(grid: Grid, st: State, family: str) -> Sheet:
     """The :class:`Sheet` of ``family``. Unlike :func:`view_rows` no key hash or other-level value is
     made, and a cell's whole entry only when :meth:`Sheet.cells` asks for its SKU: a family has
     thousands of cells, a page of the grid a few hundred."""
-    overrides = st.overrides
     mine = [(key, base) for key, base in grid.det.items() if base["family"] == family]
     buckets = sorted({(key[1], key[2]) for key, _ in mine})
     column = {b: i for i, b in enumerate(buckets)}
@@ -506,13 +500,11 @@ def family_sheet(grid: Grid, st: State, family: str) -> Sheet:
     keys: dict[str, list[Key | None]] = {s: [None] * n for s in skus}
     for key, base in mine:
         i = column[(key[1], key[2])]
-        entry = overrides.get(("det", key)) if overrides else None
-        edited = entry.get("values", {}) if entry is not None else {}
+        edited = st.values(grid, "det", key)
         mine_values = values[key[0]]
         for f in FIELDS:
-            v = edited[f] if f in edited else base[f]
-            totals[f][i] += v
-            mine_values[f][i] = v
+            totals[f][i] += edited[f]
+            mine_values[f][i] = edited[f]
         mine_values["backlog"][i] = base["backlog"]
         keys[key[0]][i] = key
     return Sheet(grid, st, family, buckets, skus, totals, values, keys)

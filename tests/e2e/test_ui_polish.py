@@ -199,5 +199,8 @@ def test_an_exception_endangering_many_finished_goods_lists_a_few_and_fetches_th
         row.locator("details.pegging summary").click()
         expect(listed).to_have_count(len(whole))
         assert listed.all_inner_texts() == whole
+        # an item no exception names: a clear 404, not an empty list
+        missing = httpx.get(hub.url("/ui/plans/wide/pegging"), params={"item": "NO-SUCH-ITEM"}, timeout=30)
+        assert missing.status_code == 404 and "NO-SUCH-ITEM" in missing.text
     finally:
         hub.stop()
