@@ -79,6 +79,7 @@ def backup_database(
     progress: CopyProgress | None = None,
     pages_per_step: int | None = None,
     verify: bool = True,
+    on_snapshot: Callable[[], None] | None = None,
 ) -> Path:
     """Write a copy of the database to ``dest_dir/<prefix>_<YYYYMMDDHHMM>.db`` (``.dump`` on
     PostgreSQL; ``dest_dir`` defaults to the database's :func:`backup_folder`); when that name is
@@ -86,7 +87,8 @@ def backup_database(
 
     ``verify``: on SQLite, the copy must pass ``PRAGMA integrity_check`` before it gets its name.
     Without it a damaged database is copied as it is (a dump is always checked with ``pg_restore
-    --list``)."""
+    --list``). ``on_snapshot``: called on SQLite once the copy's read transaction is open, from which
+    point commits of other connections no longer reach the copy (not called on PostgreSQL)."""
     engine = engine or get_engine()
     dest = resolve_path(dest_dir) if dest_dir is not None else backup_folder(engine)
     if engine.dialect.name == "sqlite":
@@ -94,7 +96,13 @@ def backup_database(
         if not live.is_file():
             raise BackupError(f"database file {live} does not exist")
         return _copy_sqlite(
-            live, dest, prefix, verify=verify, progress=progress, pages_per_step=pages_per_step
+            live,
+            dest,
+            prefix,
+            verify=verify,
+            progress=progress,
+            pages_per_step=pages_per_step,
+            on_snapshot=on_snapshot,
         )
     if engine.dialect.name == "postgresql":
         dest.mkdir(parents=True, exist_ok=True)
@@ -203,12 +211,13 @@ def _copy_sqlite(
     verify: bool,
     progress: CopyProgress | None = None,
     pages_per_step: int | None = None,
+    on_snapshot: Callable[[], None] | None = None,
 ) -> Path:
     """Copy ``live`` into a hidden file in ``dest``, verify it, then give it its final name."""
     dest.mkdir(parents=True, exist_ok=True)
     partial = dest / f".{prefix}_{os.getpid()}_{time.monotonic_ns()}.partial"
     try:
-        _online_copy(live, partial, progress, pages_per_step)
+        _online_copy(live, partial, progress, pages_per_step, on_snapshot)
         if verify:
             problem = verify_sqlite_backup(partial)
             if problem:
@@ -220,10 +229,15 @@ def _copy_sqlite(
 
 
 def _online_copy(
-    source: Path, target: Path, progress: CopyProgress | None, pages_per_step: int | None
+    source: Path,
+    target: Path,
+    progress: CopyProgress | None,
+    pages_per_step: int | None,
+    on_snapshot: Callable[[], None] | None = None,
 ) -> None:
     """SQLite's online backup of ``source`` into the new file ``target``, under one read transaction,
-    in steps of ``pages_per_step`` pages (default: :data:`STEP_BYTES` worth)."""
+    in steps of ``pages_per_step`` pages (default: :data:`STEP_BYTES` worth); ``on_snapshot`` is
+    called once that transaction is open."""
     src = sqlite3.connect(source, timeout=30, isolation_level=None)
     dst = sqlite3.connect(target, isolation_level=None)
     try:
@@ -236,6 +250,8 @@ def _online_copy(
         # one it opened itself would end with each step and restart the copy after any commit.
         src.execute("BEGIN")
         src.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        if on_snapshot is not None:
+            on_snapshot()
         if pages_per_step is None:
             pages_per_step = max(1, STEP_BYTES // src.execute("PRAGMA page_size").fetchone()[0])
         src.backup(dst, pages=pages_per_step, progress=_reporter(progress))

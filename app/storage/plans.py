@@ -719,16 +719,15 @@ class PlanStore:
         the caller made or verified them as the content of rows hashing to ``rows_digest``, and
         ``artifacts_digest`` is what the version's artifacts hash to once written. ``keep_ready_copy``:
         also store them as the version's ready copy (a version that had none)."""
-        decoded = {n: t.decode("utf-8") if isinstance(t, bytes) else t for n, t in texts.items()}
         bodies = _compressed(texts) if keep_ready_copy else {}
         with write_turn(self.engine), self.engine.begin() as conn:
             self._require(conn, version_id)
             conn.execute(
                 delete(plan_artifacts).where(
-                    plan_artifacts.c.version_id == version_id, plan_artifacts.c.name.in_(list(decoded))
+                    plan_artifacts.c.version_id == version_id, plan_artifacts.c.name.in_(list(texts))
                 )
             )
-            self._insert_artifacts(conn, version_id, decoded, now_ms())
+            self._insert_artifacts(conn, version_id, texts, now_ms())
             digests.ensure_generations(conn, version_id)
             if keep_ready_copy:
                 generation = digests.certification(conn, version_id).rows_generation or 0

@@ -456,7 +456,7 @@ def _niceness_after_repair_start() -> int:
     from app.ops.rollback import repair
 
     before = os.nice(0)
-    repair.repair_worker_start(None)
+    repair.repair_worker_start(None, None)
     return os.nice(0) - before
 
 
@@ -472,6 +472,65 @@ def test_repair_workers_are_one_more_than_the_cores_and_yield_the_cpu() -> None:
     assert repair.repair_jobs(None, 2) is None, "a few versions: the map decides (here, in order)"
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         assert pool.submit(_niceness_after_repair_start).result() == repair.REPAIR_WORKER_NICE
+
+
+def test_repair_workers_add_artifacts_once_the_backups_snapshot_is_open_and_replace_only_after_it(
+    scenario, tmp_path, monkeypatch
+):
+    """The backup signals when its snapshot is open; from then on a repair worker writes the artifacts of
+    a version that has none (the backup cannot see them), while a repair that replaces artifacts waits
+    until the backup is recorded. The backup holds every version as it was."""
+    import threading
+
+    from app.ops.rollback import repair
+
+    store = scenario.store
+    url = store.engine.url.render_as_string(hide_password=False)
+    may_write, may_add = threading.Event(), threading.Event()
+    monkeypatch.setattr(repair, "_MAY_WRITE", may_write)
+    monkeypatch.setattr(repair, "_MAY_ADD", may_add)
+    early: dict[str, dict] = {}
+
+    def while_the_backup_copies() -> None:
+        may_add.set()
+        for vid in ("rb-db", "rb-missing", "rb-changed"):
+            early[vid] = repair.repair_in_worker(url, vid)
+
+    assert "written" not in repair.repair_in_worker(url, "rb-db"), "nothing before the snapshot is open"
+    copy = backup_ops.backup_database(
+        tmp_path / "backup", store.engine, verify=False, on_snapshot=while_the_backup_copies
+    )
+
+    assert early["rb-db"].get("written") and early["rb-missing"].get("written"), "versions without artifacts"
+    assert not early["rb-changed"].get("written") and early["rb-changed"]["texts"], "a replacement waits"
+    with sqlite3.connect(copy) as conn:  # the database as it was when the snapshot opened
+        counts = dict(conn.execute("SELECT version_id, COUNT(*) FROM plan_artifacts GROUP BY version_id"))
+        changed = conn.execute(
+            "SELECT json_text FROM plan_artifacts WHERE version_id='rb-changed' AND name='aggregate.json'"
+        ).fetchone()[0]
+    assert "rb-db" not in counts and "rb-missing" not in counts
+    assert changed == scenario.artifacts_before["rb-changed"]["aggregate.json"]
+    assert set(CORE_ARTIFACTS) <= set(store.artifact_names("rb-db"))
+    assert set(CORE_ARTIFACTS) <= set(store.artifact_names("rb-missing"))
+    assert artifacts(store, "rb-changed")["rb-changed"] == scenario.artifacts_before["rb-changed"]
+    may_write.set()
+    assert repair.repair_in_worker(url, "rb-changed").get("written")
+    assert artifacts(store, "rb-changed")["rb-changed"] != scenario.artifacts_before["rb-changed"]
+    for vid in ("rb-db", "rb-missing", "rb-changed"):
+        assert check.check_database(store.engine, vid).ok, vid
+
+
+def test_a_rollback_with_repair_workers_keeps_the_database_as_it_was_in_its_backup(scenario, tmp_path):
+    store = scenario.store
+    content = ('INSERT INTO "plan_', 'INSERT INTO "runs"')
+    before = [line for line in dump(scenario.path) if line.startswith(content)]
+
+    report = rollback(store.engine, jobs=2, **ops_paths(tmp_path))
+
+    assert report.ok is False and sorted(report.repaired) == sorted(REPAIRED)
+    assert [line for line in dump(Path(report.backup_path)) if line.startswith(content)] == before
+    for vid in REPAIRED:
+        assert check.check_database(store.engine, vid).ok, vid
 
 
 # --- the ready copy --------------------------------------------------------------------------------

@@ -214,24 +214,28 @@ def rollback(
     snapshot = functools.partial(_snapshot, engine, resolve_path(tmp_dir or paths.tmp), snapshot_versions)
     with contextlib.ExitStack() as stack:
         # Versions are read and assessed in worker processes from here on, while the backup copies and
-        # the snapshot is taken: both only read, and nothing is written before the backup is recorded
-        # (until then the verdicts bring their texts here; afterwards the workers write them).
+        # the snapshot is taken. Once the backup's snapshot is open (SQLite), the workers add artifacts
+        # to versions that have none: the backup holds the database as it was before them, and they
+        # replace nothing. Any other repair waits until the backup is recorded (until then its verdict
+        # brings its texts here; afterwards the workers write them).
         assessments = None
-        may_write = multiprocessing.get_context("spawn").Event()
+        spawn = multiprocessing.get_context("spawn")
+        may_write, may_add = spawn.Event(), spawn.Event()
         if not state.done("repair"):
             todo = repair.repair_todo(store, state)
             assessments = stack.enter_context(
                 VersionMap(
                     repair.repair_in_worker, engine, todo, repair.repair_jobs(jobs, len(todo)),
-                    size=repair.verdict_size, initializer=repair.repair_worker_start, initargs=(may_write,),
+                    size=repair.verdict_size, initializer=repair.repair_worker_start, initargs=(may_write, may_add),
                 )
             )  # fmt: skip
         with ThreadPoolExecutor(1, thread_name_prefix="scpln-snapshot") as side:
             # The snapshot is recorded after the backup, as the runbook orders them.
             early = side.submit(snapshot) if not state.done("backup") and not state.done("snapshot") else None
-            report.backup_path = phase("backup", lambda: _backup(engine, backup_dir))
+            report.backup_path = phase("backup", lambda: _backup(engine, backup_dir, may_add.set))
             # The workers write what they repair from now on, while the snapshot may still be taken: the
             # repair writes artifacts, never the plan_series rows the snapshot holds.
+            may_add.set()  # a resumed run's backup was recorded before
             may_write.set()
             report.snapshots = phase("snapshot", early.result if early else snapshot)
         share = (ROLLBACK_PHASES.index("repair"), len(ROLLBACK_PHASES))
@@ -275,7 +279,8 @@ def _rollback_plan(
     lines += [
         "pause plan intake, maintenance on (SQLite WAL checkpointed into the main file)",
         f"backup to {backup_dir}/plan_db_prerollback_<YYYYMMDDHHMM>.db (SQLite's online backup, the "
-        "database as it is; pg_dump on PostgreSQL), with the snapshot taken meanwhile",
+        "database as it is; pg_dump on PostgreSQL), with the snapshot taken meanwhile and, on SQLite, the "
+        "artifacts of versions that have none written meanwhile (the backup cannot see them)",
         f"snapshot the plan_series rows of the {n_snapshot} latest versions (CSV) and the RunRegistry (JSON)",
     ]
     versions = repair.ready_versions(store)
@@ -298,12 +303,19 @@ def _rollback_plan(
     return lines
 
 
-def _backup(engine: Engine, backup_dir: Path) -> str:
+def _backup(engine: Engine, backup_dir: Path, on_snapshot: Any = None) -> str:
     """The pre-rollback backup: the runbook's ``cp``, made safe by taking it with SQLite's online backup
     API. It is not held to ``integrity_check``: a damaged database is what a rollback is for, and it must
-    be kept as it is (a restore verifies the copy in full before using it)."""
+    be kept as it is (a restore verifies the copy in full before using it). ``on_snapshot``: called once
+    the copy holds the database as it is now (SQLite only)."""
     return str(
-        backup.backup_database(dest_dir=backup_dir, engine=engine, prefix="plan_db_prerollback", verify=False)
+        backup.backup_database(
+            dest_dir=backup_dir,
+            engine=engine,
+            prefix="plan_db_prerollback",
+            verify=False,
+            on_snapshot=on_snapshot,
+        )
     )
 
 

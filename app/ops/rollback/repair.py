@@ -49,8 +49,11 @@ ACTION_TEXT = {
     "needs_restore": "NEEDS RESTORE from backup",
 }
 
-#: In a repair worker process: set once the rollback may write (its backup is recorded).
+#: In a repair worker process: set once the rollback may write anything (its backup is recorded).
 _MAY_WRITE: Any = None
+#: In a repair worker process: set once the rollback may add artifacts to a version that has none (the
+#: backup's snapshot is open, so the backup holds the database as it was before any of them).
+_MAY_ADD: Any = None
 
 
 def ready_versions(store: PlanStore) -> list[str]:
@@ -67,7 +70,8 @@ def ready_versions(store: PlanStore) -> list[str]:
 def assess(store: PlanStore, version_id: str) -> dict[str, Any]:
     """What the repair phase does with one version, and why (see the module docstring). A ``repair``
     verdict carries the ``texts`` to write, the ``rows_digest`` and ``artifacts_digest`` to certify
-    them with, ``source`` (``ready copy`` or ``rows``) and ``keep_copy``; ``rows_digest`` is also set
+    them with, ``source`` (``ready copy`` or ``rows``), ``keep_copy`` and ``adds_only`` (the version has
+    no artifacts yet, so writing them replaces nothing); ``rows_digest`` is also set
     on an ``ok`` verdict when healthy rows were read and found equal to the artifacts."""
     certified = store.certification(version_id)
     names = store.artifact_names(version_id)
@@ -98,6 +102,7 @@ def assess(store: PlanStore, version_id: str) -> dict[str, Any]:
                 # what the version's artifacts hash to once these texts are written
                 "artifacts_digest": digests.artifacts_digest({**stored, **expected}),
                 "keep_copy": not store.has_ready_copy(version_id),
+                "adds_only": not stored,
             }
         return {"action": "ok", "why": "artifacts equal the rows", "rows_digest": rows_digest}
     artifacts_why = _artifacts_problem(version_id, stored)
@@ -142,6 +147,7 @@ def _from_ready_copy(
         "rows_digest": certified.rows_digest,
         "artifacts_digest": digests.artifacts_digest({**blobs, **texts}) if beside else copy.artifacts_digest,
         "keep_copy": False,
+        "adds_only": not blobs,
     }
 
 
@@ -237,21 +243,30 @@ def repair_jobs(jobs: int | None, versions: int) -> int | None:
     return default_jobs() + 1
 
 
-def repair_worker_start(may_write: Any) -> None:
-    global _MAY_WRITE
-    _MAY_WRITE = may_write
+def repair_worker_start(may_write: Any, may_add: Any) -> None:
+    global _MAY_WRITE, _MAY_ADD
+    _MAY_WRITE, _MAY_ADD = may_write, may_add
     with contextlib.suppress(OSError, AttributeError):
         os.nice(REPAIR_WORKER_NICE)
 
 
+def may_write_now(verdict: dict[str, Any]) -> bool:
+    """Whether a repair worker may write this ``repair`` verdict now: anything once the backup is
+    recorded; artifacts of a version that has none from the moment the backup's snapshot is open (the
+    backup cannot see them, and they replace nothing, so a failed backup loses nothing either)."""
+    if _MAY_WRITE is not None and _MAY_WRITE.is_set():
+        return True
+    return bool(verdict.get("adds_only")) and _MAY_ADD is not None and _MAY_ADD.is_set()
+
+
 def repair_in_worker(url: str, version_id: str) -> dict[str, Any]:
-    """Assess a version in a repair worker and, once the rollback may write, write its repaired
-    artifacts right here (the texts then need not travel to the parent). Before that, the verdict
-    carries the texts and the parent writes them after the backup."""
+    """Assess a version in a repair worker and, when it may (:func:`may_write_now`), write its repaired
+    artifacts right here (the texts then need not travel to the parent). Otherwise the verdict carries
+    the texts and the parent writes them after the backup."""
     store = store_for(url)
     verdict = assess(store, version_id)
     verdict["version_id"] = version_id
-    if verdict["action"] == "repair" and _MAY_WRITE is not None and _MAY_WRITE.is_set():
+    if verdict["action"] == "repair" and may_write_now(verdict):
         write_repair(store, version_id, verdict)
         del verdict["texts"]
         verdict["written"] = True
