@@ -9,6 +9,7 @@ operators' ``app.db`` re-exports it beside the runbook's artifact helpers.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import threading
@@ -23,6 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import REPO_ROOT, Settings, get_settings, positive_number, resolve_path
 from app.errors import StorageBusy, StorageFull, is_disk_full, is_locked
@@ -30,6 +32,7 @@ from app.errors import StorageBusy, StorageFull, is_disk_full, is_locked
 #: Lock key of schema upgrades on PostgreSQL (any constant; the same in every process).
 _PG_MIGRATION_LOCK = zlib.crc32(b"scpln.init_db")
 
+log = logging.getLogger(__name__)
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 _migrate_lock = threading.Lock()
@@ -314,6 +317,35 @@ def _turn_refused(engine: Engine) -> StorageBusy:
         "was written; send it again (SCPLN_WRITE_WAIT_SECONDS sets the wait)",
         {"database": make_url(str(engine.url)).render_as_string(hide_password=True)},
     )
+
+
+#: On PostgreSQL, a bulk write of at least this share of a table's rows refreshes the table's statistics
+#: at once (autovacuum's own default threshold, which it would reach within a minute or so).
+ANALYZE_SHARE = 0.1
+
+
+def refresh_statistics(engine: Engine, table: str, rows_written: int) -> bool:
+    """After a bulk write of ``rows_written`` rows into ``table`` (committed): on PostgreSQL, ``ANALYZE``
+    the table when it was never analyzed or the write is at least :data:`ANALYZE_SHARE` of its rows, so
+    the next queries are planned on the table as it now is. Without statistics the planner takes a
+    level of thousands of rows for one row and joins it by scanning the other side whole for every
+    row. Nothing on SQLite. A failure is only logged: the write it follows is already committed.
+    Returns whether the table was analyzed."""
+    if engine.dialect.name != "postgresql" or rows_written <= 0:
+        return False
+    try:
+        with engine.connect() as conn:
+            known = conn.execute(
+                text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"), {"t": table}
+            ).scalar()
+            if known is not None and known >= 0 and rows_written < ANALYZE_SHARE * known:
+                return False
+            conn.execute(text(f'ANALYZE "{table}"'))
+            conn.commit()
+    except SQLAlchemyError as exc:
+        log.warning("ANALYZE %s after a write of %d rows failed: %s", table, rows_written, exc)
+        return False
+    return True
 
 
 def insert_for(engine: Engine) -> Any:

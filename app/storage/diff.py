@@ -436,15 +436,23 @@ def _series_query(
     version's row at the same ``seq``, in ``seq`` order: (seq, keys match, group without its level)."""
     series = _series_level(level)
     b, o = plan_series.alias("b"), plan_series.alias("o")
-    source = b.join(o, and_(o.c.version_id == this_id, o.c.level == b.c.level, o.c.seq == b.c.seq))
+
+    def rows_of(t: Any, version_id: str, level_name: str) -> Any:
+        # every side names its version, level and seq range, so each is one range of the primary key
+        # whatever join the database picks (PostgreSQL without statistics otherwise scans a whole level
+        # for every row of the range)
+        return and_(
+            t.c.version_id == version_id, t.c.level == level_name, t.c.seq > seqs[0], t.c.seq <= seqs[1]
+        )
+
+    source = b.join(o, and_(rows_of(o, this_id, series.name), o.c.seq == b.c.seq))
     sides = {"b": b, "o": o}
     if series.base:  # plan_final rows borrow their planned part from the mrp row at the same seq
-        for name, row in list(sides.items()):
+        for name, row, version_id in (("b", b, base_id), ("o", o, this_id)):
             planned = plan_series.alias(f"{name}_planned")
             source = source.outerjoin(
-                planned,
-                and_(planned.c.version_id == row.c.version_id, planned.c.level == series.base, planned.c.seq == row.c.seq),
-            )  # fmt: skip
+                planned, and_(rows_of(planned, version_id, series.base), planned.c.seq == row.c.seq)
+            )
             sides[f"{name}_planned"] = planned
 
     def value(side: str, measure: str) -> Any:
@@ -462,10 +470,7 @@ def _series_query(
         select(b.c.seq, keys_differ, *keys, *(x for x, _ in pairs), *(y for _, y in pairs))
         .select_from(source)
         .where(
-            b.c.version_id == base_id,
-            b.c.level == series.name,
-            b.c.seq > seqs[0],
-            b.c.seq <= seqs[1],
+            rows_of(b, base_id, series.name),
             or_(keys_differ, *(x.is_distinct_from(y) for x, y in pairs)),
         )
         .order_by(b.c.seq)

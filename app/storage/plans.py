@@ -35,7 +35,7 @@ from app.planning import documents as docs
 from app.planning.model import DERIVED_ARTIFACTS, PlanContent
 from app.storage import codec_artifacts, codec_series, digests, modes, ready_copy, spans, texts_child
 from app.storage.codec_series import PSI_OVERRIDES, PSI_STATE
-from app.storage.db import get_engine, insert_for, now_ms, write_turn
+from app.storage.db import get_engine, insert_for, now_ms, refresh_statistics, write_turn
 from app.storage.schema import (
     plan_artifacts,
     plan_kpis,
@@ -246,6 +246,7 @@ class PlanStore:
             # may succeed later
             kind = type(exc) if isinstance(exc, StorageError) else StorageError
             raise kind(f"plan {vid} was not stored ({mode}): {exc}") from exc
+        refresh_statistics(self.engine, plan_series.name, series_rows)
         seconds = time.perf_counter() - started
         self._notify(mode, seconds, None)
         if mode == "db":

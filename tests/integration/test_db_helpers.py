@@ -151,3 +151,30 @@ def test_the_runbooks_sqlite3_queries_find_their_tables_and_columns(sqlite_url: 
         results = [conn.execute(q).fetchall() for q in queries]
     assert results[1] == [("v1", 1, 1, 1)]
     assert results[3][0][:2] == ("v1", "ready")
+
+
+def test_a_large_write_on_postgresql_leaves_the_table_analyzed_and_a_small_one_does_not_analyze(
+    pg_url: str, sqlite_url: str
+) -> None:
+    from app.planning.pipeline import plan_input_set
+    from app.storage import db as storage_db
+    from app.storage.plans import PlanStore
+    from tests.conftest import SAMPLE
+
+    db.init_db(pg_url)
+    engine = db.get_engine(pg_url)
+
+    def reltuples() -> float:
+        with engine.connect() as conn:
+            return conn.exec_driver_sql(
+                "SELECT reltuples FROM pg_class WHERE relname = 'plan_series'"
+            ).scalar()
+
+    assert reltuples() < 0, "a new table has never been analyzed"
+    written = PlanStore(engine).write_version(plan_input_set(SAMPLE, version_id="v1"), mode="db")
+    assert reltuples() == written.series_rows > 0, "the first version is the whole table: analyzed"
+    share = written.series_rows * storage_db.ANALYZE_SHARE
+    assert not storage_db.refresh_statistics(engine, "plan_series", int(share) - 1)
+    assert storage_db.refresh_statistics(engine, "plan_series", int(share) + 1)
+    db.init_db(sqlite_url)
+    assert not storage_db.refresh_statistics(db.get_engine(sqlite_url), "plan_series", 10**6), "not on SQLite"
