@@ -525,9 +525,17 @@ def test_a_rollback_with_repair_workers_keeps_the_database_as_it_was_in_its_back
     content = ('INSERT INTO "plan_', 'INSERT INTO "runs"')
     before = [line for line in dump(scenario.path) if line.startswith(content)]
 
-    report = rollback(store.engine, jobs=2, **ops_paths(tmp_path))
+    wal = scenario.path.with_name(scenario.path.name + "-wal")
+    wal_after_repair: list[int] = []
+
+    def progress(stage: str, _percent: int) -> None:
+        if stage == "pin" and not wal_after_repair:
+            wal_after_repair.append(wal.stat().st_size)
+
+    report = rollback(store.engine, jobs=2, progress=progress, **ops_paths(tmp_path))
 
     assert report.ok is False and sorted(report.repaired) == sorted(REPAIRED)
+    assert wal_after_repair == [0], "the repairs are in the file and the WAL is empty again"
     assert [line for line in dump(Path(report.backup_path)) if line.startswith(content)] == before
     for vid in REPAIRED:
         assert check.check_database(store.engine, vid).ok, vid

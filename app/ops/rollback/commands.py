@@ -239,7 +239,15 @@ def rollback(
             may_write.set()
             report.snapshots = phase("snapshot", early.result if early else snapshot)
         share = (ROLLBACK_PHASES.index("repair"), len(ROLLBACK_PHASES))
-        outcome = phase("repair", lambda: repair.repair(store, state, step, assessments, share))
+
+        def repair_all() -> dict[str, Any]:
+            done = repair.repair(store, state, step, assessments, share)
+            # What was written while the backup copied waited in the WAL, which grew by all of it: into
+            # the file with it, and the WAL back to empty (open connections would otherwise keep it).
+            intake.checkpoint_wal(engine)
+            return done
+
+        outcome = phase("repair", repair_all)
     report.versions_checked = outcome["checked"]
     report.repaired = list(outcome["repaired"])
     report.repaired_from_copy = list(outcome.get("from_copy", []))
