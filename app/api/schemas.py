@@ -185,11 +185,15 @@ class DiffPage(BaseModel):
     source: Literal["rows", "artifacts"] = Field(
         description="Compared in the database (rows) or from artifacts."
     )
-    summary: dict[str, int] = Field(description="Differences per level.")
-    total: int
+    summary: dict[str, int] | None = Field(description="Differences per level (null with cursor paging).")
+    total: int | None = Field(description="Differences in all (null with cursor paging).")
     limit: int
     offset: int
     rows: list[DiffRow]
+    next: str | None = Field(
+        default=None,
+        description="Cursor paging: pass as `after` for the following page; null at the end (and with offset paging).",
+    )
 
 
 class PegRow(BaseModel):

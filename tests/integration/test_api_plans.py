@@ -522,6 +522,31 @@ def test_diff_is_this_version_minus_its_base_in_units_kpis_first(planned):
     assert page["rows"] == body["rows"][1:3] and page["total"] == body["total"]
 
 
+def test_cursor_pages_of_a_diff_put_together_are_the_whole_diff_without_counts(planned):
+    whole = planned.get("/plans/v-db/diff?against=v-both&limit=5000").json()
+    assert whole["next"] is None and whole["total"] > 60
+    rows, after, pages = [], None, 0
+    while True:
+        query = f"&after={after}" if after else "&counts=false"
+        page = planned.get(f"/plans/v-db/diff?against=v-both&limit=20{query}")
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert body["summary"] is None and body["total"] is None and body["source"] == "rows"
+        rows += body["rows"]
+        pages += 1
+        if body["next"] is None:
+            break
+        assert body["next"] != after
+        after = body["next"]
+    assert rows == whole["rows"] and pages > 2
+    first = planned.get("/plans/v-db/diff?against=v-both&limit=20&counts=false").json()["rows"]
+    assert [r["level"] for r in first[: whole["summary"]["kpis"]]] == ["kpis"] * whole["summary"]["kpis"]
+    for bad in ("after=aggregate:9:1", "after=x", "counts=false&offset=3"):
+        refused = planned.get(f"/plans/v-db/diff?against=v-both&{bad}")
+        assert refused.status_code == 422 and refused.json()["error"] == "invalid request", bad
+        assert "cursor" in refused.json()["detail"], bad
+
+
 def test_diff_defaults_to_the_previous_version_of_the_input_set(planned):
     body = planned.get("/plans/v-db/diff?limit=1").json()
     assert (body["against"], body["base_reason"]) == ("v-files", "previous")
