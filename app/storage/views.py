@@ -355,7 +355,8 @@ def _filled_chunks(store: PlanStore, level: Level, version_id: str) -> Iterator[
             rows = [carrier, *rows]
             base_rows = None if base_rows is None else [base_rows[0], *base_rows]
         out = codec_series.fill_rows(lv, rows, base_rows)[1 if carrier is not None else 0 :]
-        last[lv.name] = out[-1]
+        if out:
+            last[lv.name] = out[-1]
         return out
 
     after = -1

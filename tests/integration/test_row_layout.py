@@ -181,3 +181,22 @@ def test_whole_mrp_and_plan_final_levels_read_in_small_chunks_are_the_artifacts_
         _, filtered = views.csv_stream(store, "v-whole", table, {"item": item})  # SQL expressions per field
         lines = "".join(filtered).splitlines()
         assert lines[1:] == [line for line in whole_csv.splitlines()[1:] if line.startswith(f"{item},")]
+
+
+@pytest.mark.parametrize("kept", [10, 0])
+def test_a_final_level_whose_mrp_rows_are_missing_is_refused_by_name_when_read_whole(
+    sqlite_url: str, kept: int
+) -> None:
+    from app.storage import views
+
+    engine = planned(sqlite_url, "v-gap", "db")
+    with engine.begin() as conn:  # a hand-made fault: the mrp rows after the first ``kept`` are gone
+        conn.execute(
+            text("DELETE FROM plan_series WHERE version_id = 'v-gap' AND level = 'mrp' AND seq >= :k"),
+            {"k": kept},
+        )
+    store = PlanStore(engine)
+    with pytest.raises(
+        ValueError, match="'mrp_final' of 'v-gap': rows 0 to .* do not line up with level 'mrp'"
+    ):
+        views.read_all(store, store.get_version("v-gap"), views.TABLES["final"], views.ROWS)

@@ -27,6 +27,7 @@ import json
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -311,7 +312,7 @@ def _rollback_plan(
     return lines
 
 
-def _backup(engine: Engine, backup_dir: Path, on_snapshot: Any = None) -> str:
+def _backup(engine: Engine, backup_dir: Path, on_snapshot: Callable[[], Any] | None = None) -> str:
     """The pre-rollback backup: the runbook's ``cp``, made safe by taking it with SQLite's online backup
     API. It is not held to ``integrity_check``: a damaged database is what a rollback is for, and it must
     be kept as it is (a restore verifies the copy in full before using it). ``on_snapshot``: called once
