@@ -541,6 +541,30 @@ def test_a_rollback_with_repair_workers_keeps_the_database_as_it_was_in_its_back
         assert check.check_database(store.engine, vid).ok, vid
 
 
+def test_a_rollback_killed_after_an_early_add_ends_like_an_uninterrupted_one(scenario_template, tmp_path):
+    """The state a run killed while its backup copied leaves behind: a version without artifacts got
+    them from a repair worker, and no phase after the pause is recorded. Run again, the rollback finds
+    that version whole and ends with the same artifacts as a run never interrupted."""
+    from app.ops.rollback import repair
+
+    killed = open_store(copy_database(scenario_template.path, tmp_path / "killed" / "scpln.db"))
+    clean = open_store(copy_database(scenario_template.path, tmp_path / "clean" / "scpln.db"))
+    verdict = repair.assess(killed, "rb-db")
+    assert verdict["action"] == "repair" and verdict["adds_only"]
+    repair.write_repair(killed, "rb-db", verdict)
+
+    again = rollback(killed.engine, **ops_paths(tmp_path / "killed"))
+    uninterrupted = rollback(clean.engine, **ops_paths(tmp_path / "clean"))
+
+    assert "rb-db" not in again.repaired and "rb-db" in uninterrupted.repaired
+    assert sorted([*again.repaired, "rb-db"]) == sorted(uninterrupted.repaired)
+    verify = (again.verify_version, uninterrupted.verify_version)
+    after = {v: a for v, a in artifacts(killed).items() if v not in verify}
+    assert after == {v: a for v, a in artifacts(clean).items() if v not in verify}
+    with sqlite3.connect(again.backup_path) as conn:  # the backup of the second run holds the early add
+        assert conn.execute("SELECT COUNT(*) FROM plan_artifacts WHERE version_id='rb-db'").fetchone()[0] > 0
+
+
 # --- the ready copy --------------------------------------------------------------------------------
 
 
