@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
 from app import db
@@ -200,3 +202,29 @@ def test_a_final_level_whose_mrp_rows_are_missing_is_refused_by_name_when_read_w
         ValueError, match="'mrp_final' of 'v-gap': rows 0 to .* do not line up with level 'mrp'"
     ):
         views.read_all(store, store.get_version("v-gap"), views.TABLES["final"], views.ROWS)
+
+
+@pytest.fixture(scope="module")
+def stored_once(tmp_path_factory: pytest.TempPathFactory) -> PlanStore:
+    url = f"sqlite:///{tmp_path_factory.mktemp('chunks') / 'scpln.db'}"
+    store = PlanStore(planned(url, "v-chunks", "db"))
+    yield store
+    db.dispose_engines(url)
+
+
+@settings(max_examples=20, deadline=None)
+@given(chunk=st.integers(min_value=2, max_value=90))
+def test_whole_levels_read_in_chunks_of_any_size_are_what_the_codec_decodes(stored_once: PlanStore, chunk: int) -> None:  # fmt: skip
+    from app.storage import views
+
+    decoded = stored_once.read_rows("v-chunks")
+    assert decoded is not None
+    info = stored_once.get_version("v-chunks")
+    kept = views.CSV_CHUNK_ROWS
+    views.CSV_CHUNK_ROWS = chunk
+    try:
+        for table, name in (("mrp", "mrp.json"), ("final", "plan_final.json")):
+            read = views.read_all(stored_once, info, views.TABLES[table], views.ROWS)
+            assert read == decoded.documents[name]["rows"], (table, chunk)
+    finally:
+        views.CSV_CHUNK_ROWS = kept
