@@ -563,6 +563,8 @@ def test_a_rollback_killed_after_an_early_add_ends_like_an_uninterrupted_one(sce
     assert after == {v: a for v, a in artifacts(clean).items() if v not in verify}
     with sqlite3.connect(again.backup_path) as conn:  # the backup of the second run holds the early add
         assert conn.execute("SELECT COUNT(*) FROM plan_artifacts WHERE version_id='rb-db'").fetchone()[0] > 0
+    for store in (killed, clean):
+        db.dispose_engines(store.engine.url.render_as_string(hide_password=False))
 
 
 # --- the ready copy --------------------------------------------------------------------------------
