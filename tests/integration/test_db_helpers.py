@@ -176,5 +176,6 @@ def test_a_large_write_on_postgresql_leaves_the_table_analyzed_and_a_small_one_d
     share = written.series_rows * storage_db.ANALYZE_SHARE
     assert not storage_db.refresh_statistics(engine, "plan_series", int(share) - 1)
     assert storage_db.refresh_statistics(engine, "plan_series", int(share) + 1)
+    assert not storage_db.refresh_statistics(engine, "no_such_table", 10), "a failure is only logged"
     db.init_db(sqlite_url)
     assert not storage_db.refresh_statistics(db.get_engine(sqlite_url), "plan_series", 10**6), "not on SQLite"
